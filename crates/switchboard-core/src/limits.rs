@@ -1,0 +1,25 @@
+//! Limits the core enforces, as plain data. Transports enforce the rest of
+//! the server's limits (frame size, message rate, connections per IP) themselves.
+
+/// Capacity limits for a [`Registry`](crate::Registry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Peers per room; `0` means unlimited. Default: `0`. A room may carry its own
+    /// tighter capacity (see [`CreateOptions::capacity`](crate::CreateOptions)).
+    pub max_peers_per_room: usize,
+    /// Rooms alive at once; `0` means unlimited. Default: `10_000`.
+    pub max_rooms: usize,
+    /// Events a peer's outbox holds before the peer counts as too slow and is closed.
+    /// Default: `256`.
+    pub outbox_capacity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_peers_per_room: 0,
+            max_rooms: 10_000,
+            outbox_capacity: 256,
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Registry scenarios: joins, relays, leaves and sweeps as adapters drive them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchboard_core::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const D: DialectTag = DialectTag(1);
+
+struct TestPeer {
+    handle: PeerHandle,
+    rx: mpsc::Receiver<Outbound>,
+}
+
+fn peer(capacity: usize) -> TestPeer {
+    let (handle, rx) = outbox(ConnId::next(), D, capacity, CancellationToken::new());
+    TestPeer { handle, rx }
+}
+
+impl TestPeer {
+    fn next(&mut self) -> Event {
+        match self.rx.try_recv().expect("an event is queued") {
+            Outbound::Event(env) => env.event.clone(),
+            Outbound::Frame(_) => panic!("unexpected frame"),
+        }
+    }
+    fn is_empty(&mut self) -> bool {
+        self.rx.try_recv().is_err()
+    }
+}
+
+fn join(
+    reg: &Registry,
+    room: &str,
+    id: &str,
+    p: &TestPeer,
+    mode: JoinMode,
+) -> Result<Membership, JoinError> {
+    reg.join(
+        room.into(),
+        id.into(),
+        p.handle.clone(),
+        JoinOptions {
+            mode,
+            ..Default::default()
+        },
+    )
+}
+
+fn policy() -> SweepPolicy {
+    SweepPolicy {
+        empty_grace: Duration::from_secs(30),
+        inactivity_timeout: Duration::from_secs(3600),
+        force_empty: false,
+    }
+}
+
+#[test]
+fn joiner_gets_the_member_list_and_others_get_peer_joined() {
+    let reg = Registry::new(Limits::default());
+    let mut a = peer(8);
+    let mut b = peer(8);
+    let _ma = join(&reg, "r", "alice", &a, JoinMode::Create).unwrap();
+    match a.next() {
+        Event::Joined { room, me, created } => {
+            assert!(created);
+            assert_eq!(me.as_str(), "alice");
+            assert_eq!(room.members.len(), 1);
+            assert!(room.members[0].is_host);
+        }
+        other => panic!("{other:?}"),
+    }
+    let _mb = join(&reg, "r", "bob", &b, JoinMode::Existing).unwrap();
+    match b.next() {
+        Event::Joined { room, created, .. } => {
+            assert!(!created);
+            let ids: Vec<_> = room
+                .members
+                .iter()
+                .map(|m| m.id.as_str().to_owned())
+                .collect();
+            assert_eq!(ids, ["alice", "bob"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match a.next() {
+        Event::PeerJoined { peer, .. } => assert_eq!(peer.id.as_str(), "bob"),
+        other => panic!("{other:?}"),
+    }
+    assert!(b.is_empty(), "the joiner does not hear about itself");
+    assert_eq!(reg.stats(), RegistryStats { rooms: 1, peers: 2 });
+}
+
+#[test]
+fn join_errors_are_typed() {
+    let reg = Registry::new(Limits {
+        max_peers_per_room: 2,
+        max_rooms: 1,
+        ..Limits::default()
+    });
+    let (a, b, c, d) = (peer(8), peer(8), peer(8), peer(8));
+    assert!(matches!(
+        join(&reg, "r", "a", &a, JoinMode::Existing),
+        Err(JoinError::RoomNotFound(_))
+    ));
+    let _ma = join(&reg, "r", "a", &a, JoinMode::Create).unwrap();
+    assert!(matches!(
+        join(&reg, "r", "x", &b, JoinMode::Create),
+        Err(JoinError::RoomExists(_))
+    ));
+    assert!(matches!(
+        join(&reg, "r", "a", &b, JoinMode::Existing),
+        Err(JoinError::PeerIdTaken { .. })
+    ));
+    let _mb = join(&reg, "r", "b", &b, JoinMode::Existing).unwrap();
+    assert!(matches!(
+        join(&reg, "r", "c", &c, JoinMode::Existing),
+        Err(JoinError::RoomFull { capacity: 2, .. })
+    ));
+    assert!(matches!(
+        join(&reg, "other", "d", &d, JoinMode::CreateOrJoin),
+        Err(JoinError::TooManyRooms(1))
+    ));
+    reg.set_admitting(false);
+    drop(_ma);
+    drop(_mb);
+    reg.sweep(SweepPolicy {
+        force_empty: true,
+        ..policy()
+    });
+    assert!(matches!(
+        join(&reg, "new", "d", &d, JoinMode::CreateOrJoin),
+        Err(JoinError::NotAdmitting)
+    ));
+}
+
+#[test]
+fn a_room_capacity_tighter_than_the_server_wins() {
+    let reg = Registry::new(Limits::default());
+    let (a, b, c) = (peer(8), peer(8), peer(8));
+    let opts = |mode| JoinOptions {
+        mode,
+        create: CreateOptions {
+            capacity: Some(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let _ma = reg
+        .join(
+            "r".into(),
+            "a".into(),
+            a.handle.clone(),
+            opts(JoinMode::CreateOrJoin),
+        )
+        .unwrap();
+    let _mb = reg
+        .join(
+            "r".into(),
+            "b".into(),
+            b.handle.clone(),
+            opts(JoinMode::CreateOrJoin),
+        )
+        .unwrap();
+    let err = reg
+        .join(
+            "r".into(),
+            "c".into(),
+            c.handle.clone(),
+            opts(JoinMode::CreateOrJoin),
+        )
+        .unwrap_err();
+    assert!(matches!(err, JoinError::RoomFull { capacity: 2, .. }));
+}
+
+#[test]
+fn targeted_relay_reaches_only_the_target_and_broadcast_skips_the_sender() {
+    let reg = Registry::new(Limits::default());
+    let (mut a, mut b, mut c) = (peer(8), peer(8), peer(8));
+    let ma = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let _mb = join(&reg, "r", "b", &b, JoinMode::CreateOrJoin).unwrap();
+    let _mc = join(&reg, "r", "c", &c, JoinMode::CreateOrJoin).unwrap();
+    while !a.is_empty() {}
+    while !b.is_empty() {}
+    while !c.is_empty() {}
+
+    let d = reg
+        .relay(
+            &ma,
+            Target::Peer("b".into()),
+            SignalKind::Offer,
+            Bytes::from_static(b"{}"),
+            D,
+        )
+        .unwrap();
+    assert_eq!(d.delivered, 1);
+    match b.next() {
+        Event::Signal(s) => {
+            assert_eq!(s.from.as_str(), "a");
+            assert_eq!(s.to.as_ref().map(PeerId::as_str), Some("b"));
+            assert_eq!(s.payload, "{}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.is_empty() && a.is_empty());
+
+    let d = reg
+        .relay(&ma, Target::Room, SignalKind::Candidate, Bytes::new(), D)
+        .unwrap();
+    assert_eq!(d.delivered, 2);
+    assert!(matches!(b.next(), Event::Signal(_)));
+    assert!(matches!(c.next(), Event::Signal(_)));
+    assert!(a.is_empty(), "never echoed to the sender");
+
+    let err = reg
+        .relay(
+            &ma,
+            Target::Peer("nobody".into()),
+            SignalKind::Offer,
+            Bytes::new(),
+            D,
+        )
+        .unwrap_err();
+    assert_eq!(err, RelayError::PeerNotFound("nobody".into()));
+}
+
+#[test]
+fn a_slow_peer_is_closed_and_the_sender_told() {
+    let reg = Registry::new(Limits::default());
+    let (a, b) = (peer(8), peer(2));
+    let ma = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let _mb = join(&reg, "r", "b", &b, JoinMode::CreateOrJoin).unwrap();
+    // b's outbox holds Joined plus one more; it never reads.
+    reg.relay(
+        &ma,
+        Target::Peer("b".into()),
+        SignalKind::Offer,
+        Bytes::new(),
+        D,
+    )
+    .unwrap();
+    let err = reg
+        .relay(
+            &ma,
+            Target::Peer("b".into()),
+            SignalKind::Offer,
+            Bytes::new(),
+            D,
+        )
+        .unwrap_err();
+    assert_eq!(err, RelayError::Undelivered(vec!["b".into()]));
+    assert_eq!(b.handle.close_reason(), Some(CloseReason::SlowConsumer));
+    assert!(!a.handle.is_closing());
+}
+
+#[test]
+fn dropping_a_membership_tells_the_room_once() {
+    let reg = Registry::new(Limits::default());
+    let (mut a, b) = (peer(8), peer(8));
+    let _ma = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let mb = join(&reg, "r", "b", &b, JoinMode::CreateOrJoin).unwrap();
+    let _ = a.next();
+    let _ = a.next();
+    drop(mb);
+    match a.next() {
+        Event::PeerLeft { peer, .. } => assert_eq!(peer.as_str(), "b"),
+        other => panic!("{other:?}"),
+    }
+    assert!(a.is_empty());
+    assert_eq!(reg.stats().peers, 1);
+}
+
+#[test]
+fn a_rejoin_on_the_same_connection_retires_the_old_guard() {
+    let reg = Registry::new(Limits::default());
+    let a = peer(8);
+    let first = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let second = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    drop(first);
+    assert!(second.is_live());
+    assert_eq!(reg.stats().peers, 1);
+    drop(second);
+    assert_eq!(reg.stats().peers, 0);
+}
+
+#[test]
+fn a_stale_guard_never_touches_a_successor_room() {
+    let reg = Registry::new(Limits::default());
+    let (mut a, b) = (peer(8), peer(8));
+    let old = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    assert!(reg.delete_room(&"r".into()));
+    let _ = a.next();
+    assert!(matches!(
+        a.next(),
+        Event::RoomClosed {
+            reason: RoomClosedReason::Deleted,
+            ..
+        }
+    ));
+    assert!(!old.is_live());
+    let _new = join(&reg, "r", "a", &b, JoinMode::CreateOrJoin).unwrap();
+    drop(old);
+    assert_eq!(reg.stats(), RegistryStats { rooms: 1, peers: 1 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
+    let reg = Registry::new(Limits::default());
+    let mut a = peer(8);
+    let b = peer(8);
+    reg.create_room("api".into(), CreateOptions::default())
+        .unwrap();
+    let mb = join(&reg, "left", "b", &b, JoinMode::CreateOrJoin).unwrap();
+    drop(mb);
+    let _ma = join(&reg, "busy", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let _ = a.next();
+    let immediate = reg.join(
+        "gone".into(),
+        "b".into(),
+        b.handle.clone(),
+        JoinOptions {
+            mode: JoinMode::CreateOrJoin,
+            create: CreateOptions {
+                empty_grace: Some(Duration::ZERO),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    drop(immediate);
+    assert!(
+        reg.room(&"gone".into()).is_none(),
+        "zero grace removes at once"
+    );
+
+    assert_eq!(reg.sweep(policy()), SweepReport::default());
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        reg.sweep(policy()),
+        SweepReport {
+            empty_removed: 2,
+            idle_closed: 0
+        }
+    );
+    assert!(reg.room(&"busy".into()).is_some());
+
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(
+        reg.sweep(policy()),
+        SweepReport {
+            empty_removed: 0,
+            idle_closed: 1
+        }
+    );
+    assert!(matches!(
+        a.next(),
+        Event::RoomClosed {
+            reason: RoomClosedReason::Inactive,
+            ..
+        }
+    ));
+    assert_eq!(reg.stats(), RegistryStats { rooms: 0, peers: 0 });
+}
+
+#[test]
+fn shutdown_of_the_parent_token_reads_as_shutdown() {
+    let parent = CancellationToken::new();
+    let (h, _rx) = outbox(ConnId::next(), D, 4, parent.child_token());
+    assert_eq!(h.close_reason(), None);
+    parent.cancel();
+    assert_eq!(h.close_reason(), Some(CloseReason::Shutdown));
+    let _keep = Arc::new(());
+}
