@@ -265,6 +265,7 @@ impl Registry {
         opts: JoinOptions,
     ) -> Result<Membership, JoinError> {
         let now_ms = unix_millis();
+        let conn = handle.conn();
         let mut state = self.lock();
         let exists = state.rooms.contains_key(&room_id);
         let created = match (opts.mode, exists) {
@@ -289,7 +290,7 @@ impl Registry {
             .get_mut(&room_id)
             .expect("room exists: checked or inserted above");
         let rejoin = match room.members.iter().position(|m| m.id == peer) {
-            Some(i) if room.members[i].handle.conn() == handle.conn() => {
+            Some(i) if room.members[i].handle.conn() == conn => {
                 room.members[i].serial = serial;
                 true
             }
@@ -313,7 +314,7 @@ impl Registry {
             room.members.push(Member {
                 serial,
                 id: peer.clone(),
-                handle: handle.clone(),
+                handle,
                 name: opts.name,
                 is_host,
                 joined_at_ms: now_ms,
@@ -324,9 +325,15 @@ impl Registry {
         room.empty_since = None;
         room.touch(now_ms);
         let snapshot = room.snapshot(&room_id);
+        let joiner = &room
+            .members
+            .iter()
+            .find(|m| m.serial == serial)
+            .expect("joiner is a member")
+            .handle;
         // The joiner's outbox is fresh or its own; a failure here means it is already gone,
         // and its guard's drop will undo the join.
-        let _ = handle.try_deliver(Outbound::Event(Envelope::new(Event::Joined {
+        let _ = joiner.try_deliver(Outbound::Event(Envelope::new(Event::Joined {
             room: snapshot,
             me: peer.clone(),
             created,
@@ -352,7 +359,7 @@ impl Registry {
             epoch,
             serial,
             peer,
-            conn: handle.conn(),
+            conn,
         })
     }
 
