@@ -1,0 +1,159 @@
+//! One benchmark peer's life on the wire: connect and join with a timeout, read frames,
+//! leave and close. Shared by all scenarios, for every dialect.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::dialect::{Dialect, JoinStep, PeerSpec};
+use crate::net::{Target, Ws};
+
+/// Frames the server may send before it acknowledges a join (bounds the join loop).
+const MAX_FRAMES_BEFORE_ACK: usize = 1_000;
+
+/// Frames read while closing, at most (bounds the close loop).
+const MAX_FRAMES_WHILE_CLOSING: usize = 10_000;
+
+/// Everything a scenario's tasks share.
+pub struct Ctx {
+    pub target: Target,
+    pub dialect: Arc<dyn Dialect>,
+    pub join_timeout: Duration,
+    /// Fired at the duration limit or on Ctrl-C: every task stops what it is doing.
+    pub cancel: CancellationToken,
+    /// Prefix of room and peer ids, unique per run, so runs never collide on a server.
+    pub prefix: String,
+    pub counters: Counters,
+}
+
+/// Live counts for the progress line.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub joined: AtomicU64,
+    pub failed: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub done: AtomicU64,
+}
+
+impl Counters {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A peer that the server has acknowledged.
+pub struct Joined {
+    pub ws: Ws,
+    pub spec: PeerSpec,
+    /// Our id as the server knows it (differs from `spec.id` where the server assigns ids).
+    pub self_id: String,
+    /// From the start of the TCP connect to the acknowledgement.
+    pub latency: Duration,
+}
+
+/// The text of a data frame, if it is one.
+pub fn text_of(msg: &Message) -> Option<&str> {
+    match msg {
+        Message::Text(t) => Some(t.as_str()),
+        Message::Binary(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+impl Ctx {
+    /// Connects and joins `spec`'s room, within the join timeout.
+    ///
+    /// # Errors
+    /// Connect or handshake failure, a refusal by the server, a close before the
+    /// acknowledgement, the join timeout, or cancellation.
+    pub async fn join(&self, spec: PeerSpec) -> Result<Joined> {
+        let start = Instant::now();
+        let work = async {
+            let url = self.dialect.url(self.target.url(), &spec.room);
+            let mut ws = self.target.connect(&url).await?;
+            for frame in self.dialect.hello(&spec) {
+                ws.send(Message::text(frame))
+                    .await
+                    .context("sending hello")?;
+            }
+            for _ in 0..MAX_FRAMES_BEFORE_ACK {
+                let msg = match ws.next().await {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => return Err(anyhow!(e).context("reading join reply")),
+                    None => bail!("connection closed before the join was acknowledged"),
+                };
+                if let Message::Close(frame) = &msg {
+                    bail!("server closed the connection while joining: {frame:?}");
+                }
+                let Some(text) = text_of(&msg) else { continue };
+                match self.dialect.on_join_frame(&spec, text)? {
+                    JoinStep::Continue(frames) => {
+                        for frame in frames {
+                            ws.send(Message::text(frame))
+                                .await
+                                .context("sending join")?;
+                        }
+                    }
+                    JoinStep::Joined { self_id } => return Ok((ws, self_id)),
+                }
+            }
+            bail!("no join acknowledgement within {MAX_FRAMES_BEFORE_ACK} frames")
+        };
+        let (ws, self_id) = tokio::select! {
+            () = self.cancel.cancelled() => bail!("cancelled"),
+            r = tokio::time::timeout(self.join_timeout, work) => r
+                .map_err(|_| anyhow!("join timed out after {:?}", self.join_timeout))??,
+        };
+        Ok(Joined {
+            ws,
+            spec,
+            self_id,
+            latency: start.elapsed(),
+        })
+    }
+}
+
+/// Sends the dialect's leave frames, then closes the WebSocket and waits (up to `timeout`)
+/// for the server's side of the close.
+///
+/// # Errors
+/// When the leave or close could not be sent or the server did not finish the close in
+/// time. The socket is dropped either way.
+pub async fn leave_and_close(
+    mut ws: Ws,
+    dialect: &dyn Dialect,
+    room: &str,
+    me: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let work = async {
+        for frame in dialect.leave(room, me) {
+            ws.send(Message::text(frame))
+                .await
+                .context("sending leave")?;
+        }
+        ws.close(None).await.context("sending close")?;
+        for _ in 0..MAX_FRAMES_WHILE_CLOSING {
+            match ws.next().await {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(anyhow!(e).context("closing")),
+                Some(Ok(_)) => {}
+            }
+        }
+        bail!("server kept sending while we closed")
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| anyhow!("close not finished within {timeout:?}"))?
+}

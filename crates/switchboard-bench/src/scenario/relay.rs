@@ -1,0 +1,423 @@
+//! `relay`: P pairs, each sending M ~600-byte messages from one peer to the other.
+//!
+//! Each pair has its own room: the receiver joins (creating it), then the sender. Once every
+//! pair is joined, the measured phase starts: each sender sends `0..M` with its sequence
+//! number and a send timestamp, keeping at most `--inflight` K messages undelivered (the
+//! receiver hands a credit back per message it receives; K = 1 measures latency without
+//! queueing). Receivers check sequence numbers (reordered, duplicated, unexpected) and
+//! record latency = receive time − send time on the same monotonic clock.
+//!
+//! The phase ends when every receiver has all M messages, or `--drain-timeout` after the
+//! last send (or after a sender stalls for that long without credit); whatever is missing
+//! then is lost. The server's CPU time is read at both ends of the phase.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::{Progress, per_sec, pick};
+use crate::client::{Counters, Ctx, Joined, leave_and_close, text_of};
+use crate::dialect::{Incoming, PeerSpec, Probe};
+use crate::net::Ws;
+use crate::procfs::{self, Server};
+use crate::report::{Report, round2};
+use crate::stats::{ErrorSamples, Latencies, SeqTotals, SeqTracker, now_us};
+
+/// Pairs being set up at once.
+const SETUP_CONCURRENCY: usize = 32;
+/// Per-peer bound on leaving and closing at the end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Sender/receiver pairs, one room each [default: 10; --quick: 4].
+    #[arg(long)]
+    pub pairs: Option<usize>,
+    /// Messages each sender sends [default: 1000; --quick: 200].
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Messages in flight per pair at most; 1 gives the light-load latency [default: 1;
+    /// --quick: 4].
+    #[arg(long)]
+    pub inflight: Option<usize>,
+    /// Seconds to wait for missing messages after the last send, and the longest a sender
+    /// waits for credit before giving up [default: 5; --quick: 2].
+    #[arg(long)]
+    pub drain_timeout: Option<f64>,
+}
+
+/// What a receiver saw.
+struct RxResult {
+    totals: SeqTotals,
+    latencies: Latencies,
+    errors: ErrorSamples,
+    /// When the last expected message arrived (None if some never did).
+    completed_at: Option<Instant>,
+    ws: Ws,
+}
+
+/// What a sender did.
+struct TxResult {
+    sent: u64,
+    stalled: bool,
+    error: Option<String>,
+    sink: SplitSink<Ws, Message>,
+}
+
+pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -> Result<Report> {
+    let pairs = pick(args.pairs, quick, 4, 10);
+    let messages = pick(args.messages, quick, 200, 1000);
+    let inflight = pick(args.inflight, quick, 4, 1);
+    let drain = Duration::from_secs_f64(pick(args.drain_timeout, quick, 2.0, 5.0).max(0.0));
+    anyhow::ensure!(
+        pairs > 0 && messages > 0,
+        "--pairs and --messages must be at least 1"
+    );
+    anyhow::ensure!(inflight > 0, "--inflight must be at least 1");
+    let total = pairs as u64 * messages;
+
+    let _progress = {
+        let mut last = (0, Duration::ZERO);
+        Progress::start(&ctx, "relay", move |c, elapsed| {
+            let received = Counters::get(&c.received);
+            let rate = per_sec(received - last.0, elapsed - last.1);
+            last = (received, elapsed);
+            format!(
+                "pairs joined {}/{pairs}, sent {}/{total}, received {received}, {rate:.0} msg/s",
+                Counters::get(&c.joined) / 2,
+                Counters::get(&c.sent),
+            )
+        })
+    };
+
+    // Setup: join every pair before anything is measured.
+    let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
+    let setups: Vec<_> = (0..pairs)
+        .map(|i| {
+            let (ctx, gate) = (ctx.clone(), gate.clone());
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.expect("semaphore never closed");
+                join_pair(&ctx, i).await
+            })
+        })
+        .collect();
+    let mut ready = Vec::with_capacity(pairs);
+    let mut setup_errors = ErrorSamples::default();
+    for s in setups {
+        match s.await? {
+            Ok(pair) => ready.push(pair),
+            Err(e) => setup_errors.add(&format!("{e:#}")),
+        }
+    }
+
+    // Measured phase.
+    let stop = ctx.cancel.child_token();
+    let cpu_before = server.cpu_time()?;
+    let own_before = procfs::own_cpu_time().ok();
+    let start = Instant::now();
+    let mut receivers = Vec::with_capacity(ready.len());
+    let mut senders = Vec::with_capacity(ready.len());
+    for (rx, tx) in ready {
+        let window = Arc::new(Semaphore::new(inflight));
+        let (sink, stream) = tx.ws.split();
+        let room = tx.spec.room.clone();
+        receivers.push(tokio::spawn(receive(
+            ctx.clone(),
+            rx.ws,
+            rx.self_id.clone(),
+            messages,
+            window.clone(),
+            stop.clone(),
+        )));
+        senders.push((
+            tokio::spawn(send(
+                ctx.clone(),
+                sink,
+                Route {
+                    room: room.clone(),
+                    from: tx.self_id.clone(),
+                    to: rx.self_id.clone(),
+                },
+                messages,
+                window,
+                drain,
+                stop.clone(),
+            )),
+            tokio::spawn(drain_echoes(stream, stop.clone())),
+            room,
+            rx.self_id,
+            tx.self_id,
+        ));
+    }
+    // Senders finish first (all sent, stalled, or cancelled); then receivers get
+    // `drain` more to collect the rest.
+    let mut tx_results = Vec::with_capacity(senders.len());
+    let mut tx_rest = Vec::with_capacity(senders.len());
+    for (sender, drainer, room, rx_id, tx_id) in senders {
+        tx_results.push(sender.await?);
+        tx_rest.push((drainer, room, rx_id, tx_id));
+    }
+    let drain_timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(drain).await;
+            stop.cancel();
+        })
+    };
+    let mut rx_results = Vec::with_capacity(receivers.len());
+    for r in receivers {
+        rx_results.push(r.await?);
+    }
+    drain_timer.abort();
+    let cpu_after = server.cpu_time()?;
+    let own_after = procfs::own_cpu_time().ok();
+    stop.cancel();
+
+    let mut totals = SeqTotals::default();
+    let mut latencies = Latencies::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut rx_errors = ErrorSamples::default();
+    let mut end = start;
+    let mut rx_sockets = Vec::with_capacity(rx_results.len());
+    for r in rx_results {
+        totals.add(r.totals);
+        latencies.merge(r.latencies);
+        rx_errors.merge(&r.errors);
+        end = end.max(r.completed_at.unwrap_or_else(Instant::now));
+        rx_sockets.push(r.ws);
+    }
+    let elapsed = end - start;
+    let sent: u64 = tx_results.iter().map(|t| t.sent).sum();
+    let stalled = tx_results.iter().filter(|t| t.stalled).count();
+    let mut tx_errors = ErrorSamples::default();
+    for e in tx_results.iter().filter_map(|t| t.error.as_deref()) {
+        tx_errors.add(e);
+    }
+
+    // Teardown: everyone leaves and closes, concurrently.
+    let mut closes = Vec::new();
+    for ((ws, t), (drainer, room, rx_id, tx_id)) in
+        rx_sockets.into_iter().zip(tx_results).zip(tx_rest)
+    {
+        let stream = drainer.await?;
+        let dialect = ctx.dialect.clone();
+        closes.push(tokio::spawn(async move {
+            let tx_ws = t.sink.reunite(stream).map_err(|e| anyhow!("{e}"))?;
+            let (a, b) = tokio::join!(
+                leave_and_close(ws, &*dialect, &room, &rx_id, CLOSE_TIMEOUT),
+                leave_and_close(tx_ws, &*dialect, &room, &tx_id, CLOSE_TIMEOUT),
+            );
+            a.and(b)
+        }));
+    }
+    let mut close_errors = ErrorSamples::default();
+    for c in closes {
+        if let Err(e) = c.await? {
+            close_errors.add(&format!("{e:#}"));
+        }
+    }
+
+    let delivered = totals.received;
+    let mut report = Report::new("relay");
+    report.row("pairs", pairs);
+    report.row("messages_per_pair", messages);
+    report.row("inflight", inflight);
+    report.row("pairs_failed_setup", setup_errors.total());
+    report.row("sent", sent);
+    report.row("delivered", delivered);
+    report.row("lost", totals.lost);
+    report.row("reordered", totals.reordered);
+    report.row("duplicated", totals.duplicated);
+    report.row("unexpected", totals.unexpected);
+    report.row("elapsed_s", round2(elapsed.as_secs_f64()));
+    report.row("msgs_per_sec", round2(per_sec(delivered, elapsed)));
+    report.latency("latency", latencies.percentiles(), true);
+    report.row(
+        "server_cpu_us_per_msg",
+        procfs::cpu_us_per(cpu_before, cpu_after, delivered).map(round2),
+    );
+    report.row(
+        "bench_cpu_us_per_msg",
+        procfs::cpu_us_per(own_before, own_after, delivered).map(round2),
+    );
+    report.row("close_errors", close_errors.total());
+
+    if setup_errors.total() > 0 {
+        report.fail(format!(
+            "{} of {pairs} pairs failed to join: {}",
+            setup_errors.total(),
+            setup_errors.describe()
+        ));
+    }
+    if !totals.is_clean() {
+        report.fail(format!(
+            "delivery errors: {} lost, {} reordered, {} duplicated, {} unexpected",
+            totals.lost, totals.reordered, totals.duplicated, totals.unexpected
+        ));
+    }
+    if stalled > 0 {
+        report.fail(format!(
+            "{stalled} senders stalled: no credit back within {drain:?}"
+        ));
+    }
+    if tx_errors.total() > 0 {
+        report.fail(format!("send errors: {}", tx_errors.describe()));
+    }
+    if rx_errors.total() > 0 {
+        report.fail(format!("receive errors: {}", rx_errors.describe()));
+    }
+    if close_errors.total() > 0 {
+        eprintln!(
+            "note: {} pairs did not close cleanly: {}",
+            close_errors.total(),
+            close_errors.describe()
+        );
+    }
+    Ok(report)
+}
+
+/// Joins pair `i`: the receiver first (it creates the room), then the sender.
+async fn join_pair(ctx: &Ctx, i: usize) -> Result<(Joined, Joined)> {
+    let room = format!("{}-r{i}", ctx.prefix);
+    let rx = ctx
+        .join(PeerSpec {
+            room: room.clone(),
+            id: format!("{room}-rx"),
+            creates_room: true,
+        })
+        .await
+        .map_err(|e| e.context("receiver"))?;
+    Counters::bump(&ctx.counters.joined);
+    let tx = ctx
+        .join(PeerSpec {
+            room: room.clone(),
+            id: format!("{room}-tx"),
+            creates_room: false,
+        })
+        .await
+        .map_err(|e| e.context("sender"))?;
+    Counters::bump(&ctx.counters.joined);
+    Ok((rx, tx))
+}
+
+/// Where a sender's messages go.
+struct Route {
+    room: String,
+    from: String,
+    to: String,
+}
+
+async fn send(
+    ctx: Arc<Ctx>,
+    mut sink: SplitSink<Ws, Message>,
+    route: Route,
+    messages: u64,
+    window: Arc<Semaphore>,
+    stall_timeout: Duration,
+    stop: CancellationToken,
+) -> TxResult {
+    let result = |sent, stalled, error, sink| TxResult {
+        sent,
+        stalled,
+        error,
+        sink,
+    };
+    for seq in 0..messages {
+        let credit = tokio::select! {
+            () = stop.cancelled() => return result(seq, false, None, sink),
+            c = tokio::time::timeout(stall_timeout, window.acquire()) => c,
+        };
+        match credit {
+            Ok(permit) => permit.expect("window never closed").forget(),
+            Err(_) => return result(seq, true, None, sink),
+        }
+        let probe = Probe {
+            seq,
+            ts_us: now_us(),
+        };
+        let frame = ctx
+            .dialect
+            .relay(&route.room, &route.from, &route.to, probe);
+        if let Err(e) = sink.send(Message::text(frame)).await {
+            return result(seq, false, Some(format!("{:#}", anyhow!(e))), sink);
+        }
+        Counters::bump(&ctx.counters.sent);
+    }
+    result(messages, false, None, sink)
+}
+
+/// Reads and discards what the server sends a sender (echoes, announcements), so that its
+/// outbox never fills and pings are answered. Returns the stream for the close.
+async fn drain_echoes(mut stream: SplitStream<Ws>, stop: CancellationToken) -> SplitStream<Ws> {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            msg = stream.next() => if !matches!(msg, Some(Ok(_))) { break },
+        }
+    }
+    stream
+}
+
+async fn receive(
+    ctx: Arc<Ctx>,
+    mut ws: Ws,
+    me: String,
+    messages: u64,
+    window: Arc<Semaphore>,
+    stop: CancellationToken,
+) -> RxResult {
+    let mut tracker = SeqTracker::new(messages);
+    let mut latencies = Latencies::with_capacity(usize::try_from(messages).unwrap_or(0));
+    let mut errors = ErrorSamples::default();
+    let mut completed_at = None;
+    while !tracker.is_complete() {
+        let msg = tokio::select! {
+            () = stop.cancelled() => break,
+            msg = ws.next() => msg,
+        };
+        let msg = match msg {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                errors.add(&format!("receiver connection failed: {:#}", anyhow!(e)));
+                break;
+            }
+            None => {
+                errors.add("receiver connection closed by the server");
+                break;
+            }
+        };
+        let Some(text) = text_of(&msg) else { continue };
+        match ctx.dialect.parse(text) {
+            Incoming::Relay { from, seq, ts_us } if from != me => {
+                let verdict = tracker.observe(seq);
+                if matches!(
+                    verdict,
+                    crate::stats::SeqVerdict::InOrder | crate::stats::SeqVerdict::Reordered
+                ) {
+                    latencies.record_us(now_us().saturating_sub(ts_us));
+                    window.add_permits(1);
+                    Counters::bump(&ctx.counters.received);
+                }
+                if tracker.is_complete() {
+                    completed_at = Some(Instant::now());
+                }
+            }
+            Incoming::Error(e) => errors.add(&format!("server error: {e}")),
+            _ => {}
+        }
+    }
+    RxResult {
+        totals: tracker.totals(),
+        latencies,
+        errors,
+        completed_at,
+        ws,
+    }
+}
