@@ -1,0 +1,73 @@
+//! Probes and metrics: `GET /healthz` (liveness, always `{"ok":true}`), `GET /readyz`
+//! (`{"ready":true}`, 503 `{"ready":false}` while draining or while the backplane is down)
+//! and `GET /metrics` (Prometheus text; in production it needs the admin key).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::http::error::ApiError;
+use crate::memory;
+use crate::state::AppState;
+
+/// The probe and metrics routes; `/metrics` is mounted at `metrics_path`.
+pub fn router(metrics_path: &str) -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(metrics_path, get(metrics))
+}
+
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"ok":true}"#,
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    let ready = !app.shutdown.is_draining() && app.registry.backplane().is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = if ready {
+        r#"{"ready":true}"#
+    } else {
+        r#"{"ready":false}"#
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if app.config.is_production()
+        && !app.auth.is_admin(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+    {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Metrics need Authorization: Bearer <ADMIN_API_KEY>",
+        )
+        .into_response();
+    }
+    let s = app.registry.stats();
+    let m = &app.metrics;
+    m.rooms_active.set(s.rooms as i64);
+    m.peers_active.set(s.peers as i64);
+    m.resident_memory.set(memory::current_rss() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}

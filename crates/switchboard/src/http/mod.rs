@@ -1,0 +1,507 @@
+//! The HTTP API (JSON everywhere): the OctateCode monitoring, auth, room and maintenance
+//! endpoints, in the shapes of seeds 000–002 (where the seed and the original code disagree,
+//! the response carries both shapes when that costs nothing; see `docs/PROTOCOL.md`).
+//!
+//! | Route | Auth in production |
+//! |---|---|
+//! | `GET /`, `/api/health` (`/health`), `/api/info` (`/info`) | none |
+//! | `GET /api/stats` (`/stats`) | admin |
+//! | `POST /api/auth/token` | admin |
+//! | `POST /api/auth/validate` | none |
+//! | `GET/POST /api/rooms`, `GET/DELETE /api/rooms/{id}`, `…/stats`, `…/peers` | admin |
+//! | `POST /api/maintenance/cleanup`, `POST /api/maintenance/gc` | admin |
+//!
+//! "Admin" means `Authorization: Bearer <ADMIN_API_KEY>`; in development these are open.
+
+pub mod error;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard_core::{CreateOptions, JoinError, RoomId, SweepPolicy, unix_millis};
+
+use self::error::{ApiError, JsonBody};
+use crate::memory::{self, Pressure};
+use crate::protocol::octate::{PeerInfo, RoomMetadata};
+use crate::state::AppState;
+
+const NAME: &str = "Switchboard";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The API routes (without the WebSocket routes, which `lib.rs` adds).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/health", get(health))
+        .route("/api/stats", get(stats))
+        .route("/stats", get(stats))
+        .route("/api/info", get(info))
+        .route("/info", get(info))
+        .route("/api/auth/token", post(issue_token))
+        .route("/api/auth/validate", post(validate_token))
+        .route("/api/rooms", get(list_rooms).post(create_room))
+        .route("/api/rooms/{room_id}", get(get_room).delete(delete_room))
+        .route("/api/rooms/{room_id}/stats", get(room_stats))
+        .route("/api/rooms/{room_id}/peers", get(room_peers))
+        .route("/api/maintenance/cleanup", post(cleanup))
+        .route("/api/maintenance/gc", post(gc))
+}
+
+/// `GET /` when the request is not a WebSocket upgrade.
+pub async fn root(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "name": NAME,
+        "status": "running",
+        "version": VERSION,
+        "rooms": app.registry.stats().rooms,
+        "docs": "/api/info",
+    }))
+}
+
+/// JSON 404 for every unknown path.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not found").with(json!({ "path": uri.path() }))
+}
+
+/// Requires the admin key in production.
+fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !app.config.is_production() {
+        return Ok(());
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match given {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Missing admin key: send Authorization: Bearer <ADMIN_API_KEY>",
+        )),
+        Some(_) if !app.auth.is_admin(given) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid admin key"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    (bytes as f64 / 1_048_576.0 * 10.0).round() / 10.0
+}
+
+fn memory_json(app: &AppState) -> Value {
+    let rss = memory::current_rss();
+    json!({
+        "rss": rss,
+        "rssMB": mb(rss),
+        "heapUsed": mb(rss),
+        "warningMB": mb(app.config.memory_warning_bytes),
+        "criticalMB": mb(app.config.memory_critical_bytes),
+        "pressure": match app.memory.pressure() {
+            Pressure::Normal => "normal",
+            Pressure::Warning => "warning",
+            Pressure::Critical => "critical",
+        },
+    })
+}
+
+async fn health(State(app): State<AppState>) -> Json<Value> {
+    let s = app.registry.stats();
+    Json(json!({
+        "status": if app.shutdown.is_draining() { "draining" } else { "ok" },
+        "timestamp": unix_millis(),
+        "uptime": app.started.elapsed().as_millis() as u64,
+        "rooms": s.rooms,
+        "totalPeers": s.peers,
+        "memory": memory_json(&app),
+    }))
+}
+
+async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let s = app.registry.stats();
+    Ok(Json(json!({
+        "server": {
+            "uptime": app.started.elapsed().as_millis() as u64,
+            "startedAt": app.started_ms,
+            "activeRooms": s.rooms,
+            "totalConnections": s.peers,
+            "connectedClients": app.connections.open(),
+            "backplane": app.registry.backplane().name(),
+            "admittingRooms": app.registry.is_admitting() && !app.memory.is_critical(),
+        },
+        "memory": memory_json(&app),
+        "thresholds": {
+            "warning": mb(app.config.memory_warning_bytes),
+            "critical": mb(app.config.memory_critical_bytes),
+            "unit": "MB",
+        },
+        "limits": {
+            "maxPeersPerRoom": app.config.max_peers_per_room,
+            "maxRooms": app.config.max_rooms,
+            "maxFrameBytes": app.config.max_frame_bytes,
+            "maxMessagesPerSecond": app.config.max_messages_per_second,
+            "maxConnectionsPerIp": app.config.max_connections_per_ip,
+            "maxConnections": app.config.max_connections,
+        },
+        "operations": {
+            "total": 0,
+            "perSecond": 0,
+            "note": "Operations are handled peer-to-peer via WebRTC data channels",
+        },
+        "timestamp": unix_millis(),
+    })))
+}
+
+async fn info() -> Json<Value> {
+    Json(json!({
+        "name": NAME,
+        "version": VERSION,
+        "description": "WebRTC signaling and rendezvous server",
+        "features": [
+            "Rooms with targeted SDP/ICE relay",
+            "JWT (HS256) authentication",
+            "Heartbeats, idle and empty room cleanup",
+            "Memory protection and limits",
+            "Prometheus metrics",
+        ],
+        "dialects": ["octate"],
+        "endpoints": [
+            "GET /api/health", "GET /api/stats", "GET /api/info",
+            "POST /api/auth/token", "POST /api/auth/validate",
+            "GET /api/rooms", "POST /api/rooms", "GET /api/rooms/{roomId}", "DELETE /api/rooms/{roomId}",
+            "GET /api/rooms/{roomId}/stats", "GET /api/rooms/{roomId}/peers",
+            "POST /api/maintenance/cleanup", "POST /api/maintenance/gc",
+            "GET /healthz", "GET /readyz", "GET /metrics",
+            "WS / (SIGNALING_PORT, any path; /signaling on PORT)",
+        ],
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequest {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    room_id: Option<String>,
+}
+
+async fn issue_token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<TokenRequest>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let (Some(user), Some(room)) = (
+        body.user_id.filter(|s| !s.is_empty()),
+        body.room_id.filter(|s| !s.is_empty()),
+    ) else {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "Missing required fields")
+                .code("missing_fields")
+                .with(json!({ "required": ["userId", "roomId"] })),
+        );
+    };
+    let issued = app.auth.issue(&user, &room);
+    let ttl = app.auth.ttl().as_secs();
+    Ok(Json(json!({
+        "status": "success",
+        "token": issued.token,
+        "userId": user,
+        "roomId": room,
+        "expiresIn": ttl,
+        "expiresAt": issued.claims.exp * 1000,
+        "message": "Use this token when connecting to WebSocket signaling server",
+        "timestamp": unix_millis(),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ValidateRequest {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    room_id: Option<String>,
+}
+
+async fn validate_token(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<ValidateRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(token) = body.token.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Missing token").code("missing_fields"));
+    };
+    let result = match (body.user_id.as_deref(), body.room_id.as_deref()) {
+        (Some(u), Some(r)) => app.auth.verify_for(&token, u, r),
+        _ => app.auth.verify(&token).and_then(|c| {
+            if body.user_id.as_deref().is_some_and(|u| u != c.sub) {
+                Err(crate::auth::TokenError::UserMismatch)
+            } else if body.room_id.as_deref().is_some_and(|r| r != c.room) {
+                Err(crate::auth::TokenError::RoomMismatch(c.room))
+            } else {
+                Ok(c)
+            }
+        }),
+    };
+    match result {
+        Ok(c) => Ok(Json(json!({
+            "valid": true,
+            "userId": c.sub,
+            "roomId": c.room,
+            "expiresAt": c.exp * 1000,
+            "timestamp": unix_millis(),
+        }))),
+        Err(e) => Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+            .code(e.code())
+            .with(json!({ "valid": false }))),
+    }
+}
+
+async fn list_rooms(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let rooms = app.registry.rooms();
+    let list: Vec<Value> = rooms
+        .iter()
+        .map(|r| {
+            let m = RoomMetadata::from_snapshot(r);
+            let mut v = serde_json::to_value(&m).expect("metadata serialises");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("peers");
+            }
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({ "count": list.len(), "rooms": list, "timestamp": unix_millis() }),
+    ))
+}
+
+/// Both body shapes: the seed's camelCase and the original code's snake_case.
+#[derive(Deserialize, Default)]
+struct CreateRoomRequest {
+    #[serde(default, rename = "roomId")]
+    room_id_camel: Option<String>,
+    #[serde(default)]
+    room_id: Option<String>,
+    #[serde(default, rename = "roomName")]
+    room_name_camel: Option<String>,
+    #[serde(default)]
+    room_name: Option<String>,
+    #[serde(default, rename = "hostId")]
+    host_id_camel: Option<String>,
+    #[serde(default)]
+    host_id: Option<String>,
+    #[serde(default, rename = "hostName")]
+    host_name: Option<String>,
+    #[serde(default, rename = "fileId")]
+    file_id: Option<String>,
+}
+
+async fn create_room(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CreateRoomRequest>,
+) -> Result<Response, ApiError> {
+    require_admin(&app, &headers)?;
+    let snake = body.room_id.is_some();
+    let Some(id) = body
+        .room_id_camel
+        .or(body.room_id)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "Missing roomId (or room_id)")
+                .code("missing_fields"),
+        );
+    };
+    if id.len() > 256 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "roomId is longer than 256 characters",
+        ));
+    }
+    if app.memory.is_critical() {
+        app.metrics.limit("memory");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Server is low on memory; not creating rooms",
+        )
+        .code("overloaded"));
+    }
+    let mut attributes = Vec::new();
+    if let Some(f) = body.file_id {
+        attributes.push(("fileId".into(), f.into()));
+    }
+    let opts = CreateOptions {
+        name: body.room_name_camel.or(body.room_name).map(Into::into),
+        host: body
+            .host_id_camel
+            .or(body.host_id)
+            .map(|h| h.as_str().into()),
+        host_name: body.host_name.map(Into::into),
+        attributes,
+        ..CreateOptions::default()
+    };
+    let snapshot = app
+        .registry
+        .create_room(RoomId::new(&id), opts)
+        .map_err(|e| match e {
+            JoinError::RoomExists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "Room already exists").code("room_exists")
+            }
+            JoinError::TooManyRooms(n) => {
+                app.metrics.limit("rooms");
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("Room limit reached ({n} rooms)"),
+                )
+                .code("too_many_rooms")
+            }
+            JoinError::NotAdmitting => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server is not admitting new rooms",
+            )
+            .code("overloaded"),
+            other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+        })?;
+    let meta =
+        serde_json::to_value(RoomMetadata::from_snapshot(&snapshot)).expect("metadata serialises");
+    let body = if snake {
+        json!({ "message": "Room created", "data": meta, "timestamp": unix_millis() })
+    } else {
+        let mut m = meta;
+        m["timestamp"] = json!(unix_millis());
+        m
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn room_or_404(app: &AppState, id: &str) -> Result<switchboard_core::RoomSnapshot, ApiError> {
+    app.registry
+        .room(&RoomId::new(id))
+        .ok_or_else(|| ApiError::room_not_found(id))
+}
+
+fn room_stats_json(r: &switchboard_core::RoomSnapshot) -> Value {
+    json!({
+        "roomId": r.id.as_str(),
+        "peerCount": r.members.len(),
+        "operationCount": 0,
+        "bandwidth": { "sent": 0, "received": 0, "note": "Bandwidth flows peer-to-peer via WebRTC" },
+        "createdAt": r.created_at_ms,
+        "lastActivity": r.last_activity_ms,
+    })
+}
+
+async fn get_room(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let r = room_or_404(&app, &room_id)?;
+    let meta = serde_json::to_value(RoomMetadata::from_snapshot(&r)).expect("metadata serialises");
+    // The seed documents RoomMetadata itself; the original code wrapped it as
+    // {metadata, stats}. Serve both in one object.
+    let mut body = meta.clone();
+    body["metadata"] = meta;
+    body["stats"] = room_stats_json(&r);
+    body["timestamp"] = json!(unix_millis());
+    Ok(Json(body))
+}
+
+async fn delete_room(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let r = room_or_404(&app, &room_id)?;
+    app.registry.delete_room(&r.id);
+    Ok(Json(json!({
+        "message": "Room deleted",
+        "roomId": room_id,
+        "disconnectedPeers": r.members.len(),
+        "timestamp": unix_millis(),
+    })))
+}
+
+async fn room_stats(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let r = room_or_404(&app, &room_id)?;
+    let mut body = room_stats_json(&r);
+    body["timestamp"] = json!(unix_millis());
+    Ok(Json(body))
+}
+
+async fn room_peers(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let r = room_or_404(&app, &room_id)?;
+    let peers: Vec<PeerInfo<'_>> = r.members.iter().map(PeerInfo::from_member).collect();
+    Ok(Json(json!({
+        "roomId": r.id.as_str(),
+        "peerCount": peers.len(),
+        "peers": peers,
+        "timestamp": unix_millis(),
+    })))
+}
+
+/// The sweep as the cleanup task and `POST /api/maintenance/cleanup` run it.
+pub fn sweep_policy(app: &AppState, force_empty: bool) -> SweepPolicy {
+    SweepPolicy {
+        empty_grace: app.config.empty_room_grace,
+        inactivity_timeout: app.config.room_inactivity_timeout,
+        force_empty,
+    }
+}
+
+async fn cleanup(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let before = app.registry.stats();
+    let report = app.registry.sweep(sweep_policy(&app, true));
+    let after = app.registry.stats();
+    Ok(Json(json!({
+        "message": "Cleanup triggered",
+        "before": { "rooms": before.rooms, "peers": before.peers },
+        "after": { "rooms": after.rooms, "peers": after.peers },
+        "cleaned": report.empty_removed + report.idle_closed,
+        "emptyRoomsRemoved": report.empty_removed,
+        "idleRoomsClosed": report.idle_closed,
+        "timestamp": unix_millis(),
+    })))
+}
+
+async fn gc(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&app, &headers)?;
+    let before = memory::current_rss();
+    let released = memory::release_free_memory();
+    let after = memory::current_rss();
+    Ok(Json(json!({
+        "message": "Garbage collection triggered",
+        "before": mb(before),
+        "after": mb(after),
+        "freed": mb(before.saturating_sub(after)),
+        "released": released,
+        "unit": "MB",
+        "note": "Returns freed allocator memory to the operating system (malloc_trim)",
+        "timestamp": unix_millis(),
+    })))
+}

@@ -1,0 +1,81 @@
+//! The `switchboard` binary: load the configuration (exit 64 when invalid, before binding
+//! anything), start logging, bind, serve until SIGINT/SIGTERM, drain, exit 0.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard::config::{Args, Config, LogFormat};
+use switchboard::{AppState, Listeners, Shutdown};
+use tracing_subscriber::EnvFilter;
+
+/// `EX_USAGE` from sysexits.h: the configuration is wrong.
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = match Listeners::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind");
+                return ExitCode::FAILURE;
+            }
+        };
+        let http = listeners.http.local_addr().ok();
+        let signaling = listeners.signaling.local_addr().ok();
+        tracing::info!(
+            http = ?http,
+            signaling = ?signaling,
+            mode = ?config.mode,
+            "switchboard listening"
+        );
+        // A plain line for scripts and tests that start the binary on port 0.
+        if let (Some(h), Some(s)) = (http, signaling) {
+            println!("listening http={h} signaling={s}");
+        }
+        let app = AppState::new(config, Shutdown::new());
+        match switchboard::serve(app, listeners, switchboard::shutdown::signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_new(format!(
+        "{level},tower_http=warn,socketioxide=warn,engineioxide=warn",
+        level = config.log_level
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,178 @@
+//! Prometheus metrics, registered into one explicit registry at start-up and rendered by
+//! `/metrics`. Label values are closed sets (`&'static str` from fixed tables), never
+//! client-supplied strings, so a client cannot blow up the series count.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `dialect` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DialectLabel {
+    /// Dialect name (`octate`, `socketio`, `rendezvous`, `nt`, `ywebrtc`).
+    pub dialect: &'static str,
+}
+
+/// `dialect` and `type` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// Dialect name.
+    pub dialect: &'static str,
+    /// Message type, from the dialect's fixed table (`unknown` otherwise).
+    pub kind: &'static str,
+}
+
+/// `kind` label for errors.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Error code (`bad_json`, `unknown_type`, `peer_not_found`, …).
+    pub kind: &'static str,
+}
+
+/// `limit` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Which limit (`frame_size`, `rate`, `room_full`, `rooms`, `connections_per_ip`, …).
+    pub limit: &'static str,
+}
+
+/// `direction` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `in` or `out`.
+    pub direction: &'static str,
+}
+
+/// Every metric the server exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// WebSocket connections accepted, by dialect.
+    pub connections: Family<DialectLabel, Counter>,
+    /// WebSocket connections open now, by dialect.
+    pub connections_active: Family<DialectLabel, Gauge>,
+    /// Messages received, by dialect and type.
+    pub messages: Family<MessageLabels, Counter>,
+    /// Error replies and error closes, by kind.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Limit hits, by limit.
+    pub limit_hits: Family<LimitLabels, Counter>,
+    /// WebSocket payload bytes, by direction.
+    pub bytes: Family<DirectionLabels, Counter>,
+    /// Rooms alive (set at scrape time).
+    pub rooms_active: Gauge,
+    /// Peers in rooms (set at scrape time).
+    pub peers_active: Gauge,
+    /// Resident memory in bytes (set at scrape time).
+    pub resident_memory: Gauge,
+    /// Time from a relayed event entering a peer's outbox to its frame being written.
+    pub relay_latency: Histogram,
+    /// Peers closed because their outbox was full.
+    pub slow_consumers: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric into a fresh registry.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("switchboard");
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            connections: Family::default(),
+            connections_active: Family::default(),
+            messages: Family::default(),
+            errors: Family::default(),
+            limit_hits: Family::default(),
+            bytes: Family::default(),
+            rooms_active: Gauge::default(),
+            peers_active: Gauge::default(),
+            resident_memory: Gauge::default(),
+            relay_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            slow_consumers: Counter::default(),
+        };
+        r.register(
+            "connections",
+            "WebSocket connections accepted",
+            m.connections.clone(),
+        );
+        r.register(
+            "connections_active",
+            "WebSocket connections open",
+            m.connections_active.clone(),
+        );
+        r.register(
+            "messages",
+            "Messages received from clients",
+            m.messages.clone(),
+        );
+        r.register("errors", "Errors returned to clients", m.errors.clone());
+        r.register(
+            "limit_hits",
+            "Requests refused by a limit",
+            m.limit_hits.clone(),
+        );
+        r.register("bytes", "WebSocket payload bytes", m.bytes.clone());
+        r.register("rooms_active", "Rooms alive", m.rooms_active.clone());
+        r.register("peers_active", "Peers in rooms", m.peers_active.clone());
+        r.register(
+            "resident_memory_bytes",
+            "Resident set size",
+            m.resident_memory.clone(),
+        );
+        r.register(
+            "relay_latency_seconds",
+            "Time from an event entering a peer's outbox to its frame being written",
+            m.relay_latency.clone(),
+        );
+        r.register(
+            "slow_consumers",
+            "Peers closed because their outbox was full",
+            m.slow_consumers.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// Counts an error by code.
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { kind }).inc();
+    }
+
+    /// Counts a limit hit.
+    pub fn limit(&self, limit: &'static str) {
+        self.limit_hits.get_or_create(&LimitLabels { limit }).inc();
+    }
+
+    /// Counts a received message.
+    pub fn message(&self, dialect: &'static str, kind: &'static str) {
+        self.messages
+            .get_or_create(&MessageLabels { dialect, kind })
+            .inc();
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,349 @@
+//! The WebSocket connection driver shared by every WebSocket dialect.
+//!
+//! Admission ([`admit`]) runs before the upgrade: shutdown, the Origin allow-list and the
+//! connection limits. After the upgrade one task per connection runs [`drive`]: it reads
+//! frames, enforces the frame-size and message-rate limits, hands text to the session,
+//! drains the connection's bounded outbox to the socket (a batch at a time, one flush per
+//! batch), pings on an interval (first ping jittered) and closes a peer that went silent.
+//! Reading and writing share one task on purpose: an idle connection then costs one task
+//! and no lock between halves. A write that stalls is bounded by [`WRITE_TIMEOUT`].
+//!
+//! Every way out of [`drive`] drops the session, and with it the peer's room membership, so
+//! the room hears `peer-left` exactly once.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use governor::{Quota, RateLimiter};
+use rand::Rng;
+use switchboard_core::{CloseReason, ConnId, Outbound, outbox};
+use tokio::time::{Instant, interval_at, sleep_until, timeout};
+
+use crate::http::error::ApiError;
+use crate::metrics::DialectLabel;
+use crate::protocol::{Context, Flow, Session};
+use crate::state::{AppState, ConnectionRefused, ConnectionSlot};
+
+/// How long one batch of writes may take before the peer is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames written per flush at most.
+const WRITE_BATCH: usize = 64;
+/// Consecutive rate-limited messages after which the connection is closed.
+const RATE_STRIKES: u32 = 50;
+
+/// WebSocket close codes used across dialects (RFC 6455 §7.4.1).
+pub mod close {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// Server going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Policy violation (auth, limits, protocol misuse).
+    pub const POLICY: u16 = 1008;
+    /// Message too big.
+    pub const TOO_BIG: u16 = 1009;
+    /// Internal error.
+    pub const INTERNAL: u16 = 1011;
+    /// Try again later (overloaded).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// Checks a WebSocket request before upgrading it.
+///
+/// # Errors
+/// The HTTP response refusing it: 503 while draining, 403 for a disallowed Origin, 429 over
+/// a connection limit.
+pub fn admit(
+    app: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<ConnectionSlot, ApiError> {
+    if app.shutdown.is_draining() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Server is shutting down",
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && !origin_allowed(&app.config.cors_origins, origin)
+    {
+        app.metrics.error("forbidden_origin");
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Origin not allowed"));
+    }
+    app.connections.acquire(peer.ip()).map_err(|why| {
+        let (limit, msg) = match why {
+            ConnectionRefused::Total => ("connections", "Too many connections"),
+            ConnectionRefused::PerIp => (
+                "connections_per_ip",
+                "Too many connections from this address",
+            ),
+        };
+        app.metrics.limit(limit);
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg)
+    })
+}
+
+/// Whether `origin` is allowed: any when the list is empty; otherwise an exact match of the
+/// origin or of its host name.
+pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    if allowed.is_empty() || allowed.iter().any(|a| a == "*") {
+        return true;
+    }
+    let origin = origin.trim_end_matches('/');
+    let host = origin
+        .split("://")
+        .nth(1)
+        .unwrap_or(origin)
+        .split(':')
+        .next()
+        .unwrap_or("");
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(origin) || a.eq_ignore_ascii_case(host))
+}
+
+/// Upgrades an admitted request and runs `session` on the socket as a tracked task.
+pub fn upgrade<S: Session>(
+    app: AppState,
+    ws: WebSocketUpgrade,
+    slot: ConnectionSlot,
+    session: S,
+) -> Response {
+    let hard_cap = (app.config.max_frame_bytes * 4).max(1 << 20);
+    let tracker = app.shutdown.tracker().clone();
+    ws.max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| tracker.track_future(drive(app, socket, session, slot)))
+}
+
+fn to_text(b: Bytes) -> Message {
+    match Utf8Bytes::try_from(b) {
+        Ok(t) => Message::Text(t),
+        Err(_) => Message::Text(Utf8Bytes::from_static("{\"type\":\"error\"}")),
+    }
+}
+
+async fn send_close(socket: &mut WebSocket, code: u16, reason: Cow<'static, str>) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason.into_owned()),
+    };
+    let _ = timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+fn close_for(reason: CloseReason) -> u16 {
+    match reason {
+        CloseReason::Shutdown => close::GOING_AWAY,
+        CloseReason::SlowConsumer => close::POLICY,
+        CloseReason::HeartbeatTimeout => close::GOING_AWAY,
+        CloseReason::RoomDeleted | CloseReason::RoomInactive => close::NORMAL,
+    }
+}
+
+/// Runs one connection to its end.
+pub async fn drive<S: Session>(
+    app: AppState,
+    mut socket: WebSocket,
+    mut session: S,
+    slot: ConnectionSlot,
+) {
+    let conn = ConnId::next();
+    let label = DialectLabel { dialect: S::NAME };
+    app.metrics.connections.get_or_create(&label).inc();
+    let active = app.metrics.connections_active.get_or_create(&label).clone();
+    active.inc();
+    let _slot = slot;
+    let cancel = app.shutdown.token().child_token();
+    let (handle, mut outbox_rx) = outbox(conn, S::TAG, app.config.outbox_capacity, cancel);
+    tracing::debug!(%conn, dialect = S::NAME, "connection open");
+
+    if app.memory.is_critical() {
+        app.metrics.limit("memory");
+        send_close(
+            &mut socket,
+            close::TRY_AGAIN_LATER,
+            "server overloaded: memory critical".into(),
+        )
+        .await;
+        active.dec();
+        return;
+    }
+
+    let cfg = &app.config;
+    let ping_every = cfg.ping_interval;
+    let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
+    let mut ping = interval_at(
+        Instant::now() + ping_every / 2 + Duration::from_millis(jitter),
+        ping_every,
+    );
+    let mut last_seen = Instant::now();
+    let deadline = session
+        .needs_establishing(&app)
+        .then(|| Instant::now() + cfg.auth_timeout);
+    let limiter = NonZeroU32::new(cfg.max_messages_per_second).map(|rate| {
+        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is non-zero"));
+        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+    });
+    let mut strikes = 0u32;
+    let bytes_in = app
+        .metrics
+        .bytes
+        .get_or_create(&crate::metrics::DirectionLabels { direction: "in" })
+        .clone();
+    let bytes_out = app
+        .metrics
+        .bytes
+        .get_or_create(&crate::metrics::DirectionLabels { direction: "out" })
+        .clone();
+
+    let end: Option<(u16, Cow<'static, str>)> = loop {
+        let cx = Context {
+            app: &app,
+            handle: &handle,
+        };
+        tokio::select! {
+            biased;
+            () = handle.closed() => {
+                let reason = handle.close_reason().unwrap_or(CloseReason::Shutdown);
+                if reason == CloseReason::SlowConsumer {
+                    app.metrics.slow_consumers.inc();
+                }
+                break Some((close_for(reason), reason.as_str().into()));
+            }
+            item = outbox_rx.recv() => {
+                let Some(item) = item else { break None };
+                let mut batch = 0;
+                let mut next = Some(item);
+                let mut failed = false;
+                while let Some(item) = next.take() {
+                    let frame = match item {
+                        Outbound::Frame(b) => Some(b),
+                        Outbound::Event(env) => {
+                            let f = session.render(&env);
+                            if f.is_some() {
+                                app.metrics.relay_latency.observe(env.queued_at.elapsed().as_secs_f64());
+                            }
+                            f
+                        }
+                    };
+                    if let Some(frame) = frame {
+                        bytes_out.inc_by(frame.len() as u64);
+                        if timeout(WRITE_TIMEOUT, socket.feed(to_text(frame))).await.map_or(true, |r| r.is_err()) {
+                            failed = true;
+                            break;
+                        }
+                        batch += 1;
+                    }
+                    if batch < WRITE_BATCH {
+                        next = outbox_rx.try_recv().ok();
+                    }
+                }
+                if failed || timeout(WRITE_TIMEOUT, socket.flush()).await.map_or(true, |r| r.is_err()) {
+                    break None;
+                }
+            }
+            msg = socket.recv() => {
+                let msg = match msg {
+                    None => break None,
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        let too_big = matches!(
+                            &e.into_inner().downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+                            Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+                        );
+                        if too_big {
+                            app.metrics.limit("frame_size");
+                            break Some((close::TOO_BIG, "message too big".into()));
+                        }
+                        break None;
+                    }
+                };
+                last_seen = Instant::now();
+                let (text, data) = match msg {
+                    Message::Text(t) => (true, Bytes::from(t)),
+                    Message::Binary(b) => (false, b),
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Close(_) => break None,
+                };
+                bytes_in.inc_by(data.len() as u64);
+                if data.len() > cfg.max_frame_bytes {
+                    app.metrics.limit("frame_size");
+                    app.metrics.error("frame_too_large");
+                    let msg = format!("Message of {} bytes exceeds the {} byte limit", data.len(), cfg.max_frame_bytes);
+                    cx.reply(session.error_frame("frame_too_large", &msg));
+                    continue;
+                }
+                if let Some(l) = &limiter {
+                    if l.check().is_err() {
+                        app.metrics.limit("rate");
+                        app.metrics.error("rate_limited");
+                        strikes += 1;
+                        if strikes >= RATE_STRIKES {
+                            break Some((close::POLICY, "rate limit exceeded".into()));
+                        }
+                        cx.reply(session.error_frame("rate_limited", "Too many messages; slow down"));
+                        continue;
+                    }
+                    strikes = 0;
+                }
+                let flow = if text { session.on_text(&cx, data) } else { session.on_binary(&cx, data) };
+                if let Flow::Close(code, reason) = flow {
+                    break Some((code, reason));
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > cfg.peer_heartbeat_timeout {
+                    app.metrics.error("heartbeat_timeout");
+                    break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
+                }
+                if timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Bytes::new()))).await.map_or(true, |r| r.is_err()) {
+                    break None;
+                }
+            }
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && !session.is_established() => {
+                app.metrics.error("auth_timeout");
+                break Some((close::POLICY, "authentication timeout".into()));
+            }
+        }
+    };
+    // Leave rooms before the close frame goes out, so that the others hear `peer-left` even
+    // if this client never reads it.
+    drop(session);
+    if let Some((code, reason)) = end {
+        // Deliver what is already queued for this peer (a final error reply) before closing.
+        while let Ok(Outbound::Frame(b)) = outbox_rx.try_recv() {
+            let _ = timeout(Duration::from_secs(1), socket.feed(to_text(b))).await;
+        }
+        tracing::debug!(%conn, code, %reason, "closing connection");
+        send_close(&mut socket, code, reason).await;
+    }
+    active.dec();
+    tracing::debug!(%conn, "connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+
+    #[test]
+    fn origins_match_exactly_or_by_host() {
+        let allowed = vec!["http://localhost:3000".to_owned(), "example.com".to_owned()];
+        assert!(origin_allowed(&allowed, "http://localhost:3000"));
+        assert!(origin_allowed(&allowed, "https://example.com"));
+        assert!(!origin_allowed(&allowed, "http://localhost:3001"));
+        assert!(!origin_allowed(&allowed, "http://evil.example.org"));
+        assert!(origin_allowed(&[], "http://anything"));
+    }
+}
