@@ -1,8 +1,11 @@
 //! The end-of-run summary: one list of named values, printed as a human table (always) and
 //! as one JSON line (`--json`), so the two can never disagree.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
+use crate::procfs::cpu_us_per;
 use crate::stats::Percentiles;
 
 /// A scenario's results and the reasons, if any, that the run failed.
@@ -37,6 +40,26 @@ impl Report {
             self.row(&format!("{key}_p999_us"), pick("p999"));
         }
         self.row(&format!("{key}_max_us"), pick("max"));
+    }
+
+    /// Adds `<who>_cpu_ms` (CPU time between two readings; /proc counts in 10 ms ticks, so
+    /// small totals are coarse) and `<who>_cpu_us_per_<unit>`.
+    pub fn cpu(
+        &mut self,
+        who: &str,
+        unit: &str,
+        before: Option<Duration>,
+        after: Option<Duration>,
+        units: u64,
+    ) {
+        let total = before
+            .zip(after)
+            .map(|(b, a)| round2(a.saturating_sub(b).as_secs_f64() * 1e3));
+        self.row(&format!("{who}_cpu_ms"), total);
+        self.row(
+            &format!("{who}_cpu_us_per_{unit}"),
+            cpu_us_per(before, after, units).map(round2),
+        );
     }
 
     /// Marks the run as failed.

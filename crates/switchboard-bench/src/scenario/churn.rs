@@ -163,14 +163,8 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &ChurnArgs, quick: bool) -
     report.row("elapsed_s", round2(elapsed.as_secs_f64()));
     report.row("joins_per_sec", round2(per_sec(joins, elapsed)));
     report.latency("join_latency", all.latencies.percentiles(), false);
-    report.row(
-        "server_cpu_us_per_join",
-        procfs::cpu_us_per(cpu_before, cpu_after, joins).map(round2),
-    );
-    report.row(
-        "bench_cpu_us_per_join",
-        procfs::cpu_us_per(own_before, own_after, joins).map(round2),
-    );
+    report.cpu("server", "join", cpu_before, cpu_after, joins);
+    report.cpu("bench", "join", own_before, own_after, joins);
     report.row("close_errors", all.close_errors.total());
     report.row("leave_not_announced", all.missing_left.total());
 

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Progress, per_sec, pick, sleep_unless_cancelled};
 use crate::client::{Counters, Ctx, Joined, leave_and_close};
 use crate::dialect::PeerSpec;
-use crate::procfs::{self, Server};
+use crate::procfs::Server;
 use crate::report::{Report, round2};
 use crate::stats::{ErrorSamples, Latencies};
 
@@ -171,10 +171,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &IdleArgs, quick: bool) ->
     };
     report.row("server_rss_per_peer_kib", per_peer);
     report.row("server_rss_after_release_kib", rss_released);
-    report.row(
-        "server_cpu_us_per_join",
-        procfs::cpu_us_per(cpu_before, cpu_after, joined).map(round2),
-    );
+    report.cpu("server", "join", cpu_before, cpu_after, joined);
     report.row("close_errors", close_errors.total());
 
     if errors.total() > 0 || skipped > 0 {

@@ -239,14 +239,8 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     report.row("elapsed_s", round2(elapsed.as_secs_f64()));
     report.row("msgs_per_sec", round2(per_sec(delivered, elapsed)));
     report.latency("latency", latencies.percentiles(), true);
-    report.row(
-        "server_cpu_us_per_msg",
-        procfs::cpu_us_per(cpu_before, cpu_after, delivered).map(round2),
-    );
-    report.row(
-        "bench_cpu_us_per_msg",
-        procfs::cpu_us_per(own_before, own_after, delivered).map(round2),
-    );
+    report.cpu("server", "msg", cpu_before, cpu_after, delivered);
+    report.cpu("bench", "msg", own_before, own_after, delivered);
     report.row("close_errors", close_errors.total());
 
     if setup_errors.total() > 0 {
