@@ -254,16 +254,13 @@ pub async fn http_raw(
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((len, rest)) = s.split_once("\r\n") else {
-            break;
-        };
+    while let Some((len, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-        if n == 0 {
+        if n == 0 || rest.len() < n {
             break;
         }
         out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
+        s = rest.get(n + 2..).unwrap_or("");
     }
     out
 }
