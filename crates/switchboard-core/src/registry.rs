@@ -67,6 +67,7 @@ struct Room {
     attributes: Vec<(Arc<str>, Arc<str>)>,
     capacity: Option<usize>,
     empty_grace: Option<Duration>,
+    inactivity_timeout: Option<Duration>,
     created_at_ms: u64,
     last_activity_ms: u64,
     last_activity: Instant,
@@ -103,6 +104,9 @@ pub struct CreateOptions {
     /// How long the room survives empty; the sweep policy's grace when `None`.
     /// `Some(Duration::ZERO)` removes it the moment its last member leaves.
     pub empty_grace: Option<Duration>,
+    /// How long the room may go without activity before it is closed; the sweep policy's
+    /// timeout when `None` (the rendezvous dialect's `ROOM_TTL` sets it).
+    pub inactivity_timeout: Option<Duration>,
 }
 
 /// Whether a join may, must or must not create the room.
@@ -471,18 +475,18 @@ impl Registry {
         let mut state = self.lock();
         let State { rooms, peers, .. } = &mut *state;
         rooms.retain(|id, room| {
+            let idle_after = room.inactivity_timeout.unwrap_or(policy.inactivity_timeout);
+            let idle = now.duration_since(room.last_activity) >= idle_after;
             if room.members.is_empty() {
                 let grace = room.empty_grace.unwrap_or(policy.empty_grace);
                 let since = room.empty_since.unwrap_or(room.last_activity);
-                let expired = policy.force_empty
-                    || now.duration_since(since) >= grace
-                    || now.duration_since(room.last_activity) >= policy.inactivity_timeout;
+                let expired = policy.force_empty || now.duration_since(since) >= grace || idle;
                 if expired {
                     report.empty_removed += 1;
                 }
                 return !expired;
             }
-            if now.duration_since(room.last_activity) >= policy.inactivity_timeout {
+            if idle {
                 report.idle_closed += 1;
                 *peers -= room.members.len();
                 close_members(id, room, RoomClosedReason::Inactive);
@@ -540,6 +544,7 @@ fn new_room(state: &mut State, opts: CreateOptions) -> Room {
         attributes: opts.attributes,
         capacity: opts.capacity,
         empty_grace: opts.empty_grace,
+        inactivity_timeout: opts.inactivity_timeout,
         created_at_ms: now_ms,
         last_activity_ms: now_ms,
         last_activity: Instant::now(),

@@ -97,6 +97,11 @@ pub trait Session: Send + 'static {
     /// until it has, the authentication deadline applies.
     fn is_established(&self) -> bool;
 
+    /// The WebSocket ping interval for this dialect. Default: `PING_INTERVAL`.
+    fn ping_interval(&self, app: &AppState) -> std::time::Duration {
+        app.config.ping_interval
+    }
+
     /// Whether the deadline applies to this session at all.
     fn needs_establishing(&self, app: &AppState) -> bool {
         app.config.is_production()

@@ -182,7 +182,7 @@ pub async fn drive<S: Session>(
     }
 
     let cfg = &app.config;
-    let ping_every = cfg.ping_interval;
+    let ping_every = session.ping_interval(&app);
     let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
     let mut ping = interval_at(
         Instant::now() + ping_every / 2 + Duration::from_millis(jitter),
