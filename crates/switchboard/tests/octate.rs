@@ -80,7 +80,7 @@ async fn the_whole_seed_002_session_gives_each_peer_exactly_its_frames() {
         .await;
     assert_eq!(
         stable(a.recv().await),
-        json!({"type":"auth","roomId":"r1","userId":"alice","data":{"status":"authenticated","message":"User properly connected to authorized room"},"timestamp":"N"})
+        json!({"type":"auth","roomId":"r1","userId":"alice","data":{"status":"authenticated","message":"User properly connected to authorized room","iceServers":[]},"timestamp":"N"})
     );
 
     a.send(json!({"type":"create-room","roomId":"r1","userId":"alice","data":{"roomName":"Room 1","userName":"Alice","fileId":"f1"},"timestamp":1})).await;

@@ -124,6 +124,18 @@ pub fn upgrade<S: Session>(
         .on_upgrade(move |socket| tracker.track_future(drive(app, socket, session, slot)))
 }
 
+/// Bounds a write by [`WRITE_TIMEOUT`] and by a close request: a peer whose socket is full
+/// must still be closable at once (as a slow consumer) rather than after the timeout.
+async fn interruptible<E>(
+    handle: &switchboard_core::PeerHandle,
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<Result<(), E>, ()> {
+    tokio::select! {
+        r = timeout(WRITE_TIMEOUT, write) => r.map_err(|_| ()),
+        () = handle.closed() => Err(()),
+    }
+}
+
 fn to_text(b: Bytes) -> Message {
     match Utf8Bytes::try_from(b) {
         Ok(t) => Message::Text(t),
@@ -240,7 +252,7 @@ pub async fn drive<S: Session>(
                     };
                     if let Some(frame) = frame {
                         bytes_out.inc_by(frame.len() as u64);
-                        if timeout(WRITE_TIMEOUT, socket.feed(to_text(frame))).await.map_or(true, |r| r.is_err()) {
+                        if interruptible(&handle, socket.feed(to_text(frame))).await.map_or(true, |r| r.is_err()) {
                             failed = true;
                             break;
                         }
@@ -250,7 +262,10 @@ pub async fn drive<S: Session>(
                         next = outbox_rx.try_recv().ok();
                     }
                 }
-                if failed || timeout(WRITE_TIMEOUT, socket.flush()).await.map_or(true, |r| r.is_err()) {
+                if failed || interruptible(&handle, socket.flush()).await.map_or(true, |r| r.is_err()) {
+                    if handle.close_reason() == Some(CloseReason::SlowConsumer) {
+                        app.metrics.slow_consumers.inc();
+                    }
                     break None;
                 }
             }

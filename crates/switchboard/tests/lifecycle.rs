@@ -1,0 +1,219 @@
+//! Memory protection, connection limits and shutdown.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use switchboard::Config;
+
+#[tokio::test]
+async fn over_the_critical_threshold_new_connections_and_rooms_are_refused() {
+    let config = Config {
+        memory_warning_bytes: 1 << 20,
+        memory_critical_bytes: 1 << 20,
+        memory_check_interval: Duration::from_millis(20),
+        ..test_config()
+    };
+    let s = TestServer::with(config).await;
+    eventually(|| s.app.memory.is_critical()).await;
+    let mut c = Client::connect(&s.signaling_url()).await;
+    assert_eq!(
+        c.recv_close().await,
+        Some((1013, "server overloaded: memory critical".into()))
+    );
+    let (st, b) = http(
+        "POST",
+        s.http,
+        "/api/rooms",
+        Some(&json!({"roomId":"r"})),
+        &[],
+    )
+    .await;
+    assert_eq!((st, b["code"].as_str()), (503, Some("overloaded")));
+    let (_, stats) = http("GET", s.http, "/api/stats", None, &[]).await;
+    assert_eq!(stats["memory"]["pressure"], "critical");
+    assert_eq!(stats["thresholds"]["critical"], 1.0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn connections_per_ip_are_capped_with_429() {
+    let s = TestServer::with(Config {
+        max_connections_per_ip: 2,
+        ..test_config()
+    })
+    .await;
+    let _a = Client::connect(&s.signaling_url()).await;
+    let _b = Client::connect(&s.signaling_url()).await;
+    let err = tokio_tungstenite::connect_async(s.signaling_url())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("429"), "{err}");
+    drop(_a);
+    eventually(|| s.app.connections.open() < 2).await;
+    assert!(
+        tokio_tungstenite::connect_async(s.signaling_url())
+            .await
+            .is_ok()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_cannot_keep_up_is_closed_and_the_sender_told() {
+    let s = TestServer::with(Config {
+        outbox_capacity: 4,
+        max_messages_per_second: 0,
+        ..test_config()
+    })
+    .await;
+    let mut a = Client::connect(&s.signaling_url()).await;
+    a.send(json!({"type":"auth","userId":"a","roomId":"r"}))
+        .await;
+    a.recv_type("auth").await;
+    a.send(json!({"type":"create-room","roomId":"r","userId":"a"}))
+        .await;
+    a.recv_type("room-created").await;
+    let mut b = Client::connect(&s.signaling_url()).await;
+    b.send(json!({"type":"auth","userId":"b","roomId":"r"}))
+        .await;
+    b.recv_type("auth").await;
+    b.send(json!({"type":"join-room","roomId":"r","userId":"b"}))
+        .await;
+    b.recv_type("room-joined").await;
+    a.recv_type("peer-joined").await;
+    // b stops reading; a floods it with large frames until its socket buffers and outbox fill.
+    let pad = "x".repeat(60_000);
+    let mut told = false;
+    for _ in 0..2000 {
+        a.send(json!({"type":"presence","roomId":"r","userId":"a","data":{"pad":pad}}))
+            .await;
+        if let Ok(v) = tokio::time::timeout(Duration::from_millis(1), a.recv()).await
+            && v["type"] == "error"
+        {
+            {
+                assert!(
+                    ["undelivered", "peer_not_found"]
+                        .contains(&v["data"]["code"].as_str().unwrap()),
+                    "{v}"
+                );
+                told = true;
+                break;
+            }
+        }
+    }
+    assert!(told, "the sender learned the signal was not delivered");
+    let left = a.recv_type("peer-left").await;
+    assert_eq!(left["userId"], "b");
+    s.stop().await;
+}
+
+#[test]
+fn sigterm_sends_every_peer_a_close_frame_and_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("SIGNALING_PORT", "0")
+        .env("SOCKETIO_PORT", "0")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server binary starts");
+    let pid = child.id();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let signaling = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("signaling="))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("ws://{signaling}/");
+        let mut peers = Vec::new();
+        for i in 0..3 {
+            let mut c = Client::connect(&url).await;
+            c.send(json!({"type":"auth","userId":format!("u{i}"),"roomId":"r"}))
+                .await;
+            c.recv_type("auth").await;
+            peers.push(c);
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for c in &mut peers {
+            assert_eq!(
+                c.recv_close().await,
+                Some((1001, "server shutting down".into()))
+            );
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server exits after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn invalid_config_names_every_bad_setting_and_exits_64_before_binding() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("PORT", "not-a-port")
+        .env("PING_INTERVAL", "often")
+        .env("NODE_ENV", "production")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for var in ["PORT=", "PING_INTERVAL=", "AUTH_SECRET", "ADMIN_API_KEY"] {
+        assert!(err.contains(var), "{var} missing in: {err}");
+    }
+}
+
+#[test]
+fn help_lists_every_setting_with_its_env_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "PORT",
+        "SIGNALING_PORT",
+        "HOST",
+        "NODE_ENV",
+        "CORS_ORIGINS",
+        "AUTH_SECRET",
+        "ROOM_INACTIVITY_TIMEOUT",
+        "PEER_HEARTBEAT_TIMEOUT",
+        "CLEANUP_CHECK_INTERVAL",
+        "MEMORY_WARNING_THRESHOLD",
+        "MEMORY_CRITICAL_THRESHOLD",
+        "LOG_LEVEL",
+        "ADMIN_API_KEY",
+        "MAX_PEERS_PER_ROOM",
+        "MAX_FRAME_BYTES",
+        "SHUTDOWN_TIMEOUT",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {var}=")),
+            "{var} missing from --help"
+        );
+    }
+}
