@@ -112,6 +112,18 @@ pub struct Args {
     /// text, json, or auto (json in production, text otherwise).
     #[arg(long, env = "LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
+    /// Comma-separated STUN URLs handed to clients (GET /api/ice-servers, OctateCode auth).
+    #[arg(long, env = "STUN_URLS", default_value = "")]
+    pub stun_urls: String,
+    /// Comma-separated TURN URLs handed to clients, e.g. turn:host:3478?transport=udp.
+    #[arg(long, env = "TURN_URLS", default_value = "")]
+    pub turn_urls: String,
+    /// coturn `static-auth-secret`: with it, TURN credentials follow the TURN REST scheme.
+    #[arg(long, env = "TURN_SECRET", default_value = "", hide_env_values = true)]
+    pub turn_secret: String,
+    /// Lifetime of handed-out TURN credentials.
+    #[arg(long, env = "TURN_TTL", default_value = "3600s")]
+    pub turn_ttl: String,
 }
 
 /// Run mode.
@@ -190,6 +202,14 @@ pub struct Config {
     pub log_level: String,
     /// Log format. Default text in development, JSON in production.
     pub log_format: LogFormat,
+    /// STUN URLs handed to clients. Default empty.
+    pub stun_urls: Vec<String>,
+    /// TURN URLs handed to clients. Default empty.
+    pub turn_urls: Vec<String>,
+    /// TURN REST shared secret (coturn `static-auth-secret`); `None` when unset. Default unset.
+    pub turn_secret: Option<String>,
+    /// TURN credential lifetime. Default 1 h.
+    pub turn_ttl: Duration,
 }
 
 impl Default for Config {
@@ -222,6 +242,10 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -376,6 +400,30 @@ impl Config {
             }
         };
         let admin_api_key = Some(a.admin_api_key.trim().to_owned()).filter(|k| !k.is_empty());
+        let turn_ttl = dur(&mut p, "TURN_TTL", &a.turn_ttl, d.turn_ttl);
+        let stun_urls = url_list(&a.stun_urls);
+        let turn_urls = url_list(&a.turn_urls);
+        let turn_secret = Some(a.turn_secret.clone()).filter(|s| !s.is_empty());
+        if turn_ttl < Duration::from_secs(1) {
+            p.0.push(format!("  TURN_TTL={:?}: must be at least 1s", a.turn_ttl));
+        }
+        for (var, urls, schemes) in [
+            ("STUN_URLS", &stun_urls, &["stun:", "stuns:"]),
+            ("TURN_URLS", &turn_urls, &["turn:", "turns:"]),
+        ] {
+            for u in urls
+                .iter()
+                .filter(|u| !schemes.iter().any(|s| u.starts_with(s)))
+            {
+                p.0.push(format!(
+                    "  {var}: {u:?} must start with {} or {}",
+                    schemes[0], schemes[1]
+                ));
+            }
+        }
+        if turn_secret.is_some() && turn_urls.is_empty() {
+            p.0.push("  TURN_SECRET: set, but TURN_URLS is empty".into());
+        }
 
         // Cross-field rules.
         if ping_interval.is_zero() {
@@ -463,6 +511,10 @@ impl Config {
             shutdown_timeout,
             log_level: a.log_level.clone(),
             log_format,
+            stun_urls,
+            turn_urls,
+            turn_secret,
+            turn_ttl,
         })
     }
 
@@ -479,6 +531,14 @@ impl Config {
             outbox_capacity: self.outbox_capacity,
         }
     }
+}
+
+/// A comma-separated list, trimmed, empty entries dropped.
+fn url_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn parse_port(v: &str) -> Result<u16, String> {

@@ -29,6 +29,7 @@ pub mod protocol;
 pub mod shutdown;
 pub mod state;
 pub mod transport;
+pub mod turn;
 
 use std::future::Future;
 use std::net::SocketAddr;

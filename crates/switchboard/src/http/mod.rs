@@ -50,6 +50,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/rooms/{room_id}/peers", get(room_peers))
         .route("/api/maintenance/cleanup", post(cleanup))
         .route("/api/maintenance/gc", post(gc))
+        .route("/api/ice-servers", get(ice_servers))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IceServersQuery {
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// `GET /api/ice-servers[?userId=]`: STUN/TURN servers with TURN REST credentials.
+async fn ice_servers(
+    State(app): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<IceServersQuery>,
+) -> Json<Value> {
+    Json(crate::turn::response(&app.config, q.user_id.as_deref()))
 }
 
 /// `GET /` when the request is not a WebSocket upgrade.

@@ -249,8 +249,11 @@ impl OctateSession {
         self.token_bound = bound;
         let mut buf = frame_head("auth", room, user);
         buf.extend_from_slice(
-            br#","data":{"status":"authenticated","message":"User properly connected to authorized room"}"#,
+            br#","data":{"status":"authenticated","message":"User properly connected to authorized room","iceServers":"#,
         );
+        let ice = crate::turn::ice_servers(&cx.app.config, Some(user));
+        buf.extend_from_slice(&serde_json::to_vec(&ice).expect("ice servers serialise"));
+        buf.push(b'}');
         cx.reply(frame_tail(buf));
         Ok(())
     }

@@ -1,0 +1,162 @@
+//! ICE servers for clients: the configured STUN URLs and, with `TURN_SECRET` set, TURN URLs
+//! with time-limited credentials in coturn's REST scheme (`use-auth-secret` +
+//! `static-auth-secret`, draft-uberti-behave-turn-rest-00):
+//!
+//! - `username = "<expiry-unix-seconds>:<userId>"`
+//! - `credential = base64(HMAC-SHA1(key = secret, msg = username))` (standard, padded).
+//!
+//! coturn rejects the username once the expiry lies in the past, so `TURN_TTL` bounds how
+//! long a handed-out credential can allocate relays. Served by `GET /api/ice-servers` and
+//! added to the OctateCode `auth` reply as `data.iceServers`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha1::Sha1;
+
+use crate::config::Config;
+
+/// `base64(HMAC-SHA1(secret, username))`: the password coturn derives for `username`.
+pub fn credential(secret: &str, username: &str) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(username.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The REST-scheme username: `<expiry>:<user>`, or the bare expiry for an empty user.
+pub fn username(expiry_unix: u64, user: &str) -> String {
+    if user.is_empty() {
+        expiry_unix.to_string()
+    } else {
+        format!("{expiry_unix}:{user}")
+    }
+}
+
+/// A random user id for requests that name none.
+fn random_user() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Seconds since the Unix epoch.
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+/// The `iceServers` list for `user` (a random id when `None` or empty), valid from `now_unix`
+/// for `config.turn_ttl`.
+pub fn ice_servers_at(config: &Config, user: Option<&str>, now_unix: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    if !config.stun_urls.is_empty() {
+        out.push(json!({ "urls": config.stun_urls }));
+    }
+    if !config.turn_urls.is_empty() {
+        match config.turn_secret.as_deref() {
+            Some(secret) => {
+                let user = match user.map(str::trim).filter(|u| !u.is_empty()) {
+                    Some(u) => u.to_owned(),
+                    None => random_user(),
+                };
+                let name = username(now_unix.saturating_add(config.turn_ttl.as_secs()), &user);
+                let cred = credential(secret, &name);
+                out.push(json!({ "urls": config.turn_urls, "username": name, "credential": cred }));
+            }
+            // Without a secret the TURN server is assumed open (or credentials are handed
+            // out elsewhere): list the URLs alone.
+            None => out.push(json!({ "urls": config.turn_urls })),
+        }
+    }
+    out
+}
+
+/// The `iceServers` list for `user`, valid from now.
+pub fn ice_servers(config: &Config, user: Option<&str>) -> Vec<Value> {
+    ice_servers_at(config, user, now_unix())
+}
+
+/// The `GET /api/ice-servers` body: `{"iceServers": [...], "ttl": seconds}`.
+pub fn response(config: &Config, user: Option<&str>) -> Value {
+    json!({ "iceServers": ice_servers(config, user), "ttl": config.turn_ttl.as_secs() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_answer_vectors() {
+        assert_eq!(
+            credential("north", "1700000000:alice"),
+            "Cd/49soE35ICqcJF/bCTn8Z4OyE="
+        );
+        assert_eq!(
+            credential("logen", "1893456000:user42"),
+            "vXVBKV0ek0Wy/cargclfCBpA0aY="
+        );
+        assert_eq!(
+            credential("secret", "1700000000"),
+            "WGw37+g43pfwVUmrc9tgArn/juE="
+        );
+    }
+
+    #[test]
+    fn username_shapes() {
+        assert_eq!(username(1_700_000_000, "alice"), "1700000000:alice");
+        assert_eq!(username(1_700_000_000, ""), "1700000000");
+    }
+
+    fn turn_config() -> Config {
+        Config {
+            stun_urls: vec!["stun:127.0.0.1:3478".into()],
+            turn_urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+            turn_secret: Some("north".into()),
+            turn_ttl: Duration::from_secs(300),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn list_with_secret_carries_rest_credentials() {
+        let list = ice_servers_at(&turn_config(), Some("alice"), 1_699_999_700);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], json!({ "urls": ["stun:127.0.0.1:3478"] }));
+        assert_eq!(
+            list[1]["urls"],
+            json!(["turn:127.0.0.1:3478?transport=udp"])
+        );
+        assert_eq!(list[1]["username"], "1700000000:alice");
+        assert_eq!(list[1]["credential"], "Cd/49soE35ICqcJF/bCTn8Z4OyE=");
+    }
+
+    #[test]
+    fn missing_user_gets_a_random_id() {
+        let a = ice_servers_at(&turn_config(), None, 1_000);
+        let b = ice_servers_at(&turn_config(), Some(" "), 1_000);
+        let (ua, ub) = (a[1]["username"].as_str(), b[1]["username"].as_str());
+        let (ua, ub) = (ua.expect("username"), ub.expect("username"));
+        assert!(ua.starts_with("1300:") && ua.len() > 10, "{ua}");
+        assert_ne!(ua, ub);
+        assert_eq!(a[1]["credential"], credential("north", ua));
+    }
+
+    #[test]
+    fn defaults_give_an_empty_list_and_no_secret_gives_bare_urls() {
+        assert!(ice_servers(&Config::default(), None).is_empty());
+        let open = Config {
+            turn_secret: None,
+            ..turn_config()
+        };
+        let list = ice_servers(&open, Some("bob"));
+        assert_eq!(
+            list[1],
+            json!({ "urls": ["turn:127.0.0.1:3478?transport=udp"] })
+        );
+        let body = response(&open, None);
+        assert_eq!(body["ttl"], 300);
+    }
+}
