@@ -90,7 +90,7 @@ impl Ctx {
             for _ in 0..MAX_FRAMES_BEFORE_ACK {
                 let msg = match ws.next().await {
                     Some(Ok(msg)) => msg,
-                    Some(Err(e)) => return Err(anyhow!(e).context("reading join reply")),
+                    Some(Err(e)) => return Err(anyhow!("{e}").context("reading join reply")),
                     None => bail!("connection closed before the join was acknowledged"),
                 };
                 if let Message::Close(frame) = &msg {
@@ -147,7 +147,7 @@ pub async fn leave_and_close(
         for _ in 0..MAX_FRAMES_WHILE_CLOSING {
             match ws.next().await {
                 None => return Ok(()),
-                Some(Err(e)) => return Err(anyhow!(e).context("closing")),
+                Some(Err(e)) => return Err(anyhow!("{e}").context("closing")),
                 Some(Ok(_)) => {}
             }
         }

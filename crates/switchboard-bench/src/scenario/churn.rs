@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -242,7 +242,7 @@ async fn read_anchor(
                 }
                 continue;
             }
-            Some(Err(e)) => format!("{:#}", anyhow!(e)),
+            Some(Err(e)) => e.to_string(),
             None => "connection ended".to_owned(),
         };
         return (ws, Some(why));

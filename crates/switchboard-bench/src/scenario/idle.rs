@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use clap::Args;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
@@ -262,7 +262,7 @@ async fn hold(
         let why = match msg {
             Some(Ok(Message::Close(frame))) => format!("closed by server: {frame:?}"),
             Some(Ok(_)) => continue,
-            Some(Err(e)) => format!("{:#}", anyhow!(e)),
+            Some(Err(e)) => e.to_string(),
             None => "connection ended".to_owned(),
         };
         dropped.fetch_add(1, Ordering::Relaxed);

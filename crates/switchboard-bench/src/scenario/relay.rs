@@ -19,6 +19,7 @@ use clap::Args;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -123,47 +124,15 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     let cpu_before = server.cpu_time()?;
     let own_before = procfs::own_cpu_time().ok();
     let start = Instant::now();
-    let mut receivers = Vec::with_capacity(ready.len());
-    let mut senders = Vec::with_capacity(ready.len());
-    for (rx, tx) in ready {
-        let window = Arc::new(Semaphore::new(inflight));
-        let (sink, stream) = tx.ws.split();
-        let room = tx.spec.room.clone();
-        receivers.push(tokio::spawn(receive(
-            ctx.clone(),
-            rx.ws,
-            rx.self_id.clone(),
-            messages,
-            window.clone(),
-            stop.clone(),
-        )));
-        senders.push((
-            tokio::spawn(send(
-                ctx.clone(),
-                sink,
-                Route {
-                    room: room.clone(),
-                    from: tx.self_id.clone(),
-                    to: rx.self_id.clone(),
-                },
-                messages,
-                window,
-                drain,
-                stop.clone(),
-            )),
-            tokio::spawn(drain_echoes(stream, stop.clone())),
-            room,
-            rx.self_id,
-            tx.self_id,
-        ));
-    }
-    // Senders finish first (all sent, stalled, or cancelled); then receivers get
-    // `drain` more to collect the rest.
-    let mut tx_results = Vec::with_capacity(senders.len());
-    let mut tx_rest = Vec::with_capacity(senders.len());
-    for (sender, drainer, room, rx_id, tx_id) in senders {
-        tx_results.push(sender.await?);
-        tx_rest.push((drainer, room, rx_id, tx_id));
+    let mut running: Vec<Running> = ready
+        .into_iter()
+        .map(|(rx, tx)| Running::start(&ctx, rx, tx, messages, inflight, drain, &stop))
+        .collect();
+    // Senders finish first (all sent, stalled, or cancelled); then receivers get `drain`
+    // more to collect the rest.
+    let mut tx_results = Vec::with_capacity(running.len());
+    for r in &mut running {
+        tx_results.push((&mut r.sender).await?);
     }
     let drain_timer = {
         let stop = stop.clone();
@@ -172,9 +141,9 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
             stop.cancel();
         })
     };
-    let mut rx_results = Vec::with_capacity(receivers.len());
-    for r in receivers {
-        rx_results.push(r.await?);
+    let mut rx_results = Vec::with_capacity(running.len());
+    for r in &mut running {
+        rx_results.push((&mut r.receiver).await?);
     }
     drain_timer.abort();
     let cpu_after = server.cpu_time()?;
@@ -185,13 +154,11 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     let mut latencies = Latencies::with_capacity(usize::try_from(total).unwrap_or(0));
     let mut rx_errors = ErrorSamples::default();
     let mut end = start;
-    let mut rx_sockets = Vec::with_capacity(rx_results.len());
-    for r in rx_results {
+    for r in &mut rx_results {
         totals.add(r.totals);
-        latencies.merge(r.latencies);
+        latencies.merge(std::mem::take(&mut r.latencies));
         rx_errors.merge(&r.errors);
         end = end.max(r.completed_at.unwrap_or_else(Instant::now));
-        rx_sockets.push(r.ws);
     }
     let elapsed = end - start;
     let sent: u64 = tx_results.iter().map(|t| t.sent).sum();
@@ -201,18 +168,18 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
         tx_errors.add(e);
     }
 
-    // Teardown: everyone leaves and closes, concurrently.
-    let mut closes = Vec::new();
-    for ((ws, t), (drainer, room, rx_id, tx_id)) in
-        rx_sockets.into_iter().zip(tx_results).zip(tx_rest)
-    {
-        let stream = drainer.await?;
+    // Teardown: every pair leaves and closes, concurrently.
+    let mut closes = Vec::with_capacity(running.len());
+    let mut tx_server_errors = ErrorSamples::default();
+    for ((r, tx), rx) in running.into_iter().zip(tx_results).zip(rx_results) {
+        let (stream, errors) = r.drainer.await?;
+        tx_server_errors.merge(&errors);
         let dialect = ctx.dialect.clone();
         closes.push(tokio::spawn(async move {
-            let tx_ws = t.sink.reunite(stream).map_err(|e| anyhow!("{e}"))?;
+            let tx_ws = tx.sink.reunite(stream).map_err(|e| anyhow!("{e}"))?;
             let (a, b) = tokio::join!(
-                leave_and_close(ws, &*dialect, &room, &rx_id, CLOSE_TIMEOUT),
-                leave_and_close(tx_ws, &*dialect, &room, &tx_id, CLOSE_TIMEOUT),
+                leave_and_close(rx.ws, &*dialect, &r.room, &r.rx_id, CLOSE_TIMEOUT),
+                leave_and_close(tx_ws, &*dialect, &r.room, &r.tx_id, CLOSE_TIMEOUT),
             );
             a.and(b)
         }));
@@ -264,6 +231,13 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     if tx_errors.total() > 0 {
         report.fail(format!("send errors: {}", tx_errors.describe()));
     }
+    if tx_server_errors.total() > 0 {
+        report.fail(format!(
+            "the server sent {} error frames to senders: {}",
+            tx_server_errors.total(),
+            tx_server_errors.describe()
+        ));
+    }
     if rx_errors.total() > 0 {
         report.fail(format!("receive errors: {}", rx_errors.describe()));
     }
@@ -275,6 +249,60 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
         );
     }
     Ok(report)
+}
+
+/// One pair's tasks during the measured phase.
+struct Running {
+    room: String,
+    rx_id: String,
+    tx_id: String,
+    sender: JoinHandle<TxResult>,
+    /// Reads what the server sends the sender.
+    drainer: JoinHandle<(SplitStream<Ws>, ErrorSamples)>,
+    receiver: JoinHandle<RxResult>,
+}
+
+impl Running {
+    fn start(
+        ctx: &Arc<Ctx>,
+        rx: Joined,
+        tx: Joined,
+        messages: u64,
+        inflight: usize,
+        stall_timeout: Duration,
+        stop: &CancellationToken,
+    ) -> Self {
+        let window = Arc::new(Semaphore::new(inflight));
+        let (sink, stream) = tx.ws.split();
+        let route = Route {
+            room: tx.spec.room.clone(),
+            from: tx.self_id.clone(),
+            to: rx.self_id.clone(),
+        };
+        Self {
+            room: tx.spec.room,
+            rx_id: rx.self_id.clone(),
+            tx_id: tx.self_id,
+            receiver: tokio::spawn(receive(
+                ctx.clone(),
+                rx.ws,
+                rx.self_id,
+                messages,
+                window.clone(),
+                stop.clone(),
+            )),
+            sender: tokio::spawn(send(
+                ctx.clone(),
+                sink,
+                route,
+                messages,
+                window,
+                stall_timeout,
+                stop.clone(),
+            )),
+            drainer: tokio::spawn(drain_echoes(ctx.clone(), stream, stop.clone())),
+        }
+    }
 }
 
 /// Joins pair `i`: the receiver first (it creates the room), then the sender.
@@ -340,7 +368,7 @@ async fn send(
             .dialect
             .relay(&route.room, &route.from, &route.to, probe);
         if let Err(e) = sink.send(Message::text(frame)).await {
-            return result(seq, false, Some(format!("{:#}", anyhow!(e))), sink);
+            return result(seq, false, Some(e.to_string()), sink);
         }
         Counters::bump(&ctx.counters.sent);
     }
@@ -349,14 +377,24 @@ async fn send(
 
 /// Reads and discards what the server sends a sender (echoes, announcements), so that its
 /// outbox never fills and pings are answered. Returns the stream for the close.
-async fn drain_echoes(mut stream: SplitStream<Ws>, stop: CancellationToken) -> SplitStream<Ws> {
+async fn drain_echoes(
+    ctx: Arc<Ctx>,
+    mut stream: SplitStream<Ws>,
+    stop: CancellationToken,
+) -> (SplitStream<Ws>, ErrorSamples) {
+    let mut errors = ErrorSamples::default();
     loop {
-        tokio::select! {
+        let msg = tokio::select! {
             () = stop.cancelled() => break,
-            msg = stream.next() => if !matches!(msg, Some(Ok(_))) { break },
+            msg = stream.next() => msg,
+        };
+        let Some(Ok(msg)) = msg else { break };
+        // Error frames (e.g. a rate limit) explain losses, so keep them.
+        if let Some(Incoming::Error(e)) = text_of(&msg).map(|t| ctx.dialect.parse(t)) {
+            errors.add(&e);
         }
     }
-    stream
+    (stream, errors)
 }
 
 async fn receive(
@@ -379,7 +417,7 @@ async fn receive(
         let msg = match msg {
             Some(Ok(msg)) => msg,
             Some(Err(e)) => {
-                errors.add(&format!("receiver connection failed: {:#}", anyhow!(e)));
+                errors.add(&format!("receiver connection failed: {e}"));
                 break;
             }
             None => {
