@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs Switchboard's whole test suite on a fresh machine, installing what it needs:
+#   1. system packages (Node.js/npm, Debian's chromium, coturn) when missing, via apt-get;
+#   2. cargo fmt --check and clippy -D warnings;
+#   3. the Rust unit and integration tests (real server on port 0, real WebSocket clients);
+#   4. the Node test with the real socket.io-client;
+#   5. the headless-Chromium end-to-end suite (WebRTC through every dialect, TURN via coturn),
+#      inside a network namespace that has only loopback;
+#   6. the load tool's quick mode, as a smoke test.
+# Every step prints a banner; the first failing step stops the run with its name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+step() { printf '\n==== %s ====\n' "$*"; }
+fail() { printf '\n!!!! step failed: %s\n' "$CURRENT" >&2; }
+trap fail ERR
+
+CURRENT="install system packages"
+step "$CURRENT"
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ -d e2e ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+  command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "all present"
+fi
+
+CURRENT="cargo fmt --check"
+step "$CURRENT"
+cargo fmt --all -- --check
+
+CURRENT="cargo clippy -D warnings"
+step "$CURRENT"
+cargo clippy --workspace --all-targets -- -D warnings
+
+CURRENT="build"
+step "$CURRENT"
+cargo build --workspace --bins
+
+CURRENT="Rust tests"
+step "$CURRENT"
+cargo test --workspace
+
+if [ -f tests-node/package.json ]; then
+  CURRENT="Node tests (socket.io-client)"
+  step "$CURRENT"
+  (cd tests-node && npm ci --no-audit --no-fund --loglevel=error && SWITCHBOARD_BIN="$ROOT/target/debug/switchboard" npm test)
+fi
+
+if [ -x e2e/run.sh ]; then
+  CURRENT="browser end-to-end (headless Chromium, loopback-only namespace)"
+  step "$CURRENT"
+  SWITCHBOARD_BIN="$ROOT/target/debug/switchboard" e2e/run.sh
+fi
+
+if [ -x scripts/bench-smoke.sh ]; then
+  CURRENT="load tool smoke test (quick mode)"
+  step "$CURRENT"
+  scripts/bench-smoke.sh
+fi
+
+trap - ERR
+step "all suites passed"
