@@ -299,6 +299,7 @@ async fn worker(
         }
         if let Some(a) = anchor.as_deref_mut().filter(|_| wait_for_left)
             && let Err(e) = await_left(a, &self_id).await
+            && !ctx.cancel.is_cancelled()
         {
             out.missing_left.add(&format!("{e:#}"));
         }

@@ -42,7 +42,7 @@ pub struct RelayArgs {
     /// Sender/receiver pairs, one room each [default: 10; --quick: 4].
     #[arg(long)]
     pub pairs: Option<usize>,
-    /// Messages each sender sends [default: 1000; --quick: 200].
+    /// Messages each sender sends [default: 1000; --quick: 100].
     #[arg(long)]
     pub messages: Option<u64>,
     /// Messages in flight per pair at most; 1 gives the light-load latency [default: 1;
@@ -75,7 +75,7 @@ struct TxResult {
 
 pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -> Result<Report> {
     let pairs = pick(args.pairs, quick, 4, 10);
-    let messages = pick(args.messages, quick, 200, 1000);
+    let messages = pick(args.messages, quick, 100, 1000);
     let inflight = pick(args.inflight, quick, 4, 1);
     let drain = Duration::from_secs_f64(pick(args.drain_timeout, quick, 2.0, 5.0).max(0.0));
     anyhow::ensure!(
