@@ -87,7 +87,9 @@ fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
 /// - a number seen twice counts as **duplicated** (and is not counted as received again);
 /// - a number that arrives after a higher one counts as **reordered**;
 /// - a number outside `0..expected` counts as **unexpected**;
-/// - **lost** is `expected - received` (unique numbers), judged once the run has drained.
+/// - **lost** is `sent - received` (unique numbers), judged once the run has drained; the
+///   sender's count is passed to [`SeqTracker::totals`], so messages never sent (a run cut
+///   short) are not counted as lost.
 #[derive(Debug, Clone)]
 pub struct SeqTracker {
     seen: Vec<bool>,
@@ -110,7 +112,7 @@ pub enum SeqVerdict {
 /// Totals of sequence checking, summed over pairs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SeqTotals {
-    pub expected: u64,
+    pub sent: u64,
     pub received: u64,
     pub lost: u64,
     pub reordered: u64,
@@ -157,12 +159,12 @@ impl SeqTracker {
         self.received == self.seen.len() as u64
     }
 
-    pub fn totals(&self) -> SeqTotals {
-        let expected = self.seen.len() as u64;
+    /// Totals, given how many messages the sender sent (`0..sent`).
+    pub fn totals(&self, sent: u64) -> SeqTotals {
         SeqTotals {
-            expected,
+            sent,
             received: self.received,
-            lost: expected - self.received,
+            lost: sent.saturating_sub(self.received),
             reordered: self.reordered,
             duplicated: self.duplicated,
             unexpected: self.unexpected,
@@ -173,7 +175,7 @@ impl SeqTracker {
 impl SeqTotals {
     /// Adds another pair's totals.
     pub fn add(&mut self, o: SeqTotals) {
-        self.expected += o.expected;
+        self.sent += o.sent;
         self.received += o.received;
         self.lost += o.lost;
         self.reordered += o.reordered;
@@ -285,7 +287,7 @@ mod tests {
             assert_eq!(t.observe(s), SeqVerdict::InOrder);
         }
         assert!(t.is_complete());
-        let tot = t.totals();
+        let tot = t.totals(4);
         assert!(tot.is_clean(), "{tot:?}");
         assert_eq!(tot.received, 4);
     }
@@ -300,11 +302,11 @@ mod tests {
         assert_eq!(t.observe(9), SeqVerdict::Unexpected);
         // 3 and 4 never arrive.
         assert!(!t.is_complete());
-        let tot = t.totals();
+        let tot = t.totals(5);
         assert_eq!(
             tot,
             SeqTotals {
-                expected: 5,
+                sent: 5,
                 received: 3,
                 lost: 2,
                 reordered: 1,
@@ -316,6 +318,15 @@ mod tests {
     }
 
     #[test]
+    fn unsent_messages_are_not_lost() {
+        let mut t = SeqTracker::new(1000);
+        t.observe(0);
+        t.observe(1);
+        // The run was cut short after 3 sends: one lost, not 998.
+        assert_eq!(t.totals(3).lost, 1);
+    }
+
+    #[test]
     fn totals_add_up_over_pairs() {
         let mut all = SeqTotals::default();
         let mut a = SeqTracker::new(2);
@@ -323,9 +334,9 @@ mod tests {
         a.observe(1);
         let mut b = SeqTracker::new(2);
         b.observe(1);
-        all.add(a.totals());
-        all.add(b.totals());
-        assert_eq!((all.expected, all.received, all.lost), (4, 3, 1));
+        all.add(a.totals(2));
+        all.add(b.totals(2));
+        assert_eq!((all.sent, all.received, all.lost), (4, 3, 1));
     }
 
     #[test]
