@@ -37,6 +37,9 @@ pub struct Args {
     /// OctateCode signaling WebSocket port (any path).
     #[arg(long, env = "SIGNALING_PORT", default_value = "3001")]
     pub signaling_port: String,
+    /// Socket.io (seed 003) port: the Vibe REST API and Socket.io at `/socket.io/`.
+    #[arg(long, env = "SOCKETIO_PORT", default_value = "4000")]
+    pub socketio_port: String,
     /// `development` or `production` (production requires tokens and an admin key).
     #[arg(long, env = "NODE_ENV", default_value = "development")]
     pub node_env: String,
@@ -154,6 +157,8 @@ pub struct Config {
     pub port: u16,
     /// OctateCode signaling port. Default 3001.
     pub signaling_port: u16,
+    /// Socket.io port (Vibe REST API and `/socket.io/`). Default 4000.
+    pub socketio_port: u16,
     /// Development or production. Default development.
     pub mode: Mode,
     /// Allowed origins; empty allows any. Default empty.
@@ -218,6 +223,7 @@ impl Default for Config {
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 3000,
             signaling_port: 3001,
+            socketio_port: 4000,
             mode: Mode::Development,
             cors_origins: Vec::new(),
             auth_secret: DEFAULT_AUTH_SECRET.to_owned(),
@@ -300,6 +306,12 @@ impl Config {
             &a.signaling_port,
             parse_port(&a.signaling_port),
             d.signaling_port,
+        );
+        let socketio_port = p.take(
+            "SOCKETIO_PORT",
+            &a.socketio_port,
+            parse_port(&a.socketio_port),
+            d.socketio_port,
         );
         let dur = |p: &mut Problems, var: &str, v: &str, fb: Duration| {
             p.take(var, v, parse_duration(v), fb)
@@ -462,6 +474,12 @@ impl Config {
                 a.signaling_port
             ));
         }
+        if socketio_port != 0 && (socketio_port == port || socketio_port == signaling_port) {
+            p.0.push(format!(
+                "  SOCKETIO_PORT={:?}: must differ from PORT and SIGNALING_PORT",
+                a.socketio_port
+            ));
+        }
         if mode == Mode::Production {
             if a.auth_secret == DEFAULT_AUTH_SECRET || a.auth_secret.len() < 16 {
                 p.0.push(
@@ -482,6 +500,7 @@ impl Config {
             host,
             port,
             signaling_port,
+            socketio_port,
             mode,
             cors_origins: a
                 .cors_origins

@@ -58,6 +58,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// OctateCode signaling (any path).
     pub signaling: TcpListener,
+    /// Socket.io (seed 003): the Vibe REST API and `/socket.io/`.
+    pub socketio: TcpListener,
 }
 
 impl Listeners {
@@ -69,6 +71,7 @@ impl Listeners {
         Ok(Self {
             http: TcpListener::bind((config.host, config.port)).await?,
             signaling: TcpListener::bind((config.host, config.signaling_port)).await?,
+            socketio: TcpListener::bind((config.host, config.socketio_port)).await?,
         })
     }
 }
@@ -114,6 +117,22 @@ async fn root(
     http::root(state).await.into_response()
 }
 
+/// `GET /y-webrtc`: the y-webrtc signaling dialect.
+async fn ywebrtc_ws(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: MaybeUpgrade,
+) -> Response {
+    let Some(ws) = ws.0 else {
+        return axum::http::StatusCode::UPGRADE_REQUIRED.into_response();
+    };
+    match transport::ws::admit(&app, &headers, peer) {
+        Ok(slot) => transport::ws::upgrade(app, ws, slot, protocol::ywebrtc::YWebrtcSession::new()),
+        Err(e) => e.into_response(),
+    }
+}
+
 fn cors(config: &Config) -> CorsLayer {
     let base = CorsLayer::new()
         .allow_methods([
@@ -143,9 +162,11 @@ pub fn http_app(app: AppState) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/signaling", any(octate_ws))
+        .route("/y-webrtc", any(ywebrtc_ws))
         .merge(http::router())
         .merge(admin::router("/metrics"))
         .fallback(http::not_found)
+        .layer(protocol::socketio::layer(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(cors(&app.config))
         .layer(TraceLayer::new_for_http())
@@ -157,6 +178,16 @@ pub fn signaling_app(app: AppState) -> Router {
     Router::new()
         .route("/", any(octate_ws))
         .route("/{*path}", any(octate_ws))
+        .with_state(app)
+}
+
+/// The Socket.io listener's router: the Vibe REST API (seed 003) and Socket.io at
+/// `/socket.io/`.
+pub fn socketio_app(app: AppState) -> Router {
+    Router::new()
+        .merge(protocol::socketio::rest_router())
+        .layer(protocol::socketio::layer(app.clone()))
+        .layer(cors(&app.config))
         .with_state(app)
 }
 
@@ -181,6 +212,11 @@ pub async fn serve(
         listeners.signaling,
         signaling_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(stop(token.clone()));
+    let socketio = axum::serve(
+        listeners.socketio,
+        socketio_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
     .with_graceful_shutdown(stop(token));
     spawn_lifecycle(&app);
     let trigger = tokio::spawn({
@@ -194,11 +230,16 @@ pub async fn serve(
             }
         }
     });
-    let (a, b) = tokio::join!(http.into_future(), signaling.into_future());
+    let (a, b, c) = tokio::join!(
+        http.into_future(),
+        signaling.into_future(),
+        socketio.into_future()
+    );
     // Listeners stop once the token is cancelled; wait for the drain to finish too.
     let _ = trigger.await;
     a?;
     b?;
+    c?;
     Ok(())
 }
 

@@ -41,15 +41,17 @@ fn main() -> ExitCode {
         };
         let http = listeners.http.local_addr().ok();
         let signaling = listeners.signaling.local_addr().ok();
+        let socketio = listeners.socketio.local_addr().ok();
         tracing::info!(
             http = ?http,
             signaling = ?signaling,
+            socketio = ?socketio,
             mode = ?config.mode,
             "switchboard listening"
         );
         // A plain line for scripts and tests that start the binary on port 0.
-        if let (Some(h), Some(s)) = (http, signaling) {
-            println!("listening http={h} signaling={s}");
+        if let (Some(h), Some(s), Some(io)) = (http, signaling, socketio) {
+            println!("listening http={h} signaling={s} socketio={io}");
         }
         let app = AppState::new(config, Shutdown::new());
         match switchboard::serve(app, listeners, switchboard::shutdown::signal()).await {

@@ -18,6 +18,8 @@ use switchboard_core::{DialectTag, Envelope, PeerHandle, Signal, SignalKind};
 use crate::state::AppState;
 
 pub mod octate;
+pub mod socketio;
+pub mod ywebrtc;
 
 /// The dialect tags (indexes into an [`Envelope`]'s rendering cache).
 pub mod tags {

@@ -20,6 +20,7 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 pub struct TestServer {
     pub http: SocketAddr,
     pub signaling: SocketAddr,
+    pub socketio: SocketAddr,
     pub app: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -31,6 +32,7 @@ pub fn test_config() -> Config {
         host: "127.0.0.1".parse().unwrap(),
         port: 0,
         signaling_port: 0,
+        socketio_port: 0,
         ..Config::default()
     }
 }
@@ -46,9 +48,13 @@ impl TestServer {
             signaling: TcpListener::bind((config.host, config.signaling_port))
                 .await
                 .unwrap(),
+            socketio: TcpListener::bind((config.host, config.socketio_port))
+                .await
+                .unwrap(),
         };
         let http = listeners.http.local_addr().unwrap();
         let signaling = listeners.signaling.local_addr().unwrap();
+        let socketio = listeners.socketio.local_addr().unwrap();
         let app = AppState::new(config, Shutdown::new());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(switchboard::serve(app.clone(), listeners, async move {
@@ -57,6 +63,7 @@ impl TestServer {
         Self {
             http,
             signaling,
+            socketio,
             app,
             stop: Some(tx),
             task: Some(task),

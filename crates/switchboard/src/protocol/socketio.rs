@@ -1,0 +1,635 @@
+//! The Socket.io dialect (seed 003, the Vibe signaling server) over socketioxide: Engine.IO
+//! v4 at `/socket.io/` (websocket and polling), on the HTTP port and on `SOCKETIO_PORT`,
+//! plus the Vibe REST API on `SOCKETIO_PORT` ([`rest_router`]).
+//!
+//! Client events: `join-room`, `leave-room`, `offer`, `answer`, `ice-candidate`. Both the
+//! seed's object payloads (`{roomId, userId}`) and the original's positional arguments
+//! (`roomId, userId`) are accepted for `join-room` and `leave-room`. Server events:
+//! `room-users` and `room-participants` `{participants, roomId}` (the joiner's view: every
+//! member but itself), `user-joined {userId, roomId}`, `user-left {userId, roomId}`, the
+//! relayed `offer`/`answer`/`ice-candidate` `{userId, targetUserId?, offer|answer|candidate}`
+//! and `error {message}`.
+//!
+//! Every socket has a core outbox; a task per socket drains it and emits the events, so a
+//! Socket.io peer shares rooms with the peers of every other dialect. Departures from the
+//! original, on purpose: signals go to `targetId`/`targetUserId` when given; a socket must
+//! have joined a room to signal in it; the relayed `userId` is the one the sender joined
+//! with; a disconnect leaves every room (the others hear `user-left`) and a room left empty
+//! by a Socket.io peer is removed; a missing or malformed payload gets `error`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde_json::{Map, Value, json};
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SendError, SocketError, SocketIo};
+use switchboard_core::{
+    CloseReason, ConnId, CreateOptions, Envelope, Event, JoinError, JoinMode, JoinOptions,
+    Membership, Outbound, PeerHandle, PeerId, RelayError, RoomClosedReason, RoomId, RoomSnapshot,
+    SignalKind, Target, outbox,
+};
+use tokio::sync::mpsc;
+
+use super::{signal_body, tags};
+use crate::metrics::DialectLabel;
+use crate::state::{AppState, ConnectionSlot};
+
+/// The dialect's name in metrics.
+pub const NAME: &str = "socketio";
+/// Rooms one socket may be in at once.
+pub const MAX_ROOMS_PER_SOCKET: usize = 64;
+/// The room attribute holding the ISO-8601 creation time of REST-created rooms.
+const CREATED_AT: &str = "createdAt";
+
+/// Every argument of an event, however many the client sent.
+struct Args(Vec<Value>);
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Args;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("event arguments")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Args, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = seq.next_element::<Value>()? {
+                    v.push(x);
+                }
+                Ok(Args(v))
+            }
+        }
+        // A tuple, so that socketioxide hands over every argument rather than the first.
+        d.deserialize_tuple(usize::MAX, V)
+    }
+}
+
+/// One socket's core side: its outbox handle and its room memberships.
+struct Conn {
+    handle: PeerHandle,
+    rooms: Mutex<HashMap<RoomId, Membership>>,
+}
+
+impl Conn {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Membership>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Leaves every room (the others hear `user-left`), removing rooms left empty.
+    fn leave_all(&self, app: &AppState) {
+        let all: Vec<(RoomId, Membership)> = self.rooms().drain().collect();
+        for (room, m) in all {
+            drop(m);
+            remove_if_empty(app, &room);
+        }
+    }
+}
+
+/// Removes `room` if nobody is left in it (Vibe deletes a room when its last user leaves).
+fn remove_if_empty(app: &AppState, room: &RoomId) {
+    if app
+        .registry
+        .room(room)
+        .is_some_and(|r| r.members.is_empty())
+    {
+        app.registry.delete_room(room);
+    }
+}
+
+/// The Socket.io layer (Engine.IO v4 at `/socket.io/`) with its handlers.
+pub fn layer(app: AppState) -> SocketIoLayer {
+    let max_payload = (app.config.max_frame_bytes as u64).max(64 << 10);
+    let (layer, io) = SocketIo::builder()
+        .max_payload(max_payload)
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20))
+        .build_layer();
+    io.ns("/", move |s: SocketRef| {
+        let app = app.clone();
+        async move { on_connect(&app, s) }
+    });
+    layer
+}
+
+fn emit_error(conn: &Conn, s: &SocketRef, message: &str) {
+    emit(conn, s, "error", &json!({ "message": message }));
+}
+
+/// Emits an event; a full socketioxide channel closes the socket as a slow consumer.
+fn emit(conn: &Conn, s: &SocketRef, event: &str, data: &Value) -> bool {
+    match s.emit(event, data) {
+        Ok(()) => true,
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+            conn.handle.close(CloseReason::SlowConsumer);
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+fn on_connect(app: &AppState, s: SocketRef) {
+    let parts = s.req_parts();
+    if app.shutdown.is_draining() {
+        let _ = s.emit("error", &json!({"message": "Server is shutting down"}));
+        let _ = s.disconnect();
+        return;
+    }
+    if let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        && !crate::transport::ws::origin_allowed(&app.config.cors_origins, origin)
+    {
+        app.metrics.error("forbidden_origin");
+        let _ = s.emit("error", &json!({"message": "Origin not allowed"}));
+        let _ = s.disconnect();
+        return;
+    }
+    let slot = match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => match app.connections.acquire(addr.ip()) {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                app.metrics.limit("connections");
+                let _ = s.emit("error", &json!({"message": "Too many connections"}));
+                let _ = s.disconnect();
+                return;
+            }
+        },
+        None => None,
+    };
+    let cancel = app.shutdown.token().child_token();
+    let (handle, rx) = outbox(
+        ConnId::next(),
+        tags::SOCKETIO,
+        app.config.outbox_capacity,
+        cancel,
+    );
+    let conn = Arc::new(Conn {
+        handle,
+        rooms: Mutex::new(HashMap::new()),
+    });
+    for event in [
+        "join-room",
+        "leave-room",
+        "offer",
+        "answer",
+        "ice-candidate",
+    ] {
+        let (app, conn) = (app.clone(), Arc::clone(&conn));
+        s.on(event, move |s: SocketRef, args: TryData<Args>| {
+            let (app, conn) = (app.clone(), Arc::clone(&conn));
+            async move {
+                let args = args.0.map(|a| a.0).unwrap_or_default();
+                on_event(&app, &conn, &s, event, &args);
+            }
+        });
+    }
+    {
+        let (app, conn) = (app.clone(), Arc::clone(&conn));
+        s.on_disconnect(move || {
+            let (app, conn) = (app.clone(), Arc::clone(&conn));
+            async move {
+                conn.leave_all(&app);
+                conn.handle.close(CloseReason::Shutdown);
+            }
+        });
+    }
+    let tracker = app.shutdown.tracker().clone();
+    tokio::spawn(tracker.track_future(drain(app.clone(), conn, s, rx, slot)));
+}
+
+fn on_event(app: &AppState, conn: &Conn, s: &SocketRef, event: &'static str, args: &[Value]) {
+    app.metrics.message(NAME, event);
+    let result = match event {
+        "join-room" => join(app, conn, args),
+        "leave-room" => {
+            leave(app, conn, args);
+            Ok(())
+        }
+        "offer" => relay(app, conn, args, SignalKind::Offer),
+        "answer" => relay(app, conn, args, SignalKind::Answer),
+        _ => relay(app, conn, args, SignalKind::Candidate),
+    };
+    if let Err((code, message)) = result {
+        app.metrics.error(code);
+        emit_error(conn, s, &message);
+    }
+}
+
+/// What a payload says, in either form.
+#[derive(Default)]
+struct Fields {
+    room: Option<String>,
+    user: Option<String>,
+    target: Option<String>,
+    object: Option<Map<String, Value>>,
+}
+
+fn string(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Reads `{roomId, userId, targetId|targetUserId, …}` or positional `(roomId, userId)`.
+fn fields(args: &[Value]) -> Option<Fields> {
+    match args.first()? {
+        Value::Object(o) => Some(Fields {
+            room: string(o.get("roomId")),
+            user: string(o.get("userId")),
+            target: string(o.get("targetId")).or_else(|| string(o.get("targetUserId"))),
+            object: Some(o.clone()),
+        }),
+        Value::String(room) => Some(Fields {
+            room: Some(room.clone()).filter(|r| !r.is_empty()),
+            user: string(args.get(1)),
+            ..Fields::default()
+        }),
+        _ => None,
+    }
+}
+
+type Refusal = (&'static str, String);
+
+fn join(app: &AppState, conn: &Conn, args: &[Value]) -> Result<(), Refusal> {
+    let f = fields(args).ok_or(("bad_payload", "join-room needs {roomId, userId}".to_owned()))?;
+    let (Some(room), Some(user)) = (f.room, f.user) else {
+        return Err((
+            "missing_fields",
+            "join-room needs roomId and userId".to_owned(),
+        ));
+    };
+    let room = RoomId::new(&room);
+    let user = PeerId::new(&user);
+    let mut rooms = conn.rooms();
+    if let Some(old) = rooms.get(&room)
+        && old.peer() != &user
+    {
+        // The socket joins again under another name: the old name leaves.
+        rooms.remove(&room);
+    }
+    if !rooms.contains_key(&room) && rooms.len() >= MAX_ROOMS_PER_SOCKET {
+        app.metrics.limit("rooms_per_socket");
+        return Err((
+            "too_many_rooms",
+            format!("A socket may be in at most {MAX_ROOMS_PER_SOCKET} rooms"),
+        ));
+    }
+    let opts = JoinOptions {
+        mode: JoinMode::Existing,
+        ..JoinOptions::default()
+    };
+    match app
+        .registry
+        .join(room.clone(), user, conn.handle.clone(), opts)
+    {
+        Ok(m) => {
+            rooms.insert(room, m);
+            Ok(())
+        }
+        Err(e) => Err(match e {
+            JoinError::RoomNotFound(_) => ("room_not_found", "Room not found".to_owned()),
+            JoinError::RoomFull { capacity, .. } => {
+                app.metrics.limit("room_full");
+                ("room_full", format!("Room is full ({capacity} peers)"))
+            }
+            JoinError::PeerIdTaken { peer, .. } => (
+                "duplicate_peer",
+                format!("User {peer} is already in this room on another connection"),
+            ),
+            other => ("join_failed", other.to_string()),
+        }),
+    }
+}
+
+fn leave(app: &AppState, conn: &Conn, args: &[Value]) {
+    // Unknown rooms, rooms this socket is not in and unreadable payloads are ignored, as in
+    // the original. Only the socket's own membership is removed, whatever `userId` says.
+    let Some(room) = fields(args).and_then(|f| f.room) else {
+        return;
+    };
+    let room = RoomId::new(&room);
+    let m = conn.rooms().remove(&room);
+    if let Some(m) = m {
+        drop(m);
+        remove_if_empty(app, &room);
+    }
+}
+
+fn relay(app: &AppState, conn: &Conn, args: &[Value], kind: SignalKind) -> Result<(), Refusal> {
+    let key = super::body_key(&kind).expect("offer, answer and candidate have body keys");
+    let usage = || {
+        (
+            "bad_payload",
+            format!("Expected {{roomId, targetUserId?, {key}}}"),
+        )
+    };
+    let f = fields(args).ok_or_else(usage)?;
+    let Some(body) = f.object.as_ref().and_then(|o| o.get(key)) else {
+        return Err(usage());
+    };
+    let payload = serde_json::to_vec(body).map_err(|_| usage())?;
+    let mut rooms = conn.rooms();
+    let room = match f.room {
+        Some(r) => RoomId::new(&r),
+        None if rooms.len() == 1 => rooms.keys().next().expect("one room").clone(),
+        None => return Err(("missing_fields", "Missing roomId".to_owned())),
+    };
+    let Some(m) = rooms.get(&room) else {
+        return Err((
+            "not_in_room",
+            format!("Not in room {}: join-room first", truncate(room.as_str())),
+        ));
+    };
+    let target = f
+        .target
+        .map_or(Target::Room, |t| Target::Peer(PeerId::new(&t)));
+    match app
+        .registry
+        .relay(m, target, kind, payload.into(), tags::SOCKETIO)
+    {
+        Ok(_) | Err(RelayError::Undelivered(_)) => Ok(()),
+        Err(RelayError::NotInRoom(r)) => {
+            rooms.remove(&room);
+            Err((
+                "not_in_room",
+                format!("Not in room {}", truncate(r.as_str())),
+            ))
+        }
+        Err(RelayError::PeerNotFound(p)) => Err((
+            "peer_not_found",
+            format!("User {} not found in room", truncate(p.as_str())),
+        )),
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Drains the socket's outbox into socket.io events until the socket or the server goes.
+async fn drain(
+    app: AppState,
+    conn: Arc<Conn>,
+    s: SocketRef,
+    mut rx: mpsc::Receiver<Outbound>,
+    slot: Option<ConnectionSlot>,
+) {
+    let _slot = slot;
+    let label = DialectLabel { dialect: NAME };
+    app.metrics.connections.get_or_create(&label).inc();
+    let active = app.metrics.connections_active.get_or_create(&label).clone();
+    active.inc();
+    loop {
+        tokio::select! {
+            biased;
+            () = conn.handle.closed() => break,
+            item = rx.recv() => {
+                let Some(item) = item else { break };
+                match item {
+                    Outbound::Event(env) => render(&app, &conn, &s, &env),
+                    Outbound::Frame(_) => {}
+                }
+            }
+        }
+    }
+    conn.leave_all(&app);
+    if s.connected() {
+        let reason = conn.handle.close_reason().unwrap_or(CloseReason::Shutdown);
+        if reason == CloseReason::SlowConsumer {
+            app.metrics.slow_consumers.inc();
+        } else {
+            let _ = s.emit("error", &json!({ "message": reason.as_str() }));
+        }
+        // `disconnect` needs room in the socket's channel; a stuck client gets a few tries,
+        // then Engine.IO's ping timeout closes it.
+        for _ in 0..20 {
+            match s.clone().disconnect() {
+                Err(SocketError::InternalChannelFull) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => break,
+            }
+        }
+    }
+    active.dec();
+}
+
+fn event_name(kind: &SignalKind) -> &str {
+    match kind {
+        SignalKind::Offer => "offer",
+        SignalKind::Answer => "answer",
+        SignalKind::Candidate => "ice-candidate",
+        SignalKind::Presence => "presence",
+        SignalKind::Cursor => "cursor-update",
+        SignalKind::Generic => "signal",
+        SignalKind::Publish => "publish",
+        SignalKind::Other(name) => name,
+    }
+}
+
+/// Emits a core event as socket.io events.
+fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
+    match &env.event {
+        Event::Joined { room, me, .. } => {
+            let participants: Vec<&str> = room
+                .members
+                .iter()
+                .filter(|m| &m.id != me)
+                .map(|m| m.id.as_str())
+                .collect();
+            let data = json!({ "participants": participants, "roomId": room.id.as_str() });
+            // The seed's name and the original server's name, both.
+            if emit(conn, s, "room-users", &data) {
+                emit(conn, s, "room-participants", &data);
+            }
+        }
+        Event::PeerJoined { room, peer } => {
+            emit(
+                conn,
+                s,
+                "user-joined",
+                &json!({ "userId": peer.id.as_str(), "roomId": room.as_str() }),
+            );
+        }
+        Event::PeerLeft { room, peer } => {
+            emit(
+                conn,
+                s,
+                "user-left",
+                &json!({ "userId": peer.as_str(), "roomId": room.as_str() }),
+            );
+        }
+        Event::Signal(sig) => {
+            app.metrics
+                .relay_latency
+                .observe(env.queued_at.elapsed().as_secs_f64());
+            let body: Value = serde_json::from_slice(&signal_body(sig)).unwrap_or(Value::Null);
+            let mut data = Map::new();
+            data.insert("userId".into(), Value::String(sig.from.as_str().into()));
+            if let Some(to) = &sig.to {
+                data.insert("targetUserId".into(), Value::String(to.as_str().into()));
+            }
+            data.insert("roomId".into(), Value::String(sig.room.as_str().into()));
+            data.insert(super::body_key(&sig.kind).unwrap_or("data").into(), body);
+            emit(conn, s, event_name(&sig.kind), &Value::Object(data));
+        }
+        Event::RoomClosed { room, reason } => {
+            conn.rooms().remove(room);
+            let why = match reason {
+                RoomClosedReason::Inactive => "Room closed for inactivity",
+                RoomClosedReason::Deleted => "Room deleted",
+            };
+            emit(
+                conn,
+                s,
+                "error",
+                &json!({ "message": why, "roomId": room.as_str() }),
+            );
+        }
+    }
+}
+
+// ---- REST (seed 003 shapes), on SOCKETIO_PORT ----
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds.
+pub fn iso8601(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+fn room_json(r: &RoomSnapshot) -> Value {
+    let created = r
+        .attributes
+        .iter()
+        .find(|(k, _)| &**k == CREATED_AT)
+        .map_or_else(|| iso8601(r.created_at_ms), |(_, v)| v.to_string());
+    json!({
+        "id": r.id.as_str(),
+        "participants": r.members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        "createdAt": created,
+    })
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "timestamp": iso8601(switchboard_core::unix_millis()) }))
+}
+
+async fn list_rooms(State(app): State<AppState>) -> Json<Value> {
+    let rooms: Vec<Value> = app
+        .registry
+        .rooms()
+        .iter()
+        .filter(|r| !r.id.as_str().starts_with(super::ywebrtc::ROOM_PREFIX))
+        .map(room_json)
+        .collect();
+    Json(json!({ "rooms": rooms }))
+}
+
+async fn create_room(State(app): State<AppState>) -> Response {
+    if app.memory.is_critical() {
+        app.metrics.limit("memory");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "Server is not accepting new rooms right now"})),
+        )
+            .into_response();
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = switchboard_core::unix_millis();
+    let opts = CreateOptions {
+        attributes: vec![(Arc::from(CREATED_AT), Arc::from(iso8601(now).as_str()))],
+        // Waits for its first member up to the inactivity timeout; once a Socket.io peer
+        // leaves it empty it is removed at once (`remove_if_empty`).
+        empty_grace: Some(app.config.room_inactivity_timeout),
+        ..CreateOptions::default()
+    };
+    match app.registry.create_room(RoomId::new(&id), opts) {
+        Ok(_) => Json(json!({ "roomId": id })).into_response(),
+        Err(JoinError::TooManyRooms(n)) => {
+            app.metrics.limit("rooms");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": format!("Room limit reached ({n} rooms)")})),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn get_room(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    match app.registry.room(&RoomId::new(&id)) {
+        Some(r) => Json(room_json(&r)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "Room not found"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "Not found"}))).into_response()
+}
+
+/// The Vibe REST API: `GET /health`, `GET|POST /api/rooms`, `GET /api/rooms/{roomId}`.
+pub fn rest_router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/rooms", get(list_rooms).post(create_room))
+        .route("/api/rooms/{room_id}", get(get_room))
+        .fallback(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso8601;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}
