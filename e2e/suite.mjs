@@ -1,0 +1,384 @@
+// Switchboard end-to-end suite: real headless Chromium pages connect through Switchboard's
+// signaling dialects and through a real coturn. Run it through run.sh, which puts this
+// process (and everything it starts) in a network namespace that has only `lo`.
+//
+// Environment: SWITCHBOARD_BIN (default ../target/debug/switchboard), CHROMIUM
+// (default /usr/bin/chromium), TURNSERVER (default /usr/sbin/turnserver or PATH),
+// E2E_ONLY (comma list; a scenario runs when its name contains one of them, e.g. "octate,y-webrtc"), E2E_ALLOW_NETWORK=1 to skip the loopback-only check.
+
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join, dirname, extname, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import dgram from 'node:dgram';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..');
+const SERVER_BIN = process.env.SWITCHBOARD_BIN || join(repo, 'target/debug/switchboard');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TURNSERVER = process.env.TURNSERVER || ['/usr/bin/turnserver', '/usr/sbin/turnserver'].find(existsSync) || 'turnserver';
+const ONLY = (process.env.E2E_ONLY || '').split(',').filter(Boolean);
+const SUITE_DEADLINE_MS = 8 * 60 * 1000;
+const SCENARIO_MS = 60 * 1000;
+const t0 = Date.now();
+const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+const say = (...a) => console.log(`[${elapsed()}]`, ...a);
+
+function withTimeout(promise, ms, step) {
+  let t;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${step}`)), ms); }),
+  ]).finally(() => clearTimeout(t));
+}
+
+// --- loopback only -----------------------------------------------------------------------------
+function checkLoopbackOnly() {
+  const bad = Object.entries(networkInterfaces())
+    .flatMap(([name, addrs]) => (addrs || []).filter((a) => !a.internal).map((a) => `${name} ${a.address}`));
+  if (bad.length && process.env.E2E_ALLOW_NETWORK !== '1') {
+    throw new Error(`refusing to run: non-loopback addresses present (${bad.join(', ')}); run through e2e/run.sh, which uses a network namespace with only lo`);
+  }
+}
+
+// --- processes -----------------------------------------------------------------------------------
+const children = [];
+function start(name, cmd, args, env) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const rec = { name, child, out: [], exited: null };
+  const keep = (chunk) => {
+    for (const line of chunk.toString().split('\n')) if (line) { rec.out.push(line); if (rec.out.length > 400) rec.out.shift(); }
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.on('exit', (code, sig) => { rec.exited = { code, sig }; });
+  child.on('error', (e) => { rec.exited = { error: e.message }; });
+  children.push(rec);
+  return rec;
+}
+async function stopAll() {
+  for (const rec of children.reverse()) {
+    if (rec.exited || !rec.child.pid) continue;
+    rec.child.kill('SIGTERM');
+    const done = await withTimeout(new Promise((r) => rec.child.once('exit', () => r(true))), 5000, `stop ${rec.name}`).catch(() => false);
+    if (!done) rec.child.kill('SIGKILL');
+    say(`stopped ${rec.name} (pid ${rec.child.pid})`);
+  }
+}
+function waitForLine(rec, re, ms) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const check = () => {
+      const hit = rec.out.map((l) => l.match(re)).find(Boolean);
+      if (hit) return resolve(hit);
+      if (rec.exited) return reject(new Error(`${rec.name} exited ${JSON.stringify(rec.exited)}:\n${rec.out.join('\n')}`));
+      setTimeout(check, 50);
+    };
+    check();
+  }), ms, `${rec.name} to print ${re}`);
+}
+async function freePort() {
+  // A port that is free for both TCP and UDP on 127.0.0.1 (coturn listens on both).
+  for (let i = 0; i < 20; i++) {
+    const port = await new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+    });
+    const udpFree = await new Promise((resolve) => {
+      const u = dgram.createSocket('udp4');
+      u.once('error', () => resolve(false));
+      u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
+    });
+    if (udpFree) return port;
+  }
+  throw new Error('no free port');
+}
+
+// --- static pages ------------------------------------------------------------------------------
+async function buildBundle(outDir) {
+  const esbuild = await import('esbuild');
+  const out = join(outDir, 'yjs-webrtc.js');
+  await withTimeout(esbuild.build({
+    stdin: { contents: 'export * as Y from "yjs"; export { WebrtcProvider } from "y-webrtc";', resolveDir: here },
+    bundle: true, format: 'iife', globalName: 'YW', platform: 'browser', outfile: out, logLevel: 'error',
+  }), 60000, 'esbuild bundle of yjs + y-webrtc');
+  return out;
+}
+function startStatic(files) {
+  const types = { '.html': 'text/html', '.js': 'text/javascript' };
+  const server = createServer((req, res) => {
+    const path = normalize(new URL(req.url, 'http://x').pathname);
+    const file = files[path === '/' ? '/index.html' : path];
+    if (!file) { res.writeHead(404); res.end('not found'); return; }
+    res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream', 'cache-control': 'no-store' });
+    res.end(readFileSync(file));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// --- scenarios ---------------------------------------------------------------------------------
+const results = [];
+const pages = [];
+let browser;
+
+async function newPage(label, origin) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const rec = { label, page, context, console: [] };
+  page.on('console', (m) => rec.console.push(`${label} ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => rec.console.push(`${label} pageerror: ${e.message}`));
+  pages.push(rec);
+  await withTimeout(page.goto(`${origin}/`), 15000, `${label} load page`);
+  await withTimeout(page.waitForFunction(() => !!window.e2e), 10000, `${label} harness ready`);
+  return rec;
+}
+async function closePages() {
+  for (const p of pages.splice(0)) await p.context.close().catch(() => {});
+}
+function evaluate(rec, fn, arg, step) {
+  return withTimeout(rec.page.evaluate(fn, arg), SCENARIO_MS, `${rec.label}: ${step}`).catch((e) => {
+    throw new Error(`${rec.label}: ${step}: ${e.message}`);
+  });
+}
+function assert(cond, what) { if (!cond) throw new Error(`assertion failed: ${what}`); }
+/**
+ * Both pages selected a direct pair: each local candidate is `host` on 127.0.0.1, and each
+ * page's remote port is the other page's local port. The remote side shows as `prflx` (with its
+ * address hidden by Chromium) when its connectivity check arrived before its candidate was
+ * signaled; the port cross-check still proves it is the other browser's own socket.
+ */
+function assertDirect(ra, rb) {
+  for (const [r, l] of [[ra, 'A'], [rb, 'B']]) {
+    assert(r.pair, `${l}: a selected candidate pair in getStats`);
+    const { local, remote } = r.pair;
+    assert(local.type === 'host' && local.address === '127.0.0.1', `${l}: local candidate host 127.0.0.1, got ${local.type} ${local.address}`);
+    assert(['host', 'prflx'].includes(remote.type), `${l}: remote candidate host (or prflx), got ${remote.type}`);
+    assert(!remote.address || remote.address === '127.0.0.1', `${l}: remote address 127.0.0.1, got ${remote.address}`);
+  }
+  assert(ra.pair.remote.port === rb.pair.local.port && rb.pair.remote.port === ra.pair.local.port,
+    `the pairs point at each other (A ${fmt(ra)}, B ${fmt(rb)})`);
+}
+
+async function scenario(name, fn, { skip } = {}) {
+  if (ONLY.length && !ONLY.some((o) => name.includes(o))) return;
+  if (skip) { results.push({ name, status: 'skipped', why: skip }); say(`SKIP ${name}: ${skip}`); return; }
+  if (Date.now() - t0 > SUITE_DEADLINE_MS) { results.push({ name, status: 'failed', why: 'suite deadline passed' }); return; }
+  const started = Date.now();
+  say(`RUN  ${name}`);
+  try {
+    const detail = await withTimeout(fn(), SCENARIO_MS, name);
+    results.push({ name, status: 'passed', ms: Date.now() - started });
+    say(`PASS ${name} (${Date.now() - started} ms)${detail ? ` ${detail}` : ''}`);
+  } catch (e) {
+    results.push({ name, status: 'failed', why: e.message });
+    say(`FAIL ${name}: ${e.message}`);
+    say('--- browser console ---');
+    for (const p of pages) for (const l of p.console) console.log(`  ${l}`);
+    say('--- last switchboard/coturn output ---');
+    for (const c of children) for (const l of c.out.slice(-40)) console.log(`  ${c.name}: ${l}`);
+  } finally {
+    await closePages();
+  }
+}
+
+/** Two pages connect through `dialect`; returns both results. */
+async function pair(origin, dialect, base, extra = () => ({})) {
+  const a = await newPage(`${dialect}-A`, origin);
+  const b = await newPage(`${dialect}-B`, origin);
+  const room = `room-${randomBytes(4).toString('hex')}`;
+  const optsA = { dialect, room, me: 'alice', initiator: true, create: true, ...base, ...extra('alice') };
+  const optsB = { dialect, room, me: 'bob', initiator: false, create: false, ...base, ...extra('bob') };
+  const pa = evaluate(a, (o) => window.e2e.connect(o), optsA, 'connect (offerer)');
+  // A joins (and for OctateCode creates the room) before B.
+  await new Promise((r) => setTimeout(r, 500));
+  const pb = evaluate(b, (o) => window.e2e.connect(o), optsB, 'connect (answerer)');
+  pa.catch(() => {}); // reported by Promise.all below, not as an unhandled rejection
+  const [ra, rb] = await Promise.all([pa, pb]);
+  assert(ra.got === 'hello from bob', `A received bob's message (got ${ra.got})`);
+  assert(rb.got === 'hello from alice', `B received alice's message (got ${rb.got})`);
+  return [ra, rb];
+}
+const fmt = (r) => `${r.pair.local.type} ${r.pair.local.address}:${r.pair.local.port} -> ${r.pair.remote.type} ${r.pair.remote.address || '(hidden)'}:${r.pair.remote.port}`;
+
+/**
+ * Why a dialect cannot be tested yet, or false. The source file must exist and the running
+ * binary must serve the route (an unrouted path answers 404; a WebSocket route answers a
+ * plain GET with another status).
+ */
+async function dialectMissing(file, url) {
+  if (!existsSync(join(repo, 'crates/switchboard/src/protocol', file))) return `crates/switchboard/src/protocol/${file} is not in the tree yet`;
+  const r = await withTimeout(fetch(url), 5000, `probe ${url}`).catch((e) => ({ status: `error ${e.message}` }));
+  if (r.status === 404 || typeof r.status === 'string') return `the server binary does not serve ${new URL(url).pathname} yet (GET answered ${r.status})`;
+  return false;
+}
+
+async function main() {
+  checkLoopbackOnly();
+  const work = mkdtempSync(join(tmpdir(), 'switchboard-e2e-'));
+  try {
+    // 1. Pages and bundles.
+    const bundle = await buildBundle(work);
+    const statics = await startStatic({
+      '/index.html': join(here, 'www/index.html'),
+      '/harness.js': join(here, 'www/harness.js'),
+      '/lib/yjs-webrtc.js': bundle,
+      '/lib/socket.io.min.js': join(here, 'node_modules/socket.io-client/dist/socket.io.min.js'),
+    });
+    const origin = `http://127.0.0.1:${statics.address().port}`;
+    say(`static pages at ${origin}`);
+
+    // 2. coturn with a fresh shared secret.
+    const turnSecret = randomBytes(18).toString('base64url');
+    const turnPort = await freePort();
+    const coturn = start('coturn', TURNSERVER, [
+      '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${turnPort}`,
+      '--use-auth-secret', `--static-auth-secret=${turnSecret}`, '--realm=switchboard.e2e',
+      '--no-tls', '--no-dtls', '--allow-loopback-peers', '--no-cli', '--log-file=stdout', '--simple-log', '--verbose',
+      '--fingerprint', `--pidfile=${join(work, 'turnserver.pid')}`, `--userdb=${join(work, 'turndb')}`,
+      '--min-port=40000', '--max-port=40999', '--no-software-attribute',
+    ]);
+    await waitForLine(coturn, /listener opened on|Total General servers|IPv4. UDP listener opened/i, 15000)
+      .catch((e) => { throw new Error(`coturn start: ${e.message}\n${coturn.out.join('\n')}`); });
+    say(`coturn on 127.0.0.1:${turnPort} (pid ${coturn.child.pid})`);
+
+    // 3. Switchboard on free ports with the same secret.
+    const sb = start('switchboard', SERVER_BIN, [], {
+      HOST: '127.0.0.1', PORT: '0', SIGNALING_PORT: '0', LOG_LEVEL: process.env.LOG_LEVEL || 'info',
+      TURN_SECRET: turnSecret, TURN_URLS: `turn:127.0.0.1:${turnPort}?transport=udp,turn:127.0.0.1:${turnPort}?transport=tcp`,
+      STUN_URLS: `stun:127.0.0.1:${turnPort}`, TURN_TTL: '600s',
+    });
+    const line = await waitForLine(sb, /listening (http=\S+.*)$/, 20000);
+    const addrs = Object.fromEntries(line[1].trim().split(/\s+/).map((kv) => kv.split('=')));
+    say(`switchboard (pid ${sb.child.pid}): ${line[0]}`);
+    const http = `http://${addrs.http}`;
+    const wsHttp = `ws://${addrs.http}`;
+
+    // 4. Chromium, loopback only (this whole process runs in a namespace with only lo).
+    const { chromium } = await import('playwright-core');
+    browser = await withTimeout(chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--no-first-run',
+        '--allow-loopback-in-peer-connection',
+        // A fake microphone, granted without a prompt: pages with capture permission get host
+        // candidates from every interface (here: lo), see unlockHostCandidates in harness.js.
+        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+        // Host candidates as plain IPs (not mDNS .local names) so the pair can be checked.
+        '--disable-features=WebRtcHideLocalIpsWithMdns'],
+    }), 30000, 'launch chromium');
+    say(`chromium ${browser.version()}`);
+
+    // 5. Scenarios.
+    await scenario('octate: datachannel over a direct host pair on 127.0.0.1', async () => {
+      const [ra, rb] = await pair(origin, 'octate', { url: `ws://${addrs.signaling}/` });
+      assertDirect(ra, rb);
+      const turn = (ra.authIce || []).find((s) => s.credential);
+      assert(turn && /^\d+:alice$/.test(turn.username), `auth reply iceServers carry TURN REST credentials for alice (got ${JSON.stringify(ra.authIce)})`);
+      return fmt(ra);
+    });
+
+    await scenario('octate: relay-only through coturn with /api/ice-servers credentials', async () => {
+      // Each page fetches its own credentials from GET /api/ice-servers?userId=<me>.
+      const [ra, rb] = await pair(origin, 'octate', { url: `ws://${addrs.signaling}/`, policy: 'relay' },
+        (me) => ({ iceServersUrl: `${http}/api/ice-servers?userId=${me}` }));
+      for (const [r, l] of [[ra, 'A'], [rb, 'B']]) {
+        assert(r.pair, `${l}: a selected pair`);
+        assert(r.pair.local.type === 'relay', `${l}: local candidate is relay, got ${r.pair.local.type}`);
+        assert(r.pair.remote.type === 'relay', `${l}: remote candidate is relay, got ${r.pair.remote.type}`);
+      }
+      assert(coturn.out.some((l) => /ALLOCATE processed, success/.test(l)), 'coturn logged successful ALLOCATEs');
+      return fmt(ra);
+    });
+
+    await scenario('coturn: wrong TURN credential is refused', async () => {
+      const p = await newPage('turn-bad', origin);
+      const good = await (await fetch(`${http}/api/ice-servers?userId=mallory`)).json();
+      const turn = good.iceServers.find((s) => s.credential);
+      assert(turn, `GET /api/ice-servers has a TURN entry (got ${JSON.stringify(good)})`);
+      assert(good.ttl === 600, `ttl 600 (got ${good.ttl})`);
+      const bad = [{ urls: turn.urls.filter((u) => u.includes('udp')), username: turn.username, credential: `x${turn.credential.slice(1)}` }];
+      const okay = [{ ...bad[0], credential: turn.credential }];
+      const rGood = await evaluate(p, (o) => window.e2e.gather(o), { iceServers: okay, policy: 'relay', ms: 15000 }, 'gather with the right credential');
+      assert(rGood.candidates.includes('relay'), `right credential yields a relay candidate (got ${JSON.stringify(rGood)})`);
+      const rBad = await evaluate(p, (o) => window.e2e.gather(o), { iceServers: bad, policy: 'relay', ms: 15000 }, 'gather with a wrong credential');
+      assert(!rBad.candidates.includes('relay'), `wrong credential yields no relay candidate (got ${JSON.stringify(rBad)})`);
+      const expired = [{ ...okay[0], username: `1000000000:${turn.username.split(':')[1]}` }];
+      expired[0].credential = (await import('node:crypto')).createHmac('sha1', turnSecret).update(expired[0].username).digest('base64');
+      const rExp = await evaluate(p, (o) => window.e2e.gather(o), { iceServers: expired, policy: 'relay', ms: 15000 }, 'gather with an expired username');
+      assert(!rExp.candidates.includes('relay'), `expired username yields no relay candidate (got ${JSON.stringify(rExp)})`);
+      return `bad credential errors: ${JSON.stringify(rBad.errors.map((e) => e.code))}`;
+    });
+
+    const sioMissing = await dialectMissing('socketio.rs', `http://${addrs.socketio || addrs.http}/socket.io/?EIO=4&transport=polling`);
+    await scenario('socketio: datachannel over a direct host pair on 127.0.0.1', async () => {
+      // Vibe rooms exist only after POST /api/rooms; Switchboard's dialect may also create on join.
+      const url = addrs.socketio ? `http://${addrs.socketio}` : http;
+      const [ra, rb] = await pair(origin, 'socketio', { url, path: '/socket.io/' });
+      assertDirect(ra, rb);
+      return fmt(ra);
+    }, { skip: sioMissing });
+
+    const rvMissing = await dialectMissing('rendezvous.rs', `${http}/ws?room=probe`);
+    await scenario('rendezvous: datachannel over a direct host pair on 127.0.0.1', async () => {
+      const [ra, rb] = await pair(origin, 'rendezvous', { url: `${wsHttp}/ws` });
+      assertDirect(ra, rb);
+      return fmt(ra);
+    }, { skip: rvMissing });
+
+    const ywMissing = await dialectMissing('ywebrtc.rs', `${http}/y-webrtc`);
+    await scenario('y-webrtc: real yjs docs sync over WebRTC and concurrent edits converge', async () => {
+      const a = await newPage('yjs-A', origin);
+      const b = await newPage('yjs-B', origin);
+      const room = `yroom-${randomBytes(4).toString('hex')}`;
+      const url = `${wsHttp}/y-webrtc`;
+      await evaluate(a, (o) => window.e2e.yjoin(o), { url, room, name: 'a' }, 'y-webrtc provider');
+      await evaluate(b, (o) => window.e2e.yjoin(o), { url, room, name: 'b' }, 'y-webrtc provider');
+      const ca = await evaluate(a, (o) => window.e2e.yconnected(o), { name: 'a', ms: 25000 }, 'WebRTC peer via y-webrtc');
+      const cb = await evaluate(b, (o) => window.e2e.yconnected(o), { name: 'b', ms: 25000 }, 'WebRTC peer via y-webrtc');
+      assertDirect(ca, cb);
+      assert(ca.bcConns === 0 && cb.bcConns === 0, 'no BroadcastChannel shortcut between the pages');
+      await evaluate(a, (o) => window.e2e.yinsert(o), { name: 'a', index: 0, text: 'hello from A' }, 'type text');
+      await evaluate(b, (o) => window.e2e.ywait(o), { name: 'b', pred: '(s) => s === "hello from A"', ms: 10000 }, 'text typed in A appears');
+      // Concurrent edits: both insert before either sees the other's.
+      await Promise.all([
+        evaluate(a, (o) => window.e2e.yinsert(o), { name: 'a', index: 0, text: '[a1]' }, 'concurrent edit'),
+        evaluate(b, (o) => window.e2e.yinsert(o), { name: 'b', index: 0, text: '[b1]' }, 'concurrent edit'),
+      ]);
+      const pred = '(s) => s.includes("[a1]") && s.includes("[b1]") && s.includes("hello from A")';
+      const ta = await evaluate(a, (o) => window.e2e.ywait(o), { name: 'a', pred, ms: 10000 }, 'both edits arrive');
+      const tb = await evaluate(b, (o) => window.e2e.ywait(o), { name: 'b', pred, ms: 10000 }, 'both edits arrive');
+      assert(ta === tb, `documents converge ("${ta}" vs "${tb}")`);
+      await evaluate(a, (o) => window.e2e.yclose(o), { name: 'a' }, 'close');
+      await evaluate(b, (o) => window.e2e.yclose(o), { name: 'b' }, 'close');
+      return `"${ta}" ${fmt(ca)}`;
+    }, { skip: ywMissing });
+  } finally {
+    if (browser) await withTimeout(browser.close(), 10000, 'close chromium').catch((e) => say(e.message));
+    await stopAll();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+let fatal = null;
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { say(`got ${sig}`); await stopAll(); process.exit(130); });
+const hard = setTimeout(async () => { say('suite deadline (10 min) passed'); await stopAll(); process.exit(124); }, 10 * 60 * 1000);
+try {
+  await main();
+} catch (e) {
+  fatal = e;
+  say(`FAIL setup: ${e.message}`);
+  for (const c of children) for (const l of c.out.slice(-40)) console.log(`  ${c.name}: ${l}`);
+  await stopAll();
+}
+clearTimeout(hard);
+const n = (s) => results.filter((r) => r.status === s).length;
+console.log('');
+for (const r of results) console.log(`${r.status.padEnd(7)} ${r.name}${r.why ? ` — ${r.why}` : ''}`);
+const failed = n('failed') + (fatal ? 1 : 0);
+console.log(`e2e: ${n('passed')} passed, ${failed} failed, ${n('skipped')} skipped (${elapsed()})`);
+process.exit(failed ? 1 : 0);
