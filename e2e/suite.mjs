@@ -247,7 +247,7 @@ async function main() {
 
     // 3. Switchboard on free ports with the same secret.
     const sb = start('switchboard', SERVER_BIN, [], {
-      HOST: '127.0.0.1', PORT: '0', SIGNALING_PORT: '0', LOG_LEVEL: process.env.LOG_LEVEL || 'info',
+      HOST: '127.0.0.1', PORT: '0', SIGNALING_PORT: '0', SOCKETIO_PORT: '0', LOG_LEVEL: process.env.LOG_LEVEL || 'info',
       TURN_SECRET: turnSecret, TURN_URLS: `turn:127.0.0.1:${turnPort}?transport=udp,turn:127.0.0.1:${turnPort}?transport=tcp`,
       STUN_URLS: `stun:127.0.0.1:${turnPort}`, TURN_TTL: '600s',
     });
@@ -316,9 +316,12 @@ async function main() {
 
     const sioMissing = await dialectMissing('socketio.rs', `http://${addrs.socketio || addrs.http}/socket.io/?EIO=4&transport=polling`);
     await scenario('socketio: datachannel over a direct host pair on 127.0.0.1', async () => {
-      // Vibe rooms exist only after POST /api/rooms; Switchboard's dialect may also create on join.
+      // As in Vibe, rooms exist only after POST /api/rooms on the Socket.io listener.
       const url = addrs.socketio ? `http://${addrs.socketio}` : http;
-      const [ra, rb] = await pair(origin, 'socketio', { url, path: '/socket.io/' });
+      const created = await withTimeout(fetch(`${url}/api/rooms`, { method: 'POST' }), 5000, 'POST /api/rooms');
+      const { roomId } = await created.json();
+      assert(roomId, `POST /api/rooms returned a roomId (status ${created.status})`);
+      const [ra, rb] = await pair(origin, 'socketio', { url, path: '/socket.io/', room: roomId });
       assertDirect(ra, rb);
       return fmt(ra);
     }, { skip: sioMissing });
