@@ -6,19 +6,21 @@
 # Usage: crates/switchboard-bench/smoke.sh [SWITCHBOARD_BIN [BENCH_BIN]]
 #   defaults: target/debug/switchboard and target/debug/switchboard-bench (build them first)
 #   BENCH_DIALECTS: space-separated dialect=url pairs; {http} and {signaling} are replaced by
-#                   the server's bound addresses. Default: "octate=ws://{signaling}/"
+#                   the server's bound addresses. Default: octate on the signaling port,
+#                   rendezvous at /ws and y-webrtc at /y-webrtc on the HTTP port.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 server_bin=${1:-${SWITCHBOARD_BIN:-target/debug/switchboard}}
 bench_bin=${2:-${BENCH_BIN:-target/debug/switchboard-bench}}
-dialects=${BENCH_DIALECTS:-"octate=ws://{signaling}/"}
+dialects=${BENCH_DIALECTS:-"octate=ws://{signaling}/ rendezvous=ws://{http}/ws ywebrtc=ws://{http}/y-webrtc"}
 for bin in "$server_bin" "$bench_bin"; do
   [ -x "$bin" ] || { echo "smoke: no executable at $bin (cargo build --workspace --bins)" >&2; exit 2; }
 done
 
 logs=$(mktemp -d)
-HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 "$server_bin" >"$logs/stdout" 2>"$logs/stderr" &
+# Every listener on a free port (the ones a given server version lacks are ignored).
+HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 SOCKETIO_PORT=0 "$server_bin" >"$logs/stdout" 2>"$logs/stderr" &
 server_pid=$!
 cleanup() {
   kill "$server_pid" 2>/dev/null || true
