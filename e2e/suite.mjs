@@ -347,7 +347,7 @@ async function main() {
       assert(ca.bcConns === 0 && cb.bcConns === 0, 'no BroadcastChannel shortcut between the pages');
       await evaluate(a, (o) => window.e2e.yinsert(o), { name: 'a', index: 0, text: 'hello from A' }, 'type text');
       await evaluate(b, (o) => window.e2e.ywait(o), { name: 'b', pred: '(s) => s === "hello from A"', ms: 10000 }, 'text typed in A appears');
-      // Concurrent edits: both insert before either sees the other's.
+      // Concurrent edits: both pages insert at index 0 at the same time (neither waits for the other).
       await Promise.all([
         evaluate(a, (o) => window.e2e.yinsert(o), { name: 'a', index: 0, text: '[a1]' }, 'concurrent edit'),
         evaluate(b, (o) => window.e2e.yinsert(o), { name: 'b', index: 0, text: '[b1]' }, 'concurrent edit'),
@@ -369,6 +369,11 @@ async function main() {
 
 let fatal = null;
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { say(`got ${sig}`); await stopAll(); process.exit(130); });
+for (const ev of ['uncaughtException', 'unhandledRejection']) {
+  process.on(ev, async (e) => { say(`FAIL ${ev}: ${e && e.stack || e}`); await stopAll(); process.exit(1); });
+}
+// Last resort, synchronous: nothing this suite started outlives it.
+process.on('exit', () => { for (const c of children) if (!c.exited && c.child.pid) try { c.child.kill('SIGKILL'); } catch {} });
 const hard = setTimeout(async () => { say('suite deadline (10 min) passed'); await stopAll(); process.exit(124); }, 10 * 60 * 1000);
 try {
   await main();
@@ -383,5 +388,6 @@ const n = (s) => results.filter((r) => r.status === s).length;
 console.log('');
 for (const r of results) console.log(`${r.status.padEnd(7)} ${r.name}${r.why ? ` — ${r.why}` : ''}`);
 const failed = n('failed') + (fatal ? 1 : 0);
-console.log(`e2e: ${n('passed')} passed, ${failed} failed, ${n('skipped')} skipped (${elapsed()})`);
+console.log(`e2e suite took ${elapsed()}`);
+console.log(`e2e: ${n('passed')} passed, ${failed} failed, ${n('skipped')} skipped`);
 process.exit(failed ? 1 : 0);
