@@ -20,7 +20,7 @@ const BIN = process.env.SWITCHBOARD_BIN
 const PATIENCE = 5000;
 
 /** Starts the server binary on port 0; resolves once it prints its addresses. */
-function startServer() {
+function startServer(extraEnv = {}) {
   const proc = spawn(BIN, [], {
     env: {
       ...process.env,
@@ -30,6 +30,7 @@ function startServer() {
       SOCKETIO_PORT: '0',
       NODE_ENV: 'development',
       LOG_LEVEL: 'warn',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -72,8 +73,8 @@ function startServer() {
 }
 
 /** A server for one test, stopped (by PID) when the test ends, with its clients closed. */
-async function setup(t) {
-  const srv = await startServer();
+async function setup(t, env) {
+  const srv = await startServer(env);
   const sockets = [];
   t.after(async () => {
     for (const s of sockets) s.close();
@@ -409,4 +410,17 @@ test('one room, two dialects: a Socket.io client and an OctateCode client signal
   s.disconnect();
   const pl = await oc.nextOf('peer-left');
   assert.equal(pl.userId, 'sio');
+});
+
+test('MAX_MESSAGES_PER_SECOND applies to Socket.io events', async (t) => {
+  const srv = await setup(t, { MAX_MESSAGES_PER_SECOND: '5' });
+  const a = await srv.connect();
+  const errors = [];
+  a.on('error', (e) => errors.push(e.message));
+  // The burst is twice the rate; past it, each event gets an error instead of handling.
+  for (let i = 0; i < 20; i++) a.emit('leave-room', 'nope', 'x');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(errors.length >= 5, `errors: ${JSON.stringify(errors)}`);
+  assert.ok(errors.every((m) => m === 'Too many messages; slow down'));
+  assert.equal(a.connected, true);
 });

@@ -20,6 +20,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,6 +52,8 @@ use crate::state::{AppState, ConnectionSlot};
 pub const NAME: &str = "socketio";
 /// Rooms one socket may be in at once.
 pub const MAX_ROOMS_PER_SOCKET: usize = 64;
+/// Consecutive rate-limited events after which the socket is disconnected.
+const RATE_STRIKES: u32 = 50;
 /// The room attribute holding the ISO-8601 creation time of REST-created rooms.
 const CREATED_AT: &str = "createdAt";
 
@@ -81,6 +85,10 @@ impl<'de> Deserialize<'de> for Args {
 struct Conn {
     handle: PeerHandle,
     rooms: Mutex<HashMap<RoomId, Membership>>,
+    /// `MAX_MESSAGES_PER_SECOND` (burst twice that), as on the WebSocket dialects.
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// Consecutive rate-limited events; [`RATE_STRIKES`] of them disconnect the socket.
+    strikes: AtomicU32,
 }
 
 impl Conn {
@@ -177,9 +185,15 @@ fn on_connect(app: &AppState, s: SocketRef) {
         app.config.outbox_capacity,
         cancel,
     );
+    let limiter = NonZeroU32::new(app.config.max_messages_per_second).map(|rate| {
+        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is non-zero"));
+        governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
+    });
     let conn = Arc::new(Conn {
         handle,
         rooms: Mutex::new(HashMap::new()),
+        limiter,
+        strikes: AtomicU32::new(0),
     });
     for event in [
         "join-room",
@@ -212,6 +226,20 @@ fn on_connect(app: &AppState, s: SocketRef) {
 }
 
 fn on_event(app: &AppState, conn: &Conn, s: &SocketRef, event: &'static str, args: &[Value]) {
+    if let Some(l) = &conn.limiter {
+        if l.check().is_err() {
+            app.metrics.limit("rate");
+            app.metrics.error("rate_limited");
+            if conn.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= RATE_STRIKES {
+                conn.leave_all(app);
+                let _ = s.clone().disconnect();
+            } else {
+                emit_error(conn, s, "Too many messages; slow down");
+            }
+            return;
+        }
+        conn.strikes.store(0, Ordering::Relaxed);
+    }
     app.metrics.message(NAME, event);
     let result = match event {
         "join-room" => join(app, conn, args),
