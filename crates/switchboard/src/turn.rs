@@ -145,6 +145,71 @@ mod tests {
     }
 
     #[test]
+    fn settings_parse_and_validate() {
+        use crate::config::Args;
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["switchboard"];
+            argv.extend_from_slice(extra);
+            Config::from_args(&Args::try_parse_from(argv).expect("flags parse"))
+        };
+        let c = parse(&[
+            "--stun-urls",
+            "stun:a:3478, stun:b:3478",
+            "--turn-urls",
+            "turn:a:3478?transport=udp,turns:a:5349?transport=tcp",
+            "--turn-secret",
+            "s3",
+            "--turn-ttl",
+            "10m",
+        ])
+        .expect("valid");
+        assert_eq!(c.stun_urls, ["stun:a:3478", "stun:b:3478"]);
+        assert_eq!(c.turn_urls.len(), 2);
+        assert_eq!(c.turn_secret.as_deref(), Some("s3"));
+        assert_eq!(c.turn_ttl, Duration::from_secs(600));
+        let e = parse(&[
+            "--turn-urls",
+            "http://x",
+            "--turn-ttl",
+            "0s",
+            "--stun-urls",
+            "turn:x",
+        ])
+        .expect_err("invalid");
+        let all = e.0.join("\n");
+        assert!(
+            all.contains("TURN_URLS") && all.contains("TURN_TTL") && all.contains("STUN_URLS"),
+            "{all}"
+        );
+        let e = parse(&["--turn-secret", "s3"]).expect_err("secret without URLs");
+        assert!(e.0.join("\n").contains("TURN_SECRET"));
+    }
+
+    #[tokio::test]
+    async fn http_route_serves_the_list() {
+        use tower::ServiceExt as _;
+        let app = crate::AppState::new(turn_config(), crate::Shutdown::new());
+        let router = crate::http::router().with_state(app);
+        let req = axum::http::Request::get("/api/ice-servers?userId=alice")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let res = router.oneshot(req).await.expect("response");
+        assert_eq!(res.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["ttl"], 300);
+        let name = v["iceServers"][1]["username"].as_str().expect("username");
+        let (expiry, user) = name.split_once(':').expect("expiry:user");
+        assert_eq!(user, "alice");
+        let expiry: u64 = expiry.parse().expect("number");
+        assert!(expiry.abs_diff(now_unix() + 300) <= 5, "{expiry}");
+        assert_eq!(v["iceServers"][1]["credential"], credential("north", name));
+    }
+
+    #[test]
     fn defaults_give_an_empty_list_and_no_secret_gives_bare_urls() {
         assert!(ice_servers(&Config::default(), None).is_empty());
         let open = Config {
