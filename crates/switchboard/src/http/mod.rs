@@ -184,7 +184,7 @@ async fn info() -> Json<Value> {
             "Memory protection and limits",
             "Prometheus metrics",
         ],
-        "dialects": ["octate"],
+        "dialects": ["octate", "socketio", "ywebrtc"],
         "endpoints": [
             "GET /api/health", "GET /api/stats", "GET /api/info",
             "POST /api/auth/token", "POST /api/auth/validate",
@@ -193,6 +193,9 @@ async fn info() -> Json<Value> {
             "POST /api/maintenance/cleanup", "POST /api/maintenance/gc",
             "GET /healthz", "GET /readyz", "GET /metrics",
             "WS / (SIGNALING_PORT, any path; /signaling on PORT)",
+            "Socket.io /socket.io/ (SOCKETIO_PORT and PORT)",
+            "GET /health, GET|POST /api/rooms, GET /api/rooms/{roomId} (SOCKETIO_PORT, seed 003 shapes)",
+            "WS /y-webrtc (y-webrtc signaling)",
         ],
     }))
 }
