@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::dialect::{Dialect, JoinStep, PeerSpec};
@@ -121,6 +121,36 @@ impl Ctx {
             self_id,
             latency: start.elapsed(),
         })
+    }
+}
+
+/// Reads a held connection until `stop` fires, passing each text frame to `on_text` (which
+/// also keeps pings answered). Returns why the connection ended if the server ended it
+/// first, or `None` when stopped.
+pub async fn read_until<S>(
+    stream: &mut S,
+    stop: &CancellationToken,
+    mut on_text: impl FnMut(&str),
+) -> Option<String>
+where
+    S: Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    // Bounded by `stop`, which the run's cancellation (duration limit) always fires.
+    loop {
+        let msg = tokio::select! {
+            () = stop.cancelled() => return None,
+            msg = stream.next() => msg,
+        };
+        match msg {
+            Some(Ok(Message::Close(frame))) => return Some(format!("closed by server: {frame:?}")),
+            Some(Ok(msg)) => {
+                if let Some(text) = text_of(&msg) {
+                    on_text(text);
+                }
+            }
+            Some(Err(e)) => return Some(e.to_string()),
+            None => return Some("connection ended".to_owned()),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::procfs::cpu_us_per;
-use crate::stats::Percentiles;
+use crate::stats::{ErrorSamples, Percentiles};
 
 /// A scenario's results and the reasons, if any, that the run failed.
 #[derive(Debug)]
@@ -60,6 +60,19 @@ impl Report {
             &format!("{who}_cpu_us_per_{unit}"),
             cpu_us_per(before, after, units).map(round2),
         );
+    }
+
+    /// Adds `close_errors`: peers whose close handshake did not finish cleanly. Worth a note
+    /// on stderr, but not a failure of the run.
+    pub fn close_errors(&mut self, errors: &ErrorSamples) {
+        self.row("close_errors", errors.total());
+        if errors.total() > 0 {
+            eprintln!(
+                "note: {} connections did not close cleanly: {}",
+                errors.total(),
+                errors.describe()
+            );
+        }
     }
 
     /// Marks the run as failed.

@@ -19,15 +19,13 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Progress, per_sec, pick};
-use crate::client::{Counters, Ctx, Joined, leave_and_close, text_of};
+use crate::client::{Counters, Ctx, Joined, leave_and_close, read_until};
 use crate::dialect::{Incoming, PeerSpec};
 use crate::net::Ws;
 use crate::procfs::{self, Server};
@@ -165,7 +163,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &ChurnArgs, quick: bool) -
     report.latency("join_latency", all.latencies.percentiles(), false);
     report.cpu("server", "join", cpu_before, cpu_after, joins);
     report.cpu("bench", "join", own_before, own_after, joins);
-    report.row("close_errors", all.close_errors.total());
+    report.close_errors(&all.close_errors);
     report.row("leave_not_announced", all.missing_left.total());
 
     if all.join_errors.total() > 0 {
@@ -190,13 +188,6 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &ChurnArgs, quick: bool) -
             "anchors dropped by the server: {}",
             anchor_drops.describe()
         ));
-    }
-    if all.close_errors.total() > 0 {
-        eprintln!(
-            "note: {} closes were not clean: {}",
-            all.close_errors.total(),
-            all.close_errors.describe()
-        );
     }
     Ok(report)
 }
@@ -228,25 +219,14 @@ async fn read_anchor(
     left: mpsc::UnboundedSender<String>,
     stop: CancellationToken,
 ) -> (Ws, Option<String>) {
-    loop {
-        let msg = tokio::select! {
-            () = stop.cancelled() => return (ws, None),
-            msg = ws.next() => msg,
-        };
-        let why = match msg {
-            Some(Ok(Message::Close(frame))) => format!("closed by server: {frame:?}"),
-            Some(Ok(msg)) => {
-                if let Some(Incoming::PeerLeft(id)) = text_of(&msg).map(|t| ctx.dialect.parse(t)) {
-                    // The worker may have given up waiting; that is reported there.
-                    let _ = left.send(id);
-                }
-                continue;
-            }
-            Some(Err(e)) => e.to_string(),
-            None => "connection ended".to_owned(),
-        };
-        return (ws, Some(why));
-    }
+    let dropped = read_until(&mut ws, &stop, |text| {
+        if let Incoming::PeerLeft(id) = ctx.dialect.parse(text) {
+            // The worker may have given up waiting; that is reported there.
+            let _ = left.send(id);
+        }
+    })
+    .await;
+    (ws, dropped)
 }
 
 async fn worker(

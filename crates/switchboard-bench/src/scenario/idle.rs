@@ -16,15 +16,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Progress, per_sec, pick, sleep_unless_cancelled};
-use crate::client::{Counters, Ctx, Joined, leave_and_close};
+use crate::client::{Counters, Ctx, Joined, leave_and_close, read_until};
 use crate::dialect::PeerSpec;
 use crate::procfs::Server;
 use crate::report::{Report, round2};
@@ -172,7 +170,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &IdleArgs, quick: bool) ->
     report.row("server_rss_per_peer_kib", per_peer);
     report.row("server_rss_after_release_kib", rss_released);
     report.cpu("server", "join", cpu_before, cpu_after, joined);
-    report.row("close_errors", close_errors.total());
+    report.close_errors(&close_errors);
 
     if errors.total() > 0 || skipped > 0 {
         report.fail(format!(
@@ -187,13 +185,6 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &IdleArgs, quick: bool) ->
             "the server dropped {dropped_while_held} idle peers: {}",
             drop_reasons.describe()
         ));
-    }
-    if close_errors.total() > 0 {
-        eprintln!(
-            "note: {} peers did not close cleanly: {}",
-            close_errors.total(),
-            close_errors.describe()
-        );
     }
     Ok(report)
 }
@@ -254,17 +245,7 @@ async fn hold(
         self_id,
         ..
     } = joined;
-    loop {
-        let msg = tokio::select! {
-            () = release.cancelled() => break,
-            msg = ws.next() => msg,
-        };
-        let why = match msg {
-            Some(Ok(Message::Close(frame))) => format!("closed by server: {frame:?}"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => e.to_string(),
-            None => "connection ended".to_owned(),
-        };
+    if let Some(why) = read_until(&mut ws, &release, |_| {}).await {
         dropped.fetch_add(1, Ordering::Relaxed);
         Counters::bump(&ctx.counters.done);
         return HoldEnd::Dropped(why);

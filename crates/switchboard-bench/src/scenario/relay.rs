@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use clap::Args;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Progress, per_sec, pick};
-use crate::client::{Counters, Ctx, Joined, leave_and_close, text_of};
+use crate::client::{Counters, Ctx, Joined, leave_and_close, read_until, text_of};
 use crate::dialect::{Incoming, PeerSpec, Probe};
 use crate::net::Ws;
 use crate::procfs::{self, Server};
@@ -176,17 +176,20 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
         tx_server_errors.merge(&errors);
         let dialect = ctx.dialect.clone();
         closes.push(tokio::spawn(async move {
-            let tx_ws = tx.sink.reunite(stream).map_err(|e| anyhow!("{e}"))?;
+            let tx_ws = tx
+                .sink
+                .reunite(stream)
+                .expect("the sink and stream of one socket");
             let (a, b) = tokio::join!(
                 leave_and_close(rx.ws, &*dialect, &r.room, &r.rx_id, CLOSE_TIMEOUT),
                 leave_and_close(tx_ws, &*dialect, &r.room, &r.tx_id, CLOSE_TIMEOUT),
             );
-            a.and(b)
+            [a, b]
         }));
     }
     let mut close_errors = ErrorSamples::default();
     for c in closes {
-        if let Err(e) = c.await? {
+        for e in c.await?.into_iter().filter_map(Result::err) {
             close_errors.add(&format!("{e:#}"));
         }
     }
@@ -209,7 +212,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     report.latency("latency", latencies.percentiles(), true);
     report.cpu("server", "msg", cpu_before, cpu_after, delivered);
     report.cpu("bench", "msg", own_before, own_after, delivered);
-    report.row("close_errors", close_errors.total());
+    report.close_errors(&close_errors);
 
     if setup_errors.total() > 0 {
         report.fail(format!(
@@ -251,13 +254,6 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     }
     if rx_errors.total() > 0 {
         report.fail(format!("receive errors: {}", rx_errors.describe()));
-    }
-    if close_errors.total() > 0 {
-        eprintln!(
-            "note: {} pairs did not close cleanly: {}",
-            close_errors.total(),
-            close_errors.describe()
-        );
     }
     Ok(report)
 }
@@ -394,16 +390,15 @@ async fn drain_echoes(
     stop: CancellationToken,
 ) -> (SplitStream<Ws>, ErrorSamples) {
     let mut errors = ErrorSamples::default();
-    loop {
-        let msg = tokio::select! {
-            () = stop.cancelled() => break,
-            msg = stream.next() => msg,
-        };
-        let Some(Ok(msg)) = msg else { break };
+    let dropped = read_until(&mut stream, &stop, |text| {
         // Error frames (e.g. a rate limit) explain losses, so keep them.
-        if let Some(Incoming::Error(e)) = text_of(&msg).map(|t| ctx.dialect.parse(t)) {
+        if let Incoming::Error(e) = ctx.dialect.parse(text) {
             errors.add(&e);
         }
+    })
+    .await;
+    if let Some(why) = dropped {
+        errors.add(&format!("sender connection: {why}"));
     }
     (stream, errors)
 }
