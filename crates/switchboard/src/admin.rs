@@ -61,6 +61,8 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let m = &app.metrics;
     m.rooms_active.set(s.rooms as i64);
     m.peers_active.set(s.peers as i64);
+    m.nt.rooms_active.set(s.rooms as i64);
+    m.nt.peers_active.set(s.peers as i64);
     m.resident_memory.set(memory::current_rss() as i64);
     (
         [(

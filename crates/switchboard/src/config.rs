@@ -106,6 +106,18 @@ pub struct Args {
     /// Deadline to authenticate (production) or join (rendezvous) after connecting.
     #[arg(long, env = "AUTH_TIMEOUT", default_value = "10s")]
     pub auth_timeout: String,
+    /// Shared key the rendezvous dialect (`/ws?room=`) requires as `?key=`; empty: none.
+    #[arg(long, env = "RENDEZVOUS_WS_KEY", default_value = "", hide_env_values = true)]
+    pub rendezvous_ws_key: String,
+    /// Rendezvous rooms idle this long are closed; rendezvous codes live this long.
+    #[arg(long, env = "ROOM_TTL", default_value = "10m")]
+    pub room_ttl: String,
+    /// WebSocket ping interval of the rendezvous dialect (`/ws?room=`).
+    #[arg(long, env = "HEARTBEAT", default_value = "20s")]
+    pub heartbeat: String,
+    /// Peers per rendezvous room (`/ws?room=`), 0 = only the server-wide limit.
+    #[arg(long, env = "RENDEZVOUS_MAX_PEERS", default_value = "2")]
+    pub rendezvous_max_peers: String,
     /// How long shutdown waits for peers to receive their close frames.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s")]
     pub shutdown_timeout: String,
@@ -201,6 +213,16 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// Authentication deadline. Default 10 s.
     pub auth_timeout: Duration,
+    /// Rendezvous `?key=` secret (`RENDEZVOUS_WS_KEY`); `None` when unset. Default unset.
+    pub rendezvous_ws_key: Option<String>,
+    /// Rendezvous room inactivity timeout and rendezvous code lifetime (`ROOM_TTL`).
+    /// Default 10 min.
+    pub room_ttl: Duration,
+    /// Rendezvous dialect ping interval (`HEARTBEAT`). Default 20 s.
+    pub heartbeat: Duration,
+    /// Peers per rendezvous room (`RENDEZVOUS_MAX_PEERS`), 0 = server-wide limit only.
+    /// Default 2.
+    pub rendezvous_max_peers: usize,
     /// Shutdown grace. Default 10 s.
     pub shutdown_timeout: Duration,
     /// Log filter. Default `info`.
@@ -245,6 +267,10 @@ impl Default for Config {
             max_connections: 0,
             outbox_capacity: 256,
             auth_timeout: Duration::from_secs(10),
+            rendezvous_ws_key: None,
+            room_ttl: Duration::from_secs(600),
+            heartbeat: Duration::from_secs(20),
+            rendezvous_max_peers: 2,
             shutdown_timeout: Duration::from_secs(10),
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
@@ -349,6 +375,20 @@ impl Config {
             d.memory_check_interval,
         );
         let auth_timeout = dur(&mut p, "AUTH_TIMEOUT", &a.auth_timeout, d.auth_timeout);
+        let room_ttl = dur(&mut p, "ROOM_TTL", &a.room_ttl, d.room_ttl);
+        let heartbeat = dur(&mut p, "HEARTBEAT", &a.heartbeat, d.heartbeat);
+        let rendezvous_max_peers = p.take(
+            "RENDEZVOUS_MAX_PEERS",
+            &a.rendezvous_max_peers,
+            parse_count(&a.rendezvous_max_peers),
+            d.rendezvous_max_peers,
+        );
+        if room_ttl.is_zero() {
+            p.0.push("  ROOM_TTL: must be greater than zero".into());
+        }
+        if heartbeat.is_zero() {
+            p.0.push("  HEARTBEAT: must be greater than zero".into());
+        }
         let shutdown_timeout = dur(
             &mut p,
             "SHUTDOWN_TIMEOUT",
@@ -527,6 +567,10 @@ impl Config {
             max_connections,
             outbox_capacity,
             auth_timeout,
+            rendezvous_ws_key: Some(a.rendezvous_ws_key.clone()).filter(|k| !k.is_empty()),
+            room_ttl,
+            heartbeat,
+            rendezvous_max_peers,
             shutdown_timeout,
             log_level: a.log_level.clone(),
             log_format,

@@ -117,6 +117,18 @@ async fn root(
     http::root(state).await.into_response()
 }
 
+/// `GET /ws`: `?room=` is the rendezvous dialect (seed 004 README), `?appID=` the deployed
+/// nt-backend-wrtc dialect; neither is 400.
+async fn rendezvous_ws(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    ws: MaybeUpgrade,
+) -> Response {
+    protocol::rendezvous::upgrade_request(app, peer, &headers, &uri, ws.0)
+}
+
 /// `GET /y-webrtc`: the y-webrtc signaling dialect.
 async fn ywebrtc_ws(
     State(app): State<AppState>,
@@ -162,7 +174,10 @@ pub fn http_app(app: AppState) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/signaling", any(octate_ws))
+        .route("/ws", any(rendezvous_ws))
         .route("/y-webrtc", any(ywebrtc_ws))
+        .route("/rendezvous/code", any(protocol::nt::code))
+        .route("/rendezvous/redeem", any(protocol::nt::redeem))
         .merge(http::router())
         .merge(admin::router("/metrics"))
         .fallback(http::not_found)

@@ -48,10 +48,51 @@ pub struct DirectionLabels {
     pub direction: &'static str,
 }
 
+/// `type` label of the nt-backend-wrtc series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NtTypeLabel {
+    /// Lower-cased message type from the nt dialect's fixed table (`unknown` otherwise).
+    pub r#type: &'static str,
+}
+
+/// `dir` and `type` labels of `nt_signal_bytes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NtBytesLabels {
+    /// `in` (received) or `out` (written to recipients).
+    pub dir: &'static str,
+    /// Lower-cased message type from the nt dialect's fixed table.
+    pub r#type: &'static str,
+}
+
+/// The nt-backend-wrtc series under their original, unprefixed names (`nt_*`).
+#[derive(Clone, Default)]
+pub struct NtMetrics {
+    /// Successful `/ws?appID=` upgrades, including ones then refused as `side X busy`.
+    pub ws_connections: Counter,
+    /// Messages received on nt connections, by type.
+    pub ws_messages: Family<NtTypeLabel, Counter>,
+    /// Rooms alive (set at scrape time from the registry).
+    pub rooms_active: Gauge,
+    /// Peers in rooms (set at scrape time from the registry).
+    pub peers_active: Gauge,
+    /// Relayed signaling messages (`offer`, `answer`, `ice`, `sender_ready`) and mailbox
+    /// `send`s received, by type.
+    pub signal_messages: Family<NtTypeLabel, Counter>,
+    /// Bytes of signaling messages, by direction and type.
+    pub signal_bytes: Family<NtBytesLabels, Counter>,
+    /// Relayed signaling messages dropped because the other side was not connected (the
+    /// original drops them silently; so does Switchboard, but counts them).
+    pub signal_dropped: Family<NtTypeLabel, Counter>,
+}
+
 /// Every metric the server exports.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    /// The unprefixed registry holding the `nt_*` series.
+    nt_registry: Arc<Registry>,
+    /// The nt-backend-wrtc series.
+    pub nt: NtMetrics,
     /// WebSocket connections accepted, by dialect.
     pub connections: Family<DialectLabel, Counter>,
     /// WebSocket connections open now, by dialect.
@@ -92,8 +133,39 @@ impl Metrics {
     /// Registers every metric into a fresh registry.
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("switchboard");
+        let nt = NtMetrics::default();
+        let mut ntr = Registry::default();
+        ntr.register(
+            "nt_ws_connections",
+            "nt dialect WebSocket upgrades",
+            nt.ws_connections.clone(),
+        );
+        ntr.register(
+            "nt_ws_messages",
+            "nt dialect messages received, by type",
+            nt.ws_messages.clone(),
+        );
+        ntr.register("nt_rooms_active", "Rooms alive", nt.rooms_active.clone());
+        ntr.register("nt_peers_active", "Peers in rooms", nt.peers_active.clone());
+        ntr.register(
+            "nt_signal_messages",
+            "nt dialect signaling messages received, by type",
+            nt.signal_messages.clone(),
+        );
+        ntr.register(
+            "nt_signal_bytes",
+            "nt dialect signaling bytes, by direction and type",
+            nt.signal_bytes.clone(),
+        );
+        ntr.register(
+            "nt_signal_dropped",
+            "nt dialect signaling messages dropped: the other side was not connected",
+            nt.signal_dropped.clone(),
+        );
         let m = Self {
             registry: Arc::new(Registry::default()),
+            nt_registry: Arc::new(ntr),
+            nt,
             connections: Family::default(),
             connections_active: Family::default(),
             messages: Family::default(),
@@ -170,9 +242,11 @@ impl Metrics {
 
     /// Renders the registry in the Prometheus text format.
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        encode_registry(&mut out, &self.nt_registry).expect("writing to a String cannot fail");
+        encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
 }

@@ -40,6 +40,8 @@ pub struct Inner {
     pub started: Instant,
     /// When the server started, Unix milliseconds.
     pub started_ms: u64,
+    /// nt-backend-wrtc dialect state: per-room mailboxes and rendezvous codes.
+    pub nt: crate::protocol::nt::NtStore,
 }
 
 impl Deref for AppState {
@@ -72,6 +74,7 @@ impl AppState {
             connections,
             started: Instant::now(),
             started_ms: unix_millis(),
+            nt: crate::protocol::nt::NtStore::default(),
         }))
     }
 }

@@ -17,7 +17,9 @@ use switchboard_core::{DialectTag, Envelope, PeerHandle, Signal, SignalKind};
 
 use crate::state::AppState;
 
+pub mod nt;
 pub mod octate;
+pub mod rendezvous;
 pub mod socketio;
 pub mod ywebrtc;
 
@@ -74,6 +76,12 @@ pub trait Session: Send + 'static {
     const NAME: &'static str;
     /// The dialect's tag.
     const TAG: DialectTag;
+
+    /// Runs once when the connection opens, before any message is read (dialects that join
+    /// on connect, or refuse the connection with a frame). Default: nothing.
+    fn on_open(&mut self, _cx: &Context<'_>) -> Flow {
+        Flow::Continue
+    }
 
     /// Handles one text message (already checked against the size and rate limits).
     fn on_text(&mut self, cx: &Context<'_>, text: Bytes) -> Flow;

@@ -220,7 +220,14 @@ pub async fn drive<S: Session>(
         .get_or_create(&crate::metrics::DirectionLabels { direction: "out" })
         .clone();
 
+    let mut opened = Some(session.on_open(&Context {
+        app: &app,
+        handle: &handle,
+    }));
     let end: Option<(u16, Cow<'static, str>)> = loop {
+        if let Some(Flow::Close(code, reason)) = opened.take() {
+            break Some((code, reason));
+        }
         let cx = Context {
             app: &app,
             handle: &handle,
