@@ -389,6 +389,12 @@ impl Config {
         if heartbeat.is_zero() {
             p.0.push("  HEARTBEAT: must be greater than zero".into());
         }
+        if !heartbeat.is_zero() && peer_heartbeat_timeout <= heartbeat {
+            p.0.push(format!(
+                "  HEARTBEAT={:?}: must be shorter than PEER_HEARTBEAT_TIMEOUT ({peer_heartbeat_timeout:?}) or every rendezvous peer times out",
+                a.heartbeat
+            ));
+        }
         let shutdown_timeout = dur(
             &mut p,
             "SHUTDOWN_TIMEOUT",

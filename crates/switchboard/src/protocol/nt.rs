@@ -634,8 +634,10 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_like_go() {
-        let t = UNIX_EPOCH + Duration::new(1_795_407_803, 251_574_992);
-        assert_eq!(rfc3339(t), "2026-11-22T04:23:23.251574992Z");
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 251_574_990);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.25157499Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(
             deliver_frame(b"{}", 3),
