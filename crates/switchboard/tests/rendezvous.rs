@@ -221,3 +221,50 @@ async fn ws_without_room_or_app_id_is_400() {
     assert_eq!(status, 400);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn pings_every_heartbeat() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let config = Config {
+        heartbeat: Duration::from_millis(100),
+        ..test_config()
+    };
+    let server = TestServer::with(config).await;
+    let mut a = joined(&server, "hb", "a").await;
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(700);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, a.inner().next()).await {
+        if matches!(m, Message::Ping(_)) {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "{pings} pings in 700 ms at a 100 ms heartbeat");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_nt_side_and_a_rendezvous_peer_share_a_room() {
+    let server = TestServer::start().await;
+    let app_id = "0f0c7a9e-3b1d-4c2a-9e8f-0123456789ab";
+    let mut r = joined(&server, app_id, "rv").await;
+    let mut nt = Client::connect(&format!("ws://{}/ws?appID={app_id}&side=A", server.http)).await;
+    assert_eq!(nt.recv_text().await, "{\"type\":\"room_full\"}\n");
+    assert_eq!(
+        r.recv_text().await,
+        r#"{"type":"peer-joined","peerId":"A"}"#
+    );
+    nt.send_text(r#"{"type":"offer","sdp":{"type":"offer","sdp":"v=0"}}"#)
+        .await;
+    assert_eq!(
+        r.recv_text().await,
+        r#"{"type":"signal","from":"A","data":{"type":"offer","sdp":"v=0"}}"#
+    );
+    r.send_text(r#"{"type":"signal","to":"A","data":{"type":"answer","sdp":"v=1"}}"#)
+        .await;
+    assert_eq!(
+        nt.recv_text().await,
+        r#"{"type":"answer","sdp":{"type":"answer","sdp":"v=1"}}"#
+    );
+    server.stop().await;
+}
