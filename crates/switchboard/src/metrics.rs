@@ -69,6 +69,9 @@ pub struct NtBytesLabels {
 pub struct NtMetrics {
     /// Successful `/ws?appID=` upgrades, including ones then refused as `side X busy`.
     pub ws_connections: Counter,
+    /// nt connections refused after the upgrade (`side X busy`, a full room) and messages
+    /// ignored as malformed.
+    pub ws_errors: Counter,
     /// Messages received on nt connections, by type.
     pub ws_messages: Family<NtTypeLabel, Counter>,
     /// Rooms alive (set at scrape time from the registry).
@@ -139,6 +142,11 @@ impl Metrics {
             "nt_ws_connections",
             "nt dialect WebSocket upgrades",
             nt.ws_connections.clone(),
+        );
+        ntr.register(
+            "nt_ws_errors",
+            "nt dialect refused connections and malformed messages",
+            nt.ws_errors.clone(),
         );
         ntr.register(
             "nt_ws_messages",

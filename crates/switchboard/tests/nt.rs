@@ -87,6 +87,7 @@ async fn a_signal_with_nobody_there_is_dropped_and_counted() {
         "{text}"
     );
     assert!(text.contains("nt_ws_connections_total 1"), "{text}");
+    assert!(text.contains("nt_ws_errors_total 0"), "{text}");
     assert!(
         text.contains("nt_ws_messages_total{type=\"offer\"} 1"),
         "{text}"

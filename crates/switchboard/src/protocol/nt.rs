@@ -194,6 +194,7 @@ impl NtSession {
     fn handle(&mut self, cx: &Context<'_>, frame: &Bytes) {
         let nt = &cx.app.metrics.nt;
         let Ok(head) = serde_json::from_slice::<Head<'_>>(frame) else {
+            nt.ws_errors.inc();
             nt.ws_messages
                 .get_or_create(&NtTypeLabel { r#type: "unknown" })
                 .inc();
@@ -362,6 +363,7 @@ impl Session for NtSession {
                 Flow::Continue
             }
             Err(JoinError::PeerIdTaken { .. }) => {
+                cx.app.metrics.nt.ws_errors.inc();
                 cx.app.metrics.error("side_busy");
                 let reason = match self.side {
                     Side::A => "side A busy",
@@ -370,6 +372,7 @@ impl Session for NtSession {
                 Flow::Close(close::POLICY, reason.into())
             }
             Err(JoinError::RoomFull { .. }) => {
+                cx.app.metrics.nt.ws_errors.inc();
                 cx.app.metrics.limit("room_full");
                 Flow::Close(close::POLICY, "room full".into())
             }
