@@ -71,7 +71,9 @@ struct Room {
     created_at_ms: u64,
     last_activity_ms: u64,
     last_activity: Instant,
-    /// When the room last became empty (or was created empty).
+    /// When the room last became empty. `None` while it has members, and for a room created
+    /// empty (through the API) that nobody has joined yet: such a room waits for its first
+    /// member until the inactivity timeout, whatever its empty grace.
     empty_since: Option<Instant>,
     members: Vec<Member>,
 }
@@ -479,8 +481,10 @@ impl Registry {
             let idle = now.duration_since(room.last_activity) >= idle_after;
             if room.members.is_empty() {
                 let grace = room.empty_grace.unwrap_or(policy.empty_grace);
-                let since = room.empty_since.unwrap_or(room.last_activity);
-                let expired = policy.force_empty || now.duration_since(since) >= grace || idle;
+                let grace_over = room
+                    .empty_since
+                    .is_some_and(|since| now.duration_since(since) >= grace);
+                let expired = policy.force_empty || grace_over || idle;
                 if expired {
                     report.empty_removed += 1;
                 }
@@ -523,6 +527,11 @@ impl Registry {
         all
     }
 
+    /// How many members a room has, without copying it.
+    pub fn member_count(&self, id: &RoomId) -> Option<usize> {
+        self.lock().rooms.get(id).map(|r| r.members.len())
+    }
+
     /// Room and peer counts.
     pub fn stats(&self) -> RegistryStats {
         let state = self.lock();
@@ -548,7 +557,7 @@ fn new_room(state: &mut State, opts: CreateOptions) -> Room {
         created_at_ms: now_ms,
         last_activity_ms: now_ms,
         last_activity: Instant::now(),
-        empty_since: Some(Instant::now()),
+        empty_since: None,
         members: Vec::new(),
     }
 }

@@ -94,6 +94,9 @@ pub struct Args {
     /// Messages per second per connection (burst of twice that), 0 = unlimited.
     #[arg(long, env = "MAX_MESSAGES_PER_SECOND", default_value = "100")]
     pub max_messages_per_second: String,
+    /// HTTP API requests per second per client IP (burst of twice that), 0 = unlimited.
+    #[arg(long, env = "HTTP_REQUESTS_PER_SECOND", default_value = "50")]
+    pub http_requests_per_second: String,
     /// Concurrent WebSocket connections per client IP, 0 = unlimited.
     #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value = "0")]
     pub max_connections_per_ip: String,
@@ -107,7 +110,12 @@ pub struct Args {
     #[arg(long, env = "AUTH_TIMEOUT", default_value = "10s")]
     pub auth_timeout: String,
     /// Shared key the rendezvous dialect (`/ws?room=`) requires as `?key=`; empty: none.
-    #[arg(long, env = "RENDEZVOUS_WS_KEY", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RENDEZVOUS_WS_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub rendezvous_ws_key: String,
     /// Rendezvous rooms idle this long are closed; rendezvous codes live this long.
     #[arg(long, env = "ROOM_TTL", default_value = "10m")]
@@ -205,6 +213,8 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Messages per second per connection, 0 = unlimited. Default 100.
     pub max_messages_per_second: u32,
+    /// HTTP requests per second per IP, 0 = unlimited. Default 50.
+    pub http_requests_per_second: u32,
     /// Connections per IP, 0 = unlimited. Default 0.
     pub max_connections_per_ip: usize,
     /// Connections in total, 0 = unlimited. Default 0.
@@ -263,6 +273,7 @@ impl Default for Config {
             max_rooms: 10_000,
             max_frame_bytes: 64 << 10,
             max_messages_per_second: 100,
+            http_requests_per_second: 50,
             max_connections_per_ip: 0,
             max_connections: 0,
             outbox_capacity: 256,
@@ -432,6 +443,12 @@ impl Config {
             &a.max_messages_per_second,
             d.max_messages_per_second as usize,
         );
+        let http_requests_per_second = count(
+            &mut p,
+            "HTTP_REQUESTS_PER_SECOND",
+            &a.http_requests_per_second,
+            d.http_requests_per_second as usize,
+        );
         let max_connections_per_ip = count(
             &mut p,
             "MAX_CONNECTIONS_PER_IP",
@@ -569,6 +586,7 @@ impl Config {
             max_rooms,
             max_frame_bytes,
             max_messages_per_second: u32::try_from(max_messages_per_second).unwrap_or(u32::MAX),
+            http_requests_per_second: u32::try_from(http_requests_per_second).unwrap_or(u32::MAX),
             max_connections_per_ip,
             max_connections,
             outbox_capacity,
@@ -691,8 +709,7 @@ mod tests {
             "http",
             "--ping-interval",
             "never",
-            "--max-rooms",
-            "-3",
+            "--max-rooms=-3",
             "--node-env",
             "staging",
         ]))

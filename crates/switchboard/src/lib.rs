@@ -41,6 +41,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -181,6 +182,10 @@ pub fn http_app(app: AppState) -> Router {
         .merge(http::router())
         .merge(admin::router("/metrics"))
         .fallback(http::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            http::ratelimit::limit,
+        ))
         .layer(protocol::socketio::layer(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(cors(&app.config))
@@ -206,6 +211,14 @@ pub fn socketio_app(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// Signaling frames are small and latency-bound: without `TCP_NODELAY`, Nagle's algorithm
+/// and delayed ACKs stall a peer with several frames in flight for ~40 ms.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
+
 /// Runs the server on `listeners` until `shutdown_signal` resolves, then closes every
 /// connection (close code 1001) within the configured grace and returns.
 ///
@@ -219,17 +232,17 @@ pub async fn serve(
     let token = app.shutdown.token().clone();
     let stop = move |t: tokio_util::sync::CancellationToken| async move { t.cancelled().await };
     let http = axum::serve(
-        listeners.http,
+        listeners.http.tap_io(no_delay),
         http_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stop(token.clone()));
     let signaling = axum::serve(
-        listeners.signaling,
+        listeners.signaling.tap_io(no_delay),
         signaling_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stop(token.clone()));
     let socketio = axum::serve(
-        listeners.socketio,
+        listeners.socketio.tap_io(no_delay),
         socketio_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stop(token));
@@ -270,6 +283,7 @@ fn spawn_lifecycle(app: &AppState) {
                 () = token.cancelled() => break,
                 _ = tick.tick() => {
                     let r = sweeper.registry.sweep(http::sweep_policy(&sweeper, false));
+                    sweeper.http_rate.prune();
                     if r.empty_removed + r.idle_closed > 0 {
                         tracing::info!(empty_removed = r.empty_removed, idle_closed = r.idle_closed, "room sweep");
                     }

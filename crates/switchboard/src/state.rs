@@ -36,6 +36,8 @@ pub struct Inner {
     pub memory: MemoryGate,
     /// Open connections, per IP and in total.
     pub connections: Arc<ConnectionLimiter>,
+    /// Per-IP HTTP API rate limit.
+    pub http_rate: crate::http::ratelimit::HttpRateLimit,
     /// When the server started.
     pub started: Instant,
     /// When the server started, Unix milliseconds.
@@ -64,6 +66,7 @@ impl AppState {
             config.max_connections,
             config.max_connections_per_ip,
         ));
+        let http_rate = crate::http::ratelimit::HttpRateLimit::new(config.http_requests_per_second);
         Self(Arc::new(Inner {
             config,
             registry,
@@ -72,6 +75,7 @@ impl AppState {
             shutdown,
             memory: MemoryGate::default(),
             connections,
+            http_rate,
             started: Instant::now(),
             started_ms: unix_millis(),
             nt: crate::protocol::nt::NtStore::default(),

@@ -356,3 +356,22 @@ async fn cors_and_websocket_origin_follow_cors_origins() {
     assert!(tokio_tungstenite::connect_async(ok).await.is_ok());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_api_rate_limits_each_client_with_429() {
+    let s = TestServer::with(Config {
+        http_requests_per_second: 2,
+        ..test_config()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(http("GET", s.http, "/api/health", None, &[]).await.0);
+    }
+    // A burst of twice the rate passes, then the client is told to slow down, in JSON.
+    assert_eq!(&statuses[..4], &[200, 200, 200, 200]);
+    assert!(statuses[4..].contains(&429), "{statuses:?}");
+    let (st, b) = http("GET", s.http, "/api/health", None, &[]).await;
+    assert_eq!((st, b["code"].as_str()), (429, Some("rate_limited")));
+    s.stop().await;
+}

@@ -14,6 +14,7 @@
 //! "Admin" means `Authorization: Bearer <ADMIN_API_KEY>`; in development these are open.
 
 pub mod error;
+pub mod ratelimit;
 
 use axum::Json;
 use axum::Router;

@@ -97,23 +97,11 @@ impl Conn {
     }
 
     /// Leaves every room (the others hear `user-left`), removing rooms left empty.
-    fn leave_all(&self, app: &AppState) {
+    fn leave_all(&self) {
         let all: Vec<(RoomId, Membership)> = self.rooms().drain().collect();
-        for (room, m) in all {
-            drop(m);
-            remove_if_empty(app, &room);
-        }
-    }
-}
-
-/// Removes `room` if nobody is left in it (Vibe deletes a room when its last user leaves).
-fn remove_if_empty(app: &AppState, room: &RoomId) {
-    if app
-        .registry
-        .room(room)
-        .is_some_and(|r| r.members.is_empty())
-    {
-        app.registry.delete_room(room);
+        // Each dropped membership tells its room; a room goes when its last member leaves
+        // (Socket.io rooms are created with a zero empty grace).
+        drop(all);
     }
 }
 
@@ -212,11 +200,11 @@ fn on_connect(app: &AppState, s: SocketRef) {
         });
     }
     {
-        let (app, conn) = (app.clone(), Arc::clone(&conn));
+        let conn = Arc::clone(&conn);
         s.on_disconnect(move || {
-            let (app, conn) = (app.clone(), Arc::clone(&conn));
+            let conn = Arc::clone(&conn);
             async move {
-                conn.leave_all(&app);
+                conn.leave_all();
                 conn.handle.close(CloseReason::Shutdown);
             }
         });
@@ -231,7 +219,7 @@ fn on_event(app: &AppState, conn: &Conn, s: &SocketRef, event: &'static str, arg
             app.metrics.limit("rate");
             app.metrics.error("rate_limited");
             if conn.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= RATE_STRIKES {
-                conn.leave_all(app);
+                conn.leave_all();
                 let _ = s.clone().disconnect();
             } else {
                 emit_error(conn, s, "Too many messages; slow down");
@@ -244,7 +232,7 @@ fn on_event(app: &AppState, conn: &Conn, s: &SocketRef, event: &'static str, arg
     let result = match event {
         "join-room" => join(app, conn, args),
         "leave-room" => {
-            leave(app, conn, args);
+            leave(conn, args);
             Ok(())
         }
         "offer" => relay(app, conn, args, SignalKind::Offer),
@@ -344,18 +332,16 @@ fn join(app: &AppState, conn: &Conn, args: &[Value]) -> Result<(), Refusal> {
     }
 }
 
-fn leave(app: &AppState, conn: &Conn, args: &[Value]) {
+fn leave(conn: &Conn, args: &[Value]) {
     // Unknown rooms, rooms this socket is not in and unreadable payloads are ignored, as in
     // the original. Only the socket's own membership is removed, whatever `userId` says.
     let Some(room) = fields(args).and_then(|f| f.room) else {
         return;
     };
     let room = RoomId::new(&room);
-    let m = conn.rooms().remove(&room);
-    if let Some(m) = m {
-        drop(m);
-        remove_if_empty(app, &room);
-    }
+    // Dropping the membership tells the room; the room itself goes when its last member
+    // leaves (it was created with a zero empty grace).
+    drop(conn.rooms().remove(&room));
 }
 
 fn relay(app: &AppState, conn: &Conn, args: &[Value], kind: SignalKind) -> Result<(), Refusal> {
@@ -438,7 +424,7 @@ async fn drain(
             }
         }
     }
-    conn.leave_all(&app);
+    conn.leave_all();
     if s.connected() {
         let reason = conn.handle.close_reason().unwrap_or(CloseReason::Shutdown);
         if reason == CloseReason::SlowConsumer {
@@ -603,9 +589,9 @@ async fn create_room(State(app): State<AppState>) -> Response {
     let now = switchboard_core::unix_millis();
     let opts = CreateOptions {
         attributes: vec![(Arc::from(CREATED_AT), Arc::from(iso8601(now).as_str()))],
-        // Waits for its first member up to the inactivity timeout; once a Socket.io peer
-        // leaves it empty it is removed at once (`remove_if_empty`).
-        empty_grace: Some(app.config.room_inactivity_timeout),
+        // Waits for its first member up to the inactivity timeout (the core's rule for rooms
+        // created empty), and goes the moment its last member leaves, as Vibe's did.
+        empty_grace: Some(std::time::Duration::ZERO),
         ..CreateOptions::default()
     };
     match app.registry.create_room(RoomId::new(&id), opts) {

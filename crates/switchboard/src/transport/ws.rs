@@ -120,7 +120,7 @@ pub fn upgrade<S: Session>(
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .read_buffer_size(4 << 10)
-        .write_buffer_size(0)
+        .write_buffer_size(8 << 10)
         .on_upgrade(move |socket| tracker.track_future(drive(app, socket, session, slot)))
 }
 
@@ -134,6 +134,14 @@ async fn interruptible<E>(
         r = timeout(WRITE_TIMEOUT, write) => r.map_err(|_| ()),
         () = handle.closed() => Err(()),
     }
+}
+
+/// Feeds every frame, then flushes once.
+async fn write_all(socket: &mut WebSocket, frames: &mut Vec<Message>) -> Result<(), axum::Error> {
+    for m in frames.drain(..) {
+        socket.feed(m).await?;
+    }
+    socket.flush().await
 }
 
 fn to_text(b: Bytes) -> Message {
@@ -224,6 +232,14 @@ pub async fn drive<S: Session>(
         app: &app,
         handle: &handle,
     }));
+    // Futures that live for the whole connection are pinned once: re-creating the close
+    // future every iteration would register and deregister a waiter (two mutex operations)
+    // per message.
+    let closed = handle.closed();
+    tokio::pin!(closed);
+    let auth_deadline = sleep_until(deadline.unwrap_or_else(Instant::now));
+    tokio::pin!(auth_deadline);
+    let mut frames: Vec<Message> = Vec::new();
     let end: Option<(u16, Cow<'static, str>)> = loop {
         if let Some(Flow::Close(code, reason)) = opened.take() {
             break Some((code, reason));
@@ -234,7 +250,7 @@ pub async fn drive<S: Session>(
         };
         tokio::select! {
             biased;
-            () = handle.closed() => {
+            () = &mut closed => {
                 let reason = handle.close_reason().unwrap_or(CloseReason::Shutdown);
                 if reason == CloseReason::SlowConsumer {
                     app.metrics.slow_consumers.inc();
@@ -243,9 +259,9 @@ pub async fn drive<S: Session>(
             }
             item = outbox_rx.recv() => {
                 let Some(item) = item else { break None };
-                let mut batch = 0;
+                // Render up to a batch of queued frames, then write them with one flush under
+                // one deadline (a timer per batch, not per frame).
                 let mut next = Some(item);
-                let mut failed = false;
                 while let Some(item) = next.take() {
                     let frame = match item {
                         Outbound::Frame(b) => Some(b),
@@ -259,17 +275,18 @@ pub async fn drive<S: Session>(
                     };
                     if let Some(frame) = frame {
                         bytes_out.inc_by(frame.len() as u64);
-                        if interruptible(&handle, socket.feed(to_text(frame))).await.map_or(true, |r| r.is_err()) {
-                            failed = true;
-                            break;
-                        }
-                        batch += 1;
+                        frames.push(to_text(frame));
                     }
-                    if batch < WRITE_BATCH {
+                    if frames.len() < WRITE_BATCH {
                         next = outbox_rx.try_recv().ok();
                     }
                 }
-                if failed || interruptible(&handle, socket.flush()).await.map_or(true, |r| r.is_err()) {
+                if frames.is_empty() {
+                    continue;
+                }
+                let written = interruptible(&handle, write_all(&mut socket, &mut frames)).await;
+                frames.clear();
+                if written.map_or(true, |r| r.is_err()) {
                     if handle.close_reason() == Some(CloseReason::SlowConsumer) {
                         app.metrics.slow_consumers.inc();
                     }
@@ -297,7 +314,11 @@ pub async fn drive<S: Session>(
                     Message::Text(t) => (true, Bytes::from(t)),
                     Message::Binary(b) => (false, b),
                     Message::Ping(_) | Message::Pong(_) => continue,
-                    Message::Close(_) => break None,
+                    Message::Close(_) => {
+                        // tungstenite has queued the closing handshake's reply; send it.
+                        let _ = timeout(Duration::from_secs(1), socket.flush()).await;
+                        break None;
+                    }
                 };
                 bytes_in.inc_by(data.len() as u64);
                 if data.len() > cfg.max_frame_bytes {
@@ -334,7 +355,7 @@ pub async fn drive<S: Session>(
                     break None;
                 }
             }
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && !session.is_established() => {
+            () = &mut auth_deadline, if deadline.is_some() && !session.is_established() => {
                 app.metrics.error("auth_timeout");
                 break Some((close::POLICY, "authentication timeout".into()));
             }
