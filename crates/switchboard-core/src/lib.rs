@@ -46,7 +46,7 @@ pub use event::{
 };
 pub use id::{ConnId, DialectTag, PeerId, RoomId};
 pub use limits::Limits;
-pub use peer::{CloseReason, Outbound, PeerHandle, SendError, outbox};
+pub use peer::{CloseReason, Outbound, OutboxReceiver, PeerHandle, Received, SendError, outbox};
 pub use registry::{
     CreateOptions, Delivery, JoinMode, JoinOptions, Membership, Registry, RegistryStats,
     SweepPolicy, SweepReport, Target, unix_millis,

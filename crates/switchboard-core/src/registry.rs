@@ -317,6 +317,9 @@ impl Registry {
                 });
             }
             let is_host = created || room.host.as_ref() == Some(&peer);
+            // Grow by one: most rooms hold two or three peers, and doubling would leave
+            // idle slots of ~100 bytes each.
+            room.members.reserve_exact(1);
             room.members.push(Member {
                 serial,
                 id: peer.clone(),

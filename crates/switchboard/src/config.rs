@@ -103,6 +103,13 @@ pub struct Args {
     /// Concurrent WebSocket connections in total, 0 = unlimited.
     #[arg(long, env = "MAX_CONNECTIONS", default_value = "0")]
     pub max_connections: String,
+    /// WebSocket read buffer per connection, allocated at connect (bytes; smaller saves idle
+    /// memory, larger saves read calls under load).
+    #[arg(long, env = "WS_READ_BUFFER", default_value = "4k")]
+    pub ws_read_buffer: String,
+    /// WebSocket write buffer: frames are batched up to this before a socket write (bytes).
+    #[arg(long, env = "WS_WRITE_BUFFER", default_value = "8k")]
+    pub ws_write_buffer: String,
     /// Events a peer's outbox holds before the peer is closed as too slow.
     #[arg(long, env = "OUTBOX_CAPACITY", default_value = "256")]
     pub outbox_capacity: String,
@@ -219,6 +226,10 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Connections in total, 0 = unlimited. Default 0.
     pub max_connections: usize,
+    /// WebSocket read buffer, bytes. Default 4 KiB.
+    pub ws_read_buffer: usize,
+    /// WebSocket write batching threshold, bytes. Default 8 KiB.
+    pub ws_write_buffer: usize,
     /// Outbox capacity per peer. Default 256.
     pub outbox_capacity: usize,
     /// Authentication deadline. Default 10 s.
@@ -276,6 +287,8 @@ impl Default for Config {
             http_requests_per_second: 50,
             max_connections_per_ip: 0,
             max_connections: 0,
+            ws_read_buffer: 4 << 10,
+            ws_write_buffer: 8 << 10,
             outbox_capacity: 256,
             auth_timeout: Duration::from_secs(10),
             rendezvous_ws_key: None,
@@ -456,6 +469,24 @@ impl Config {
             0,
         );
         let max_connections = count(&mut p, "MAX_CONNECTIONS", &a.max_connections, 0);
+        let ws_read_buffer = count(
+            &mut p,
+            "WS_READ_BUFFER",
+            &a.ws_read_buffer,
+            d.ws_read_buffer,
+        );
+        let ws_write_buffer = count(
+            &mut p,
+            "WS_WRITE_BUFFER",
+            &a.ws_write_buffer,
+            d.ws_write_buffer,
+        );
+        if ws_read_buffer < 256 {
+            p.0.push(format!(
+                "  WS_READ_BUFFER={:?}: must be at least 256 bytes",
+                a.ws_read_buffer
+            ));
+        }
         let outbox_capacity = count(
             &mut p,
             "OUTBOX_CAPACITY",
@@ -589,6 +620,8 @@ impl Config {
             http_requests_per_second: u32::try_from(http_requests_per_second).unwrap_or(u32::MAX),
             max_connections_per_ip,
             max_connections,
+            ws_read_buffer,
+            ws_write_buffer,
             outbox_capacity,
             auth_timeout,
             rendezvous_ws_key: Some(a.rendezvous_ws_key.clone()).filter(|k| !k.is_empty()),

@@ -21,6 +21,11 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
+    // Every peer is a socket: lift the soft descriptor limit to the hard one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

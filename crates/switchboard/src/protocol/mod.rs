@@ -60,7 +60,7 @@ impl Context<'_> {
     pub fn reply(&self, frame: Bytes) {
         if self
             .handle
-            .try_deliver(switchboard_core::Outbound::Frame(frame))
+            .try_deliver(switchboard_core::Outbound::Frame(Box::new(frame)))
             .is_err()
         {
             // Our own outbox is full: we are the slow consumer.

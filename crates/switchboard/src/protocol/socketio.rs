@@ -39,10 +39,9 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
 use switchboard_core::{
     CloseReason, ConnId, CreateOptions, Envelope, Event, JoinError, JoinMode, JoinOptions,
-    Membership, Outbound, PeerHandle, PeerId, RelayError, RoomClosedReason, RoomId, RoomSnapshot,
-    SignalKind, Target, outbox,
+    Membership, Outbound, OutboxReceiver, PeerHandle, PeerId, Received, RelayError,
+    RoomClosedReason, RoomId, RoomSnapshot, SignalKind, Target, outbox,
 };
-use tokio::sync::mpsc;
 
 use super::{signal_body, tags};
 use crate::metrics::DialectLabel;
@@ -166,13 +165,7 @@ fn on_connect(app: &AppState, s: SocketRef) {
         },
         None => None,
     };
-    let cancel = app.shutdown.token().child_token();
-    let (handle, rx) = outbox(
-        ConnId::next(),
-        tags::SOCKETIO,
-        app.config.outbox_capacity,
-        cancel,
-    );
+    let (handle, rx) = outbox(ConnId::next(), tags::SOCKETIO, app.config.outbox_capacity);
     let limiter = NonZeroU32::new(app.config.max_messages_per_second).map(|rate| {
         let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is non-zero"));
         governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
@@ -403,7 +396,7 @@ async fn drain(
     app: AppState,
     conn: Arc<Conn>,
     s: SocketRef,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: OutboxReceiver,
     slot: Option<ConnectionSlot>,
 ) {
     let _slot = slot;
@@ -411,17 +404,20 @@ async fn drain(
     app.metrics.connections.get_or_create(&label).inc();
     let active = app.metrics.connections_active.get_or_create(&label).clone();
     active.inc();
+    let shutdown = app.shutdown.token().cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             biased;
-            () = conn.handle.closed() => break,
-            item = rx.recv() => {
-                let Some(item) = item else { break };
-                match item {
-                    Outbound::Event(env) => render(&app, &conn, &s, &env),
-                    Outbound::Frame(_) => {}
-                }
+            () = &mut shutdown => {
+                conn.handle.close(CloseReason::Shutdown);
+                break;
             }
+            received = rx.recv() => match received {
+                Received::Item(Outbound::Event(env)) => render(&app, &conn, &s, &env),
+                Received::Item(Outbound::Frame(_)) => {}
+                Received::Closed(_) => break,
+            },
         }
     }
     conn.leave_all();

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use governor::{Quota, RateLimiter};
 use rand::Rng;
-use switchboard_core::{CloseReason, ConnId, Outbound, outbox};
+use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, outbox};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
 use crate::http::error::ApiError;
@@ -119,20 +119,23 @@ pub fn upgrade<S: Session>(
     let tracker = app.shutdown.tracker().clone();
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
-        .read_buffer_size(4 << 10)
-        .write_buffer_size(8 << 10)
+        .read_buffer_size(app.config.ws_read_buffer)
+        .write_buffer_size(app.config.ws_write_buffer)
         .on_upgrade(move |socket| tracker.track_future(drive(app, socket, session, slot)))
 }
 
-/// Bounds a write by [`WRITE_TIMEOUT`] and by a close request: a peer whose socket is full
-/// must still be closable at once (as a slow consumer) rather than after the timeout.
+/// Bounds a write by [`WRITE_TIMEOUT`], by a close request and by shutdown: a peer whose
+/// socket is full must still be closable at once (as a slow consumer) rather than after the
+/// timeout.
 async fn interruptible<E>(
-    handle: &switchboard_core::PeerHandle,
+    app: &AppState,
+    outbox: &mut OutboxReceiver,
     write: impl std::future::Future<Output = Result<(), E>>,
 ) -> Result<Result<(), E>, ()> {
     tokio::select! {
         r = timeout(WRITE_TIMEOUT, write) => r.map_err(|_| ()),
-        () = handle.closed() => Err(()),
+        _ = outbox.closed() => Err(()),
+        () = app.shutdown.token().cancelled() => Err(()),
     }
 }
 
@@ -185,17 +188,16 @@ pub async fn drive<S: Session>(
     let active = app.metrics.connections_active.get_or_create(&label).clone();
     active.inc();
     let _slot = slot;
-    let cancel = app.shutdown.token().child_token();
-    let (handle, mut outbox_rx) = outbox(conn, S::TAG, app.config.outbox_capacity, cancel);
+    let (handle, mut outbox_rx) = outbox(conn, S::TAG, app.config.outbox_capacity);
     tracing::debug!(%conn, dialect = S::NAME, "connection open");
 
     if app.memory.is_critical() {
         app.metrics.limit("memory");
-        send_close(
+        Box::pin(send_close(
             &mut socket,
             close::TRY_AGAIN_LATER,
             "server overloaded: memory critical".into(),
-        )
+        ))
         .await;
         active.dec();
         return;
@@ -235,11 +237,11 @@ pub async fn drive<S: Session>(
     // Futures that live for the whole connection are pinned once: re-creating the close
     // future every iteration would register and deregister a waiter (two mutex operations)
     // per message.
-    let closed = handle.closed();
-    tokio::pin!(closed);
-    let auth_deadline = sleep_until(deadline.unwrap_or_else(Instant::now));
-    tokio::pin!(auth_deadline);
-    let mut frames: Vec<Message> = Vec::new();
+    let shutdown = app.shutdown.token().cancelled();
+    tokio::pin!(shutdown);
+    // Boxed, and only when there is a deadline: a `Sleep` is ~100 bytes an idle peer would
+    // otherwise carry for its whole life.
+    let mut auth_deadline = deadline.map(|d| Box::pin(sleep_until(d)));
     let end: Option<(u16, Cow<'static, str>)> = loop {
         if let Some(Flow::Close(code, reason)) = opened.take() {
             break Some((code, reason));
@@ -250,21 +252,27 @@ pub async fn drive<S: Session>(
         };
         tokio::select! {
             biased;
-            () = &mut closed => {
-                let reason = handle.close_reason().unwrap_or(CloseReason::Shutdown);
-                if reason == CloseReason::SlowConsumer {
-                    app.metrics.slow_consumers.inc();
-                }
-                break Some((close_for(reason), reason.as_str().into()));
+            () = &mut shutdown => {
+                break Some((close_for(CloseReason::Shutdown), CloseReason::Shutdown.as_str().into()));
             }
-            item = outbox_rx.recv() => {
-                let Some(item) = item else { break None };
+            received = outbox_rx.recv() => {
+                let item = match received {
+                    Received::Item(item) => item,
+                    Received::Closed(reason) => {
+                        if reason == CloseReason::SlowConsumer {
+                            app.metrics.slow_consumers.inc();
+                        }
+                        break Some((close_for(reason), reason.as_str().into()));
+                    }
+                };
                 // Render up to a batch of queued frames, then write them with one flush under
-                // one deadline (a timer per batch, not per frame).
+                // one deadline (a timer per batch, not per frame). The batch and its write
+                // future are heap-allocated per batch so that an idle peer's task stays small.
+                let mut frames: Vec<Message> = Vec::new();
                 let mut next = Some(item);
                 while let Some(item) = next.take() {
                     let frame = match item {
-                        Outbound::Frame(b) => Some(b),
+                        Outbound::Frame(b) => Some(*b),
                         Outbound::Event(env) => {
                             let f = session.render(&env);
                             if f.is_some() {
@@ -278,14 +286,13 @@ pub async fn drive<S: Session>(
                         frames.push(to_text(frame));
                     }
                     if frames.len() < WRITE_BATCH {
-                        next = outbox_rx.try_recv().ok();
+                        next = outbox_rx.try_recv();
                     }
                 }
                 if frames.is_empty() {
                     continue;
                 }
-                let written = interruptible(&handle, write_all(&mut socket, &mut frames)).await;
-                frames.clear();
+                let written = Box::pin(interruptible(&app, &mut outbox_rx, write_all(&mut socket, &mut frames))).await;
                 if written.map_or(true, |r| r.is_err()) {
                     if handle.close_reason() == Some(CloseReason::SlowConsumer) {
                         app.metrics.slow_consumers.inc();
@@ -316,7 +323,7 @@ pub async fn drive<S: Session>(
                     Message::Ping(_) | Message::Pong(_) => continue,
                     Message::Close(_) => {
                         // tungstenite has queued the closing handshake's reply; send it.
-                        let _ = timeout(Duration::from_secs(1), socket.flush()).await;
+                        let _ = Box::pin(timeout(Duration::from_secs(1), socket.flush())).await;
                         break None;
                     }
                 };
@@ -351,11 +358,11 @@ pub async fn drive<S: Session>(
                     app.metrics.error("heartbeat_timeout");
                     break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
                 }
-                if timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Bytes::new()))).await.map_or(true, |r| r.is_err()) {
+                if Box::pin(timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Bytes::new())))).await.map_or(true, |r| r.is_err()) {
                     break None;
                 }
             }
-            () = &mut auth_deadline, if deadline.is_some() && !session.is_established() => {
+            () = async { auth_deadline.as_mut().expect("guarded by the branch condition").await }, if auth_deadline.is_some() && !session.is_established() => {
                 app.metrics.error("auth_timeout");
                 break Some((close::POLICY, "authentication timeout".into()));
             }
@@ -366,11 +373,11 @@ pub async fn drive<S: Session>(
     drop(session);
     if let Some((code, reason)) = end {
         // Deliver what is already queued for this peer (a final error reply) before closing.
-        while let Ok(Outbound::Frame(b)) = outbox_rx.try_recv() {
-            let _ = timeout(Duration::from_secs(1), socket.feed(to_text(b))).await;
+        while let Some(Outbound::Frame(b)) = outbox_rx.try_recv() {
+            let _ = Box::pin(timeout(Duration::from_secs(1), socket.feed(to_text(*b)))).await;
         }
         tracing::debug!(%conn, code, %reason, "closing connection");
-        send_close(&mut socket, code, reason).await;
+        Box::pin(send_close(&mut socket, code, reason)).await;
     }
     active.dec();
     tracing::debug!(%conn, "connection closed");
