@@ -136,6 +136,9 @@ pub struct Args {
     /// How long shutdown waits for peers to receive their close frames.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s")]
     pub shutdown_timeout: String,
+    /// Runtime worker threads; 0 = one per CPU core this process may run on.
+    #[arg(long, env = "WORKER_THREADS", default_value = "0")]
+    pub worker_threads: String,
     /// trace, debug, info, warn or error (or a tracing filter directive).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -246,6 +249,8 @@ pub struct Config {
     pub rendezvous_max_peers: usize,
     /// Shutdown grace. Default 10 s.
     pub shutdown_timeout: Duration,
+    /// Runtime worker threads, 0 = one per available core. Default 0.
+    pub worker_threads: usize,
     /// Log filter. Default `info`.
     pub log_level: String,
     /// Log format. Default text in development, JSON in production.
@@ -296,6 +301,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(20),
             rendezvous_max_peers: 2,
             shutdown_timeout: Duration::from_secs(10),
+            worker_threads: 0,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             stun_urls: Vec::new(),
@@ -487,6 +493,7 @@ impl Config {
                 a.ws_read_buffer
             ));
         }
+        let worker_threads = count(&mut p, "WORKER_THREADS", &a.worker_threads, 0);
         let outbox_capacity = count(
             &mut p,
             "OUTBOX_CAPACITY",
@@ -629,6 +636,7 @@ impl Config {
             heartbeat,
             rendezvous_max_peers,
             shutdown_timeout,
+            worker_threads,
             log_level: a.log_level.clone(),
             log_format,
             stun_urls,

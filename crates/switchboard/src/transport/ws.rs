@@ -210,7 +210,10 @@ pub async fn drive<S: Session>(
         Instant::now() + ping_every / 2 + Duration::from_millis(jitter),
         ping_every,
     );
+    // Liveness is judged per ping interval: a frame only sets `seen` (no clock read per
+    // message); each tick turns `seen` into a timestamp.
     let mut last_seen = Instant::now();
+    let mut seen = false;
     let deadline = session
         .needs_establishing(&app)
         .then(|| Instant::now() + cfg.auth_timeout);
@@ -316,7 +319,7 @@ pub async fn drive<S: Session>(
                         break None;
                     }
                 };
-                last_seen = Instant::now();
+                seen = true;
                 let (text, data) = match msg {
                     Message::Text(t) => (true, Bytes::from(t)),
                     Message::Binary(b) => (false, b),
@@ -354,6 +357,9 @@ pub async fn drive<S: Session>(
                 }
             }
             _ = ping.tick() => {
+                if std::mem::take(&mut seen) {
+                    last_seen = Instant::now();
+                }
                 if last_seen.elapsed() > cfg.peer_heartbeat_timeout {
                     app.metrics.error("heartbeat_timeout");
                     break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
