@@ -103,9 +103,9 @@ pub struct Args {
     /// Concurrent WebSocket connections in total, 0 = unlimited.
     #[arg(long, env = "MAX_CONNECTIONS", default_value = "0")]
     pub max_connections: String,
-    /// WebSocket read buffer per connection, allocated at connect (bytes; smaller saves idle
-    /// memory, larger saves read calls under load).
-    #[arg(long, env = "WS_READ_BUFFER", default_value = "4k")]
+    /// WebSocket read buffer per connection, allocated at connect, and the most read per
+    /// read call (bytes; smaller saves idle memory, larger saves read calls under load).
+    #[arg(long, env = "WS_READ_BUFFER", default_value = "512")]
     pub ws_read_buffer: String,
     /// WebSocket write buffer: frames are batched up to this before a socket write (bytes).
     #[arg(long, env = "WS_WRITE_BUFFER", default_value = "8k")]
@@ -229,7 +229,7 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Connections in total, 0 = unlimited. Default 0.
     pub max_connections: usize,
-    /// WebSocket read buffer, bytes. Default 4 KiB.
+    /// WebSocket read buffer, bytes. Default 512 (see BENCHMARKS.md for the trade-off).
     pub ws_read_buffer: usize,
     /// WebSocket write batching threshold, bytes. Default 8 KiB.
     pub ws_write_buffer: usize,
@@ -292,7 +292,7 @@ impl Default for Config {
             http_requests_per_second: 50,
             max_connections_per_ip: 0,
             max_connections: 0,
-            ws_read_buffer: 4 << 10,
+            ws_read_buffer: 512,
             ws_write_buffer: 8 << 10,
             outbox_capacity: 256,
             auth_timeout: Duration::from_secs(10),

@@ -91,19 +91,30 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUpgrade {
     }
 }
 
+/// Admits a WebSocket request and runs `session` on it (426 without an upgrade).
+fn accept<S: protocol::Session>(
+    app: AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    ws: MaybeUpgrade,
+    session: S,
+) -> Response {
+    let Some(ws) = ws.0 else {
+        return axum::http::StatusCode::UPGRADE_REQUIRED.into_response();
+    };
+    match transport::ws::admit(&app, headers, peer) {
+        Ok(slot) => transport::ws::upgrade(app, ws, slot, session),
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn octate_ws(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: MaybeUpgrade,
 ) -> Response {
-    let Some(ws) = ws.0 else {
-        return axum::http::StatusCode::UPGRADE_REQUIRED.into_response();
-    };
-    match transport::ws::admit(&app, &headers, peer) {
-        Ok(slot) => transport::ws::upgrade(app, ws, slot, OctateSession::new()),
-        Err(e) => e.into_response(),
-    }
+    accept(app, peer, &headers, ws, OctateSession::new())
 }
 
 async fn root(
@@ -137,13 +148,13 @@ async fn ywebrtc_ws(
     headers: HeaderMap,
     ws: MaybeUpgrade,
 ) -> Response {
-    let Some(ws) = ws.0 else {
-        return axum::http::StatusCode::UPGRADE_REQUIRED.into_response();
-    };
-    match transport::ws::admit(&app, &headers, peer) {
-        Ok(slot) => transport::ws::upgrade(app, ws, slot, protocol::ywebrtc::YWebrtcSession::new()),
-        Err(e) => e.into_response(),
-    }
+    accept(
+        app,
+        peer,
+        &headers,
+        ws,
+        protocol::ywebrtc::YWebrtcSession::new(),
+    )
 }
 
 fn cors(config: &Config) -> CorsLayer {

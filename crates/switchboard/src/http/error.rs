@@ -78,6 +78,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A `text/plain` response, for the endpoints whose original answered in plain text
+/// (nt-backend-wrtc's `invalid appID\n`, `gone\n`, …).
+pub fn plain_text(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// A JSON body whose rejections are [`ApiError`]s (400 bad JSON, 413 too large, 415 wrong
 /// content type) instead of axum's plain-text ones.
 #[derive(Debug, Clone, Copy, Default)]

@@ -42,6 +42,7 @@ use switchboard_core::{
 };
 
 use super::{Context, Flow, Session, push_json_str, raw_slice, signal_body, tags};
+use crate::http::error::plain_text as text;
 use crate::metrics::{NtBytesLabels, NtTypeLabel};
 use crate::state::AppState;
 use crate::transport::ws::close;
@@ -467,15 +468,6 @@ impl Drop for NtSession {
             boxes.remove(&self.room);
         }
     }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
 }
 
 /// `GET /ws?appID=…&side=…`: the checks in the original's order, then the upgrade.

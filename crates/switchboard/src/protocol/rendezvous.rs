@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{Query, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use bytes::Bytes;
@@ -47,6 +47,7 @@ use switchboard_core::{
 };
 
 use super::{Context, Flow, Session, push_json_str, raw_slice, signal_body, tags};
+use crate::http::error::plain_text as text;
 use crate::state::AppState;
 use crate::transport::ws::close;
 
@@ -407,15 +408,6 @@ pub fn render_event(event: &Event) -> Bytes {
         }
         Event::RoomClosed { .. } => Bytes::from_static(br#"{"type":"room-closed"}"#),
     }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
 }
 
 /// `GET /ws`: routes on the query (`room=` → rendezvous, `appID=` → nt, neither → 400

@@ -33,6 +33,8 @@ use crate::state::{AppState, ConnectionRefused, ConnectionSlot};
 
 /// How long one batch of writes may take before the peer is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection waits for the client's half of the closing handshake.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Frames written per flush at most.
 const WRITE_BATCH: usize = 64;
 /// Consecutive rate-limited messages after which the connection is closed.
@@ -159,10 +161,25 @@ async fn send_close(socket: &mut WebSocket, code: u16, reason: Cow<'static, str>
         code,
         reason: Utf8Bytes::from(reason.into_owned()),
     };
-    let _ = timeout(
+    if timeout(
         Duration::from_secs(2),
         socket.send(Message::Close(Some(frame))),
     )
+    .await
+    .is_err()
+    {
+        return;
+    }
+    // Finish the closing handshake: read (and discard) until the client's Close, so that
+    // data it sent before seeing ours does not sit unread when the socket is dropped — the
+    // kernel would answer that with a reset, and the client would lose our close frame.
+    let _ = timeout(CLOSE_LINGER, async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
     .await;
 }
 
