@@ -5,6 +5,7 @@
 #   scripts/bench.sh                       # Switchboard only
 #   Y_WEBRTC_SERVER=/path/to/node_modules/y-webrtc/bin/server.js \
 #   MATCHBOX_SERVER=/path/to/matchbox_server scripts/bench.sh
+#   PEERS_ONLY=1 ... scripts/bench.sh   # only the peer servers
 #
 # The server runs on core 0 and the load tool on core 1 (taskset), so server CPU per
 # operation is read from /proc/<pid>/stat undisturbed. Results: one JSON line per run in
@@ -24,7 +25,7 @@ SB=target/release/switchboard
 BENCH=target/release/switchboard-bench
 PID=""
 
-stop() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; PID=""; }
+stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; PID=""; }
 trap stop EXIT
 
 start_switchboard() {
@@ -60,6 +61,7 @@ keys=["ok","server_rss_idle_kib","server_rss_per_peer_kib","joined","msgs_per_se
 print("   ", {k: d[k] for k in keys if k in d})' >&2
 }
 
+if [ -z "${PEERS_ONLY:-}" ]; then
 echo "== cold start to listening (20 runs)" >&2
 python3 - "$SB" <<'PY' | tee -a "$OUT/results.jsonl" >&2
 import os, subprocess, sys, time, json
@@ -74,7 +76,9 @@ for _ in range(20):
 times.sort()
 print(json.dumps({"run": "cold_start_ms", "result": {"median": round(times[10], 1), "max": round(times[-1], 1)}}))
 PY
+fi
 
+if [ -z "${PEERS_ONLY:-}" ]; then
 # Switchboard, OctateCode dialect (a fresh server per memory measurement).
 start_switchboard
 run sb_octate_idle idle --peers "$IDLE_PEERS" --room-size 2 --url "ws://$SIG/" --settle 3
@@ -101,6 +105,7 @@ start_switchboard
 run sb_ywebrtc_relay_max relay --dialect ywebrtc --pairs 20 --messages "$RELAY_MESSAGES" --inflight 8 --url "ws://$HTTP/y-webrtc"
 run sb_ywebrtc_churn churn --dialect ywebrtc --concurrency 16 --iterations "$CHURN_ITERATIONS" --url "ws://$HTTP/y-webrtc"
 stop
+fi
 
 if [ -n "${Y_WEBRTC_SERVER:-}" ]; then
   start_node_ywebrtc

@@ -66,7 +66,17 @@ fn main() -> ExitCode {
             println!("listening http={h} signaling={s} socketio={io}");
         }
         let app = AppState::new(config, Shutdown::new());
-        match switchboard::serve(app, listeners, switchboard::shutdown::signal()).await {
+        // Serve from a worker thread, not from `block_on` on the main thread: accepted
+        // connections are then spawned on the worker that accepted them instead of being
+        // handed across threads (a wake-up and a context switch per connection).
+        let served = tokio::spawn(switchboard::serve(
+            app,
+            listeners,
+            switchboard::shutdown::signal(),
+        ))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match served {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
