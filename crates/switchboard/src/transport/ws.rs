@@ -119,11 +119,20 @@ pub fn upgrade<S: Session>(
 ) -> Response {
     let hard_cap = (app.config.max_frame_bytes * 4).max(1 << 20);
     let tracker = app.shutdown.tracker().clone();
+    let read_buffer = app.config.ws_read_buffer;
+    let write_buffer = app.config.ws_write_buffer;
+    // axum keeps this closure inside the connection's task for the task's whole life (even
+    // after calling it), so it carries one pointer to the session rather than the session:
+    // 128 bytes less per connection (see BENCHMARKS.md, idle memory).
+    let parts = Box::new((app, session, slot));
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
-        .read_buffer_size(app.config.ws_read_buffer)
-        .write_buffer_size(app.config.ws_write_buffer)
-        .on_upgrade(move |socket| tracker.track_future(drive(app, socket, session, slot)))
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(write_buffer)
+        .on_upgrade(move |socket| {
+            let (app, session, slot) = *parts;
+            tracker.track_future(drive(app, socket, session, slot))
+        })
 }
 
 /// Bounds a write by [`WRITE_TIMEOUT`], by a close request and by shutdown: a peer whose
@@ -193,217 +202,226 @@ fn close_for(reason: CloseReason) -> u16 {
 }
 
 /// Runs one connection to its end.
-pub async fn drive<S: Session>(
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
+/// stores its arguments twice in its future (once as captured, once as locals), which cost
+/// every connection another ~500 bytes (the socket alone is 368). The block uses its captures
+/// in place.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn drive<S: Session>(
     app: AppState,
     mut socket: WebSocket,
     mut session: S,
     slot: ConnectionSlot,
-) {
-    let conn = ConnId::next();
-    let label = DialectLabel { dialect: S::NAME };
-    app.metrics.connections.get_or_create(&label).inc();
-    let active = app.metrics.connections_active.get_or_create(&label).clone();
-    active.inc();
-    let _slot = slot;
-    let (handle, mut outbox_rx) = outbox(conn, S::TAG, app.config.outbox_capacity);
-    tracing::debug!(%conn, dialect = S::NAME, "connection open");
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let conn = ConnId::next();
+        let label = DialectLabel { dialect: S::NAME };
+        app.metrics.connections.get_or_create(&label).inc();
+        let active = app.metrics.connections_active.get_or_create(&label).clone();
+        active.inc();
+        let (handle, mut outbox_rx) = outbox(conn, S::TAG, app.config.outbox_capacity);
+        tracing::debug!(%conn, dialect = S::NAME, "connection open");
 
-    if app.memory.is_critical() {
-        app.metrics.limit("memory");
-        Box::pin(send_close(
-            &mut socket,
-            close::TRY_AGAIN_LATER,
-            "server overloaded: memory critical".into(),
-        ))
-        .await;
-        active.dec();
-        return;
-    }
-
-    let cfg = &app.config;
-    let ping_every = session.ping_interval(&app);
-    let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
-    let mut ping = interval_at(
-        Instant::now() + ping_every / 2 + Duration::from_millis(jitter),
-        ping_every,
-    );
-    // Liveness is judged per ping interval: a frame only sets `seen` (no clock read per
-    // message); each tick turns `seen` into a timestamp.
-    let mut last_seen = Instant::now();
-    let mut seen = false;
-    let deadline = session
-        .needs_establishing(&app)
-        .then(|| Instant::now() + cfg.auth_timeout);
-    let limiter = NonZeroU32::new(cfg.max_messages_per_second).map(|rate| {
-        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is non-zero"));
-        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-    });
-    let mut strikes = 0u32;
-    let bytes_in = app
-        .metrics
-        .bytes
-        .get_or_create(&crate::metrics::DirectionLabels { direction: "in" })
-        .clone();
-    let bytes_out = app
-        .metrics
-        .bytes
-        .get_or_create(&crate::metrics::DirectionLabels { direction: "out" })
-        .clone();
-
-    let mut opened = Some(session.on_open(&Context {
-        app: &app,
-        handle: &handle,
-    }));
-    // Futures that live for the whole connection are pinned once: re-creating the close
-    // future every iteration would register and deregister a waiter (two mutex operations)
-    // per message.
-    let shutdown = app.shutdown.token().cancelled();
-    tokio::pin!(shutdown);
-    // Boxed, and only when there is a deadline: a `Sleep` is ~100 bytes an idle peer would
-    // otherwise carry for its whole life.
-    let mut auth_deadline = deadline.map(|d| Box::pin(sleep_until(d)));
-    let end: Option<(u16, Cow<'static, str>)> = loop {
-        if let Some(Flow::Close(code, reason)) = opened.take() {
-            break Some((code, reason));
+        if app.memory.is_critical() {
+            app.metrics.limit("memory");
+            Box::pin(send_close(
+                &mut socket,
+                close::TRY_AGAIN_LATER,
+                "server overloaded: memory critical".into(),
+            ))
+            .await;
+            active.dec();
+            return;
         }
-        let cx = Context {
+
+        let cfg = &app.config;
+        let ping_every = session.ping_interval(&app);
+        let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
+        let mut ping = interval_at(
+            Instant::now() + ping_every / 2 + Duration::from_millis(jitter),
+            ping_every,
+        );
+        // Liveness is judged per ping interval: a frame only sets `seen` (no clock read per
+        // message); each tick turns `seen` into a timestamp.
+        let mut last_seen = Instant::now();
+        let mut seen = false;
+        let deadline = session
+            .needs_establishing(&app)
+            .then(|| Instant::now() + cfg.auth_timeout);
+        let limiter = NonZeroU32::new(cfg.max_messages_per_second).map(|rate| {
+            let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is non-zero"));
+            RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+        });
+        let mut strikes = 0u32;
+        let bytes_in = app
+            .metrics
+            .bytes
+            .get_or_create(&crate::metrics::DirectionLabels { direction: "in" })
+            .clone();
+        let bytes_out = app
+            .metrics
+            .bytes
+            .get_or_create(&crate::metrics::DirectionLabels { direction: "out" })
+            .clone();
+
+        let mut opened = Some(session.on_open(&Context {
             app: &app,
             handle: &handle,
-        };
-        tokio::select! {
-            biased;
-            () = &mut shutdown => {
-                break Some((close_for(CloseReason::Shutdown), CloseReason::Shutdown.as_str().into()));
+        }));
+        // Futures that live for the whole connection are pinned once: re-creating the close
+        // future every iteration would register and deregister a waiter (two mutex operations)
+        // per message.
+        let shutdown = app.shutdown.token().cancelled();
+        tokio::pin!(shutdown);
+        // Boxed, and only when there is a deadline: a `Sleep` is ~100 bytes an idle peer would
+        // otherwise carry for its whole life.
+        let mut auth_deadline = deadline.map(|d| Box::pin(sleep_until(d)));
+        let end: Option<(u16, Cow<'static, str>)> = loop {
+            if let Some(Flow::Close(code, reason)) = opened.take() {
+                break Some((code, reason));
             }
-            received = outbox_rx.recv() => {
-                let item = match received {
-                    Received::Item(item) => item,
-                    Received::Closed(reason) => {
-                        if reason == CloseReason::SlowConsumer {
-                            app.metrics.slow_consumers.inc();
-                        }
-                        break Some((close_for(reason), reason.as_str().into()));
-                    }
-                };
-                // Render up to a batch of queued frames, then write them with one flush under
-                // one deadline (a timer per batch, not per frame). The batch and its write
-                // future are heap-allocated per batch so that an idle peer's task stays small.
-                let mut frames: Vec<Message> = Vec::new();
-                let mut next = Some(item);
-                while let Some(item) = next.take() {
-                    let frame = match item {
-                        Outbound::Frame(b) => Some(*b),
-                        Outbound::Event(env) => {
-                            let f = session.render(&env);
-                            if f.is_some() {
-                                app.metrics.relay_latency.observe(env.queued_at.elapsed().as_secs_f64());
+            let cx = Context {
+                app: &app,
+                handle: &handle,
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    break Some((close_for(CloseReason::Shutdown), CloseReason::Shutdown.as_str().into()));
+                }
+                received = outbox_rx.recv() => {
+                    let item = match received {
+                        Received::Item(item) => item,
+                        Received::Closed(reason) => {
+                            if reason == CloseReason::SlowConsumer {
+                                app.metrics.slow_consumers.inc();
                             }
-                            f
+                            break Some((close_for(reason), reason.as_str().into()));
                         }
                     };
-                    if let Some(frame) = frame {
-                        bytes_out.inc_by(frame.len() as u64);
-                        frames.push(to_text(frame));
-                    }
-                    if frames.len() < WRITE_BATCH {
-                        next = outbox_rx.try_recv();
-                    }
-                }
-                if frames.is_empty() {
-                    continue;
-                }
-                let written = Box::pin(interruptible(&app, &mut outbox_rx, write_all(&mut socket, &mut frames))).await;
-                if written.map_or(true, |r| r.is_err()) {
-                    if handle.close_reason() == Some(CloseReason::SlowConsumer) {
-                        app.metrics.slow_consumers.inc();
-                    }
-                    break None;
-                }
-            }
-            msg = socket.recv() => {
-                let msg = match msg {
-                    None => break None,
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        let too_big = matches!(
-                            &e.into_inner().downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
-                            Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-                        );
-                        if too_big {
-                            app.metrics.limit("frame_size");
-                            break Some((close::TOO_BIG, "message too big".into()));
+                    // Render up to a batch of queued frames, then write them with one flush under
+                    // one deadline (a timer per batch, not per frame). The batch and its write
+                    // future are heap-allocated per batch so that an idle peer's task stays small.
+                    let mut frames: Vec<Message> = Vec::new();
+                    let mut next = Some(item);
+                    while let Some(item) = next.take() {
+                        let frame = match item {
+                            Outbound::Frame(b) => Some(*b),
+                            Outbound::Event(env) => {
+                                let f = session.render(&env);
+                                if f.is_some() {
+                                    app.metrics.relay_latency.observe(env.queued_at.elapsed().as_secs_f64());
+                                }
+                                f
+                            }
+                        };
+                        if let Some(frame) = frame {
+                            bytes_out.inc_by(frame.len() as u64);
+                            frames.push(to_text(frame));
                         }
-                        break None;
-                    }
-                };
-                seen = true;
-                let (text, data) = match msg {
-                    Message::Text(t) => (true, Bytes::from(t)),
-                    Message::Binary(b) => (false, b),
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                    Message::Close(_) => {
-                        // tungstenite has queued the closing handshake's reply; send it.
-                        let _ = Box::pin(timeout(Duration::from_secs(1), socket.flush())).await;
-                        break None;
-                    }
-                };
-                bytes_in.inc_by(data.len() as u64);
-                if data.len() > cfg.max_frame_bytes {
-                    app.metrics.limit("frame_size");
-                    app.metrics.error("frame_too_large");
-                    let msg = format!("Message of {} bytes exceeds the {} byte limit", data.len(), cfg.max_frame_bytes);
-                    cx.reply(session.error_frame("frame_too_large", &msg));
-                    continue;
-                }
-                if let Some(l) = &limiter {
-                    if l.check().is_err() {
-                        app.metrics.limit("rate");
-                        app.metrics.error("rate_limited");
-                        strikes += 1;
-                        if strikes >= RATE_STRIKES {
-                            break Some((close::POLICY, "rate limit exceeded".into()));
+                        if frames.len() < WRITE_BATCH {
+                            next = outbox_rx.try_recv();
                         }
-                        cx.reply(session.error_frame("rate_limited", "Too many messages; slow down"));
+                    }
+                    if frames.is_empty() {
                         continue;
                     }
-                    strikes = 0;
+                    let written = Box::pin(interruptible(&app, &mut outbox_rx, write_all(&mut socket, &mut frames))).await;
+                    if written.map_or(true, |r| r.is_err()) {
+                        if handle.close_reason() == Some(CloseReason::SlowConsumer) {
+                            app.metrics.slow_consumers.inc();
+                        }
+                        break None;
+                    }
                 }
-                let flow = if text { session.on_text(&cx, data) } else { session.on_binary(&cx, data) };
-                if let Flow::Close(code, reason) = flow {
-                    break Some((code, reason));
+                msg = socket.recv() => {
+                    let msg = match msg {
+                        None => break None,
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            let too_big = matches!(
+                                &e.into_inner().downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+                                Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+                            );
+                            if too_big {
+                                app.metrics.limit("frame_size");
+                                break Some((close::TOO_BIG, "message too big".into()));
+                            }
+                            break None;
+                        }
+                    };
+                    seen = true;
+                    let (text, data) = match msg {
+                        Message::Text(t) => (true, Bytes::from(t)),
+                        Message::Binary(b) => (false, b),
+                        Message::Ping(_) | Message::Pong(_) => continue,
+                        Message::Close(_) => {
+                            // tungstenite has queued the closing handshake's reply; send it.
+                            let _ = Box::pin(timeout(Duration::from_secs(1), socket.flush())).await;
+                            break None;
+                        }
+                    };
+                    bytes_in.inc_by(data.len() as u64);
+                    if data.len() > cfg.max_frame_bytes {
+                        app.metrics.limit("frame_size");
+                        app.metrics.error("frame_too_large");
+                        let msg = format!("Message of {} bytes exceeds the {} byte limit", data.len(), cfg.max_frame_bytes);
+                        cx.reply(session.error_frame("frame_too_large", &msg));
+                        continue;
+                    }
+                    if let Some(l) = &limiter {
+                        if l.check().is_err() {
+                            app.metrics.limit("rate");
+                            app.metrics.error("rate_limited");
+                            strikes += 1;
+                            if strikes >= RATE_STRIKES {
+                                break Some((close::POLICY, "rate limit exceeded".into()));
+                            }
+                            cx.reply(session.error_frame("rate_limited", "Too many messages; slow down"));
+                            continue;
+                        }
+                        strikes = 0;
+                    }
+                    let flow = if text { session.on_text(&cx, data) } else { session.on_binary(&cx, data) };
+                    if let Flow::Close(code, reason) = flow {
+                        break Some((code, reason));
+                    }
+                }
+                _ = ping.tick() => {
+                    if std::mem::take(&mut seen) {
+                        last_seen = Instant::now();
+                    }
+                    if last_seen.elapsed() > cfg.peer_heartbeat_timeout {
+                        app.metrics.error("heartbeat_timeout");
+                        break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
+                    }
+                    if Box::pin(timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Bytes::new())))).await.map_or(true, |r| r.is_err()) {
+                        break None;
+                    }
+                }
+                () = async { auth_deadline.as_mut().expect("guarded by the branch condition").await }, if auth_deadline.is_some() && !session.is_established() => {
+                    app.metrics.error("auth_timeout");
+                    break Some((close::POLICY, "authentication timeout".into()));
                 }
             }
-            _ = ping.tick() => {
-                if std::mem::take(&mut seen) {
-                    last_seen = Instant::now();
-                }
-                if last_seen.elapsed() > cfg.peer_heartbeat_timeout {
-                    app.metrics.error("heartbeat_timeout");
-                    break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
-                }
-                if Box::pin(timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Bytes::new())))).await.map_or(true, |r| r.is_err()) {
-                    break None;
-                }
+        };
+        // Leave rooms before the close frame goes out, so that the others hear `peer-left` even
+        // if this client never reads it.
+        drop(session);
+        if let Some((code, reason)) = end {
+            // Deliver what is already queued for this peer (a final error reply) before closing.
+            while let Some(Outbound::Frame(b)) = outbox_rx.try_recv() {
+                let _ = Box::pin(timeout(Duration::from_secs(1), socket.feed(to_text(*b)))).await;
             }
-            () = async { auth_deadline.as_mut().expect("guarded by the branch condition").await }, if auth_deadline.is_some() && !session.is_established() => {
-                app.metrics.error("auth_timeout");
-                break Some((close::POLICY, "authentication timeout".into()));
-            }
+            tracing::debug!(%conn, code, %reason, "closing connection");
+            Box::pin(send_close(&mut socket, code, reason)).await;
         }
-    };
-    // Leave rooms before the close frame goes out, so that the others hear `peer-left` even
-    // if this client never reads it.
-    drop(session);
-    if let Some((code, reason)) = end {
-        // Deliver what is already queued for this peer (a final error reply) before closing.
-        while let Some(Outbound::Frame(b)) = outbox_rx.try_recv() {
-            let _ = Box::pin(timeout(Duration::from_secs(1), socket.feed(to_text(*b)))).await;
-        }
-        tracing::debug!(%conn, code, %reason, "closing connection");
-        Box::pin(send_close(&mut socket, code, reason)).await;
+        active.dec();
+        // The connection's slot (per-IP and total counts) is released last.
+        drop(slot);
+        tracing::debug!(%conn, "connection closed");
     }
-    active.dec();
-    tracing::debug!(%conn, "connection closed");
 }
 
 #[cfg(test)]
