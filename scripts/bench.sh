@@ -57,7 +57,7 @@ run() {
   echo "{\"run\":\"$name\",\"result\":$line}" >> "$OUT/results.jsonl"
   echo "$line" | python3 -c 'import json,sys
 d=json.loads(sys.stdin.read())
-keys=["ok","server_rss_idle_kib","server_rss_per_peer_kib","joined","msgs_per_sec","latency_p50_us","latency_p99_us","latency_p999_us","server_cpu_us_per_msg","lost","reordered","duplicated","joins_per_sec","join_latency_p50_us","join_latency_p99_us","server_cpu_us_per_join"]
+keys=["ok","host_steal_ms","server_rss_idle_kib","server_rss_per_peer_kib","joined","msgs_per_sec","latency_p50_us","latency_p99_us","latency_p999_us","server_cpu_us_per_msg","lost","reordered","duplicated","joins_per_sec","join_latency_p50_us","join_latency_p99_us","server_cpu_us_per_join"]
 print("   ", {k: d[k] for k in keys if k in d})' >&2
 }
 
@@ -86,7 +86,12 @@ stop
 start_switchboard
 run sb_octate_relay_light relay --pairs 10 --messages 2000 --inflight 1 --url "ws://$SIG/"
 run sb_octate_relay_max relay --pairs 20 --messages "$RELAY_MESSAGES" --inflight 8 --url "ws://$SIG/"
-run sb_octate_relay_half relay --pairs 10 --messages "$RELAY_MESSAGES" --inflight 2 --url "ws://$SIG/"
+# Half load: the same pairs offered half of the maximum just measured, on a fixed schedule.
+HALF=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    d=json.loads(l)
+    if d["run"]=="sb_octate_relay_max": print(int(d["result"].get("msgs_per_sec",0)/2))' "$OUT/results.jsonl" || echo 0)
+run sb_octate_relay_half relay --pairs 20 --messages "$RELAY_MESSAGES" --inflight 8 --rate "$HALF" --url "ws://$SIG/"
 run sb_octate_churn churn --concurrency 16 --iterations "$CHURN_ITERATIONS" --url "ws://$SIG/"
 stop
 # Switchboard, rendezvous dialect (seed 004).

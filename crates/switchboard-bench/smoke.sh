@@ -61,4 +61,8 @@ for entry in $dialects; do
       --server-pid "$server_pid" --duration-limit 60 --json
   done
 done
+# The paced relay (--rate) behind the half-load latency figure.
+echo "---- relay --rate 2000, octate"
+"$bench_bin" relay --quick --rate 2000 --url "ws://$signaling/" \
+  --server-pid "$server_pid" --duration-limit 60 --json
 echo "smoke: all runs passed"

@@ -4,7 +4,8 @@
 //! pair is joined, the measured phase starts: each sender sends `0..M` with its sequence
 //! number and a send timestamp, keeping at most `--inflight` K messages undelivered (the
 //! receiver hands a credit back per message it receives; K = 1 measures latency without
-//! queueing). Receivers check sequence numbers (reordered, duplicated, unexpected) and
+//! queueing). With `--rate R` the senders also keep to a fixed schedule of R messages per
+//! second in total (half the measured maximum gives the half-load latency). Receivers check sequence numbers (reordered, duplicated, unexpected) and
 //! record latency = receive time − send time on the same monotonic clock.
 //!
 //! The phase ends when every receiver has all M messages, or `--drain-timeout` after the
@@ -53,6 +54,11 @@ pub struct RelayArgs {
     /// waits for credit before giving up [default: 5; --quick: 2].
     #[arg(long)]
     pub drain_timeout: Option<f64>,
+    /// Offered load in messages per second over all pairs, spread evenly; each sender sends
+    /// on a fixed schedule (still bounded by `--inflight`). 0: as fast as credit allows.
+    /// Used for the latency at half of the maximum throughput.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 /// What a receiver saw.
@@ -83,6 +89,12 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
         "--pairs and --messages must be at least 1"
     );
     anyhow::ensure!(inflight > 0, "--inflight must be at least 1");
+    anyhow::ensure!(
+        args.rate.is_finite() && args.rate >= 0.0,
+        "--rate must be a number of messages per second, 0 or more"
+    );
+    // Time between two sends of one sender; None: unpaced.
+    let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(pairs as f64 / args.rate));
     let total = pairs as u64 * messages;
 
     let _progress = {
@@ -123,10 +135,19 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     let stop = ctx.cancel.child_token();
     let cpu_before = server.cpu_time()?;
     let own_before = procfs::own_cpu_time().ok();
+    let steal_before = procfs::steal_time().ok();
     let start = Instant::now();
     let mut running: Vec<Running> = ready
         .into_iter()
-        .map(|(rx, tx)| Running::start(&ctx, rx, tx, messages, inflight, drain, &stop))
+        .map(|(rx, tx)| {
+            let load = Load {
+                messages,
+                inflight,
+                pace,
+                start,
+            };
+            Running::start(&ctx, rx, tx, load, drain, &stop)
+        })
         .collect();
     // Senders finish first (all sent, stalled, or cancelled); then receivers get `drain`
     // more to collect the rest.
@@ -148,6 +169,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     drain_timer.abort();
     let cpu_after = server.cpu_time()?;
     let own_after = procfs::own_cpu_time().ok();
+    let steal_after = procfs::steal_time().ok();
     stop.cancel();
 
     let mut totals = SeqTotals::default();
@@ -199,6 +221,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     report.row("pairs", pairs);
     report.row("messages_per_pair", messages);
     report.row("inflight", inflight);
+    report.row("offered_rate", args.rate);
     report.row("pairs_failed_setup", setup_errors.total());
     report.row("sent", sent);
     report.row("unsent", total - sent);
@@ -212,6 +235,12 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     report.latency("latency", latencies.percentiles(), true);
     report.cpu("server", "msg", cpu_before, cpu_after, delivered);
     report.cpu("bench", "msg", own_before, own_after, delivered);
+    if let (Some(b), Some(a)) = (steal_before, steal_after) {
+        report.row(
+            "host_steal_ms",
+            u64::try_from(a.saturating_sub(b).as_millis()).unwrap_or(u64::MAX),
+        );
+    }
     report.close_errors(&close_errors);
 
     if setup_errors.total() > 0 {
@@ -258,6 +287,16 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     Ok(report)
 }
 
+/// What each sender offers.
+#[derive(Clone, Copy)]
+struct Load {
+    messages: u64,
+    inflight: usize,
+    /// Interval between sends, counted from `start`; None: send as credit allows.
+    pace: Option<Duration>,
+    start: Instant,
+}
+
 /// One pair's tasks during the measured phase.
 struct Running {
     room: String,
@@ -274,12 +313,11 @@ impl Running {
         ctx: &Arc<Ctx>,
         rx: Joined,
         tx: Joined,
-        messages: u64,
-        inflight: usize,
+        load: Load,
         stall_timeout: Duration,
         stop: &CancellationToken,
     ) -> Self {
-        let window = Arc::new(Semaphore::new(inflight));
+        let window = Arc::new(Semaphore::new(load.inflight));
         let (sink, stream) = tx.ws.split();
         let route = Route {
             room: tx.spec.room.clone(),
@@ -294,7 +332,7 @@ impl Running {
                 ctx.clone(),
                 rx.ws,
                 rx.self_id,
-                messages,
+                load.messages,
                 window.clone(),
                 stop.clone(),
             )),
@@ -302,7 +340,7 @@ impl Running {
                 ctx.clone(),
                 sink,
                 route,
-                messages,
+                load,
                 window,
                 stall_timeout,
                 stop.clone(),
@@ -347,11 +385,12 @@ async fn send(
     ctx: Arc<Ctx>,
     mut sink: SplitSink<Ws, Message>,
     route: Route,
-    messages: u64,
+    load: Load,
     window: Arc<Semaphore>,
     stall_timeout: Duration,
     stop: CancellationToken,
 ) -> TxResult {
+    let messages = load.messages;
     let result = |sent, stalled, error, sink| TxResult {
         sent,
         stalled,
@@ -359,6 +398,15 @@ async fn send(
         sink,
     };
     for seq in 0..messages {
+        if let Some(pace) = load.pace {
+            // A fixed schedule, not "pace after the last send": a late send does not push
+            // the later ones back (timer granularity is ~1 ms, so sends come in small bursts).
+            let due = load.start + pace.mul_f64(seq as f64);
+            tokio::select! {
+                () = stop.cancelled() => return result(seq, false, None, sink),
+                () = tokio::time::sleep_until(due) => {}
+            }
+        }
         let credit = tokio::select! {
             () = stop.cancelled() => return result(seq, false, None, sink),
             c = tokio::time::timeout(stall_timeout, window.acquire()) => c,
