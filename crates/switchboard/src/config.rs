@@ -139,6 +139,9 @@ pub struct Args {
     /// Runtime worker threads; 0 = one per CPU core this process may run on.
     #[arg(long, env = "WORKER_THREADS", default_value = "0")]
     pub worker_threads: String,
+    /// Path of the Prometheus endpoint on PORT (nt-backend-wrtc's `METRICS_ROUTE`).
+    #[arg(long, env = "METRICS_ROUTE", default_value = "/metrics")]
+    pub metrics_route: String,
     /// trace, debug, info, warn or error (or a tracing filter directive).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -251,6 +254,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Runtime worker threads, 0 = one per available core. Default 0.
     pub worker_threads: usize,
+    /// Path of the Prometheus endpoint. Default `/metrics`.
+    pub metrics_route: String,
     /// Log filter. Default `info`.
     pub log_level: String,
     /// Log format. Default text in development, JSON in production.
@@ -302,6 +307,7 @@ impl Default for Config {
             rendezvous_max_peers: 2,
             shutdown_timeout: Duration::from_secs(10),
             worker_threads: 0,
+            metrics_route: "/metrics".to_owned(),
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             stun_urls: Vec::new(),
@@ -512,6 +518,10 @@ impl Config {
                 LogFormat::Text
             }
         };
+        let metrics_route = a.metrics_route.trim().to_owned();
+        if let Err(why) = check_metrics_route(&metrics_route) {
+            p.0.push(format!("  METRICS_ROUTE={:?}: {why}", a.metrics_route));
+        }
         let admin_api_key = Some(a.admin_api_key.trim().to_owned()).filter(|k| !k.is_empty());
         let turn_ttl = dur(&mut p, "TURN_TTL", &a.turn_ttl, d.turn_ttl);
         let stun_urls = url_list(&a.stun_urls);
@@ -637,6 +647,7 @@ impl Config {
             rendezvous_max_peers,
             shutdown_timeout,
             worker_threads,
+            metrics_route,
             log_level: a.log_level.clone(),
             log_format,
             stun_urls,
@@ -698,6 +709,41 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Paths served on PORT that the metrics endpoint must not take over.
+const RESERVED_PATHS: [&str; 11] = [
+    "/",
+    "/signaling",
+    "/ws",
+    "/y-webrtc",
+    "/healthz",
+    "/readyz",
+    "/health",
+    "/stats",
+    "/info",
+    "/rendezvous/code",
+    "/rendezvous/redeem",
+];
+
+/// A metrics path is absolute, plain (no route parameters or wildcards), and clear of the
+/// server's own routes.
+fn check_metrics_route(path: &str) -> Result<(), String> {
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if !path.starts_with('/') || path.len() < 2 || !plain || path.contains("//") {
+        return Err("expected an absolute path of letters, digits, '/', '-', '_' or '.'".into());
+    }
+    let trimmed = path.trim_end_matches('/');
+    if RESERVED_PATHS.contains(&trimmed)
+        || trimmed.starts_with("/api/")
+        || trimmed == "/api"
+        || trimmed.starts_with("/socket.io")
+    {
+        return Err("that path is already served by Switchboard".into());
+    }
+    Ok(())
+}
+
 /// Parses a count or size: `100`, `64k`, `1m` (binary multiples).
 pub fn parse_count(v: &str) -> Result<usize, String> {
     let v = v.trim().to_ascii_lowercase();
@@ -741,6 +787,16 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn the_metrics_route_is_configurable_but_cannot_shadow_a_route() {
+        let c = Config::from_args(&args(&["--metrics-route", "/internal/prom"])).unwrap();
+        assert_eq!(c.metrics_route, "/internal/prom");
+        for bad in ["metrics", "/", "/api/stats", "/ws", "/socket.io/x", "/m/{id}", "/a//b"] {
+            let e = Config::from_args(&args(&["--metrics-route", bad])).unwrap_err();
+            assert!(e.to_string().contains("METRICS_ROUTE"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -191,7 +191,7 @@ pub fn http_app(app: AppState) -> Router {
         .route("/rendezvous/code", any(protocol::nt::code))
         .route("/rendezvous/redeem", any(protocol::nt::redeem))
         .merge(http::router())
-        .merge(admin::router("/metrics"))
+        .merge(admin::router(&app.config.metrics_route))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

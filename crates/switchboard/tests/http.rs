@@ -375,3 +375,20 @@ async fn the_api_rate_limits_each_client_with_429() {
     assert_eq!((st, b["code"].as_str()), (429, Some("rate_limited")));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_move_to_metrics_route() {
+    let config = Config {
+        metrics_route: "/internal/prom".into(),
+        ..test_config()
+    };
+    let s = TestServer::with(config).await;
+    let (st, text) = http_raw("GET", s.http, "/internal/prom", None, &[]).await;
+    assert_eq!(st, 200);
+    assert!(text.contains("# TYPE"), "{text}");
+    let (st, _) = http_raw("GET", s.http, "/metrics", None, &[]).await;
+    assert_eq!(st, 404, "the default path is free once moved");
+    let (_, info) = http("GET", s.http, "/api/info", None, &[]).await;
+    let endpoints = info["endpoints"].as_array().unwrap();
+    assert!(endpoints.iter().any(|e| e == "GET /internal/prom"), "{info}");
+}

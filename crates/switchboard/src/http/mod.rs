@@ -173,7 +173,7 @@ async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<V
     })))
 }
 
-async fn info() -> Json<Value> {
+async fn info(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
         "name": NAME,
         "version": VERSION,
@@ -185,17 +185,21 @@ async fn info() -> Json<Value> {
             "Memory protection and limits",
             "Prometheus metrics",
         ],
-        "dialects": ["octate", "socketio", "ywebrtc"],
+        "dialects": ["octate", "socketio", "rendezvous", "nt", "ywebrtc"],
         "endpoints": [
             "GET /api/health", "GET /api/stats", "GET /api/info",
             "POST /api/auth/token", "POST /api/auth/validate",
             "GET /api/rooms", "POST /api/rooms", "GET /api/rooms/{roomId}", "DELETE /api/rooms/{roomId}",
             "GET /api/rooms/{roomId}/stats", "GET /api/rooms/{roomId}/peers",
             "POST /api/maintenance/cleanup", "POST /api/maintenance/gc",
-            "GET /healthz", "GET /readyz", "GET /metrics",
+            "GET /healthz", "GET /readyz", format!("GET {}", app.config.metrics_route),
+            "GET /api/ice-servers",
             "WS / (SIGNALING_PORT, any path; /signaling on PORT)",
             "Socket.io /socket.io/ (SOCKETIO_PORT and PORT)",
             "GET /health, GET|POST /api/rooms, GET /api/rooms/{roomId} (SOCKETIO_PORT, seed 003 shapes)",
+            "WS /ws?room=CODE[&key=K] (seed 004 rendezvous)",
+            "WS /ws?appID=UUID&side=A|B (deployed nt-backend-wrtc)",
+            "POST /rendezvous/code, POST /rendezvous/redeem",
             "WS /y-webrtc (y-webrtc signaling)",
         ],
     }))
