@@ -793,7 +793,15 @@ mod tests {
     fn the_metrics_route_is_configurable_but_cannot_shadow_a_route() {
         let c = Config::from_args(&args(&["--metrics-route", "/internal/prom"])).unwrap();
         assert_eq!(c.metrics_route, "/internal/prom");
-        for bad in ["metrics", "/", "/api/stats", "/ws", "/socket.io/x", "/m/{id}", "/a//b"] {
+        for bad in [
+            "metrics",
+            "/",
+            "/api/stats",
+            "/ws",
+            "/socket.io/x",
+            "/m/{id}",
+            "/a//b",
+        ] {
             let e = Config::from_args(&args(&["--metrics-route", bad])).unwrap_err();
             assert!(e.to_string().contains("METRICS_ROUTE"), "{bad}: {e}");
         }

@@ -390,5 +390,8 @@ async fn metrics_move_to_metrics_route() {
     assert_eq!(st, 404, "the default path is free once moved");
     let (_, info) = http("GET", s.http, "/api/info", None, &[]).await;
     let endpoints = info["endpoints"].as_array().unwrap();
-    assert!(endpoints.iter().any(|e| e == "GET /internal/prom"), "{info}");
+    assert!(
+        endpoints.iter().any(|e| e == "GET /internal/prom"),
+        "{info}"
+    );
 }
