@@ -80,9 +80,14 @@ async function setup(t, env) {
     for (const s of sockets) s.close();
     await srv.stop();
   });
-  srv.connect = async (opts = {}, base = srv.socketio) => {
+  /** A socket that is tracked for closing but not waited on. */
+  srv.socket = (opts = {}, base = srv.socketio) => {
     const s = io(base, { transports: ['websocket'], forceNew: true, reconnection: false, ...opts });
     sockets.push(s);
+    return s;
+  };
+  srv.connect = async (opts = {}, base = srv.socketio) => {
+    const s = srv.socket(opts, base);
     await new Promise((resolve, reject) => {
       s.once('connect', resolve);
       s.once('connect_error', reject);
@@ -212,6 +217,36 @@ test('join in positional and object form: room-users, room-participants, user-jo
 
   const room = await api(srv.socketio, 'GET', `/api/rooms/${roomId}`);
   assert.deepEqual(room.body.participants.sort(), ['alice', 'bob']);
+});
+
+test('a join-room emitted from the connect callback is never missed', async (t) => {
+  // Real clients join in their 'connect' callback. The server must have its handlers in
+  // place before the client learns it is connected (socketioxide spawns connect handlers
+  // after sending CONNECT; Switchboard sets sockets up in a middleware instead).
+  const srv = await setup(t);
+  const roomId = await newRoom(srv);
+  const joins = Array.from({ length: 50 }, (_, i) => {
+    const s = srv.socket();
+    const parts = next(s, 'room-participants');
+    s.on('connect', () => s.emit('join-room', roomId, `user-${i}`));
+    return parts;
+  });
+  const got = await Promise.all(joins);
+  assert.equal(got.length, 50);
+  const room = await api(srv.socketio, 'GET', `/api/rooms/${roomId}`);
+  assert.equal(room.body.participants.length, 50);
+});
+
+test('a disallowed Origin is refused with connect_error', async (t) => {
+  const srv = await setup(t, { CORS_ORIGINS: 'http://good.example' });
+  const s = srv.socket({ extraHeaders: { Origin: 'http://evil.example' } });
+  const err = await withTimeout(
+    new Promise((resolve) => s.once('connect_error', resolve)),
+    "'connect_error'",
+  );
+  assert.equal(err.message, 'Origin not allowed');
+  const ok = await srv.connect({ extraHeaders: { Origin: 'http://good.example' } });
+  assert.ok(ok.connected);
 });
 
 test('join of an unknown room is an error event', async (t) => {

@@ -35,6 +35,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
 use switchboard_core::{
@@ -112,10 +113,16 @@ pub fn layer(app: AppState) -> SocketIoLayer {
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .build_layer();
-    io.ns("/", move |s: SocketRef| {
+    // Everything a socket needs is set up in a connect *middleware*: socketioxide awaits
+    // middlewares before it sends the CONNECT packet, but spawns the connect handler after
+    // sending it, so event handlers registered there can miss a client's first event (a
+    // `join-room` emitted from its `connect` callback, the usual pattern). A refusal from
+    // the middleware reaches the client as `connect_error {message}`.
+    let setup = move |s: SocketRef| {
         let app = app.clone();
         async move { on_connect(&app, s) }
-    });
+    };
+    io.ns("/", (async || {}).with(setup));
     layer
 }
 
@@ -131,16 +138,21 @@ fn emit(conn: &Conn, s: &SocketRef, event: &str, data: &Value) -> bool {
             conn.handle.close(CloseReason::SlowConsumer);
             false
         }
-        Err(_) => false,
+        Err(e) => {
+            // Only a socket that is already gone should get here; say so if not.
+            if s.connected() {
+                tracing::warn!(event, error = %e, "socket.io emit to a connected socket failed");
+            }
+            false
+        }
     }
 }
 
-fn on_connect(app: &AppState, s: SocketRef) {
+/// Admits a socket and wires it to the core, or says why not.
+fn on_connect(app: &AppState, s: SocketRef) -> Result<(), &'static str> {
     let parts = s.req_parts();
     if app.shutdown.is_draining() {
-        let _ = s.emit("error", &json!({"message": "Server is shutting down"}));
-        let _ = s.disconnect();
-        return;
+        return Err("Server is shutting down");
     }
     if let Some(origin) = parts
         .headers
@@ -149,18 +161,14 @@ fn on_connect(app: &AppState, s: SocketRef) {
         && !crate::transport::ws::origin_allowed(&app.config.cors_origins, origin)
     {
         app.metrics.error("forbidden_origin");
-        let _ = s.emit("error", &json!({"message": "Origin not allowed"}));
-        let _ = s.disconnect();
-        return;
+        return Err("Origin not allowed");
     }
     let slot = match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(addr)) => match app.connections.acquire(addr.ip()) {
             Ok(slot) => Some(slot),
             Err(_) => {
                 app.metrics.limit("connections");
-                let _ = s.emit("error", &json!({"message": "Too many connections"}));
-                let _ = s.disconnect();
-                return;
+                return Err("Too many connections");
             }
         },
         None => None,
@@ -204,6 +212,7 @@ fn on_connect(app: &AppState, s: SocketRef) {
     }
     let tracker = app.shutdown.tracker().clone();
     tokio::spawn(tracker.track_future(drain(app.clone(), conn, s, rx, slot)));
+    Ok(())
 }
 
 fn on_event(app: &AppState, conn: &Conn, s: &SocketRef, event: &'static str, args: &[Value]) {
