@@ -1,6 +1,7 @@
 //! Prometheus metrics, registered into one explicit registry at start-up and rendered by
-//! `/metrics`. Label values are closed sets (`&'static str` from fixed tables), never
-//! client-supplied strings, so a client cannot blow up the series count.
+//! `/metrics`. Label values are closed sets (`&'static str` from fixed tables); the two that
+//! come from clients (nt telemetry's `mode` and `reason`) go through [`BoundedLabels`], so a
+//! client cannot blow up the series count.
 
 use std::sync::Arc;
 
@@ -64,8 +65,72 @@ pub struct NtBytesLabels {
     pub r#type: &'static str,
 }
 
+/// `dir` label of `nt_ws_frame_bytes`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NtDirLabel {
+    /// `in` or `out`.
+    pub dir: &'static str,
+}
+
+/// `mode` label of `nt_session_established_total`: a client-supplied value, so it comes
+/// through [`BoundedLabels`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NtModeLabel {
+    /// Lower-cased `mode`, `unspecified` when empty, `other` past the bound.
+    pub mode: String,
+}
+
+/// `reason` label of `nt_session_failed_total` (bounded like [`NtModeLabel`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NtReasonLabel {
+    /// Lower-cased `reason`, `ice-failed` when none is given, `other` past the bound.
+    pub reason: String,
+}
+
+/// Turns client-supplied strings into label values without letting a client create series
+/// at will: the first [`BoundedLabels::MAX`] distinct values (lower-cased, at most 32 of
+/// `[a-z0-9_.-]`) get their own label; anything else is `other`.
+#[derive(Debug, Default)]
+pub struct BoundedLabels(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl BoundedLabels {
+    /// Distinct values kept per label.
+    pub const MAX: usize = 16;
+
+    /// The label value for `raw` (`empty` when `raw` is empty).
+    pub fn value(&self, raw: &str, empty: &str) -> String {
+        let v = raw.trim().to_ascii_lowercase();
+        if v.is_empty() {
+            return empty.to_owned();
+        }
+        let plain = v.len() <= 32
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !plain {
+            return "other".to_owned();
+        }
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(&v) || seen.len() < Self::MAX {
+            seen.insert(v.clone());
+            v
+        } else {
+            "other".to_owned()
+        }
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn frame_bytes_histogram() -> Histogram {
+    // 64 B … 1 MiB
+    Histogram::new(exponential_buckets(64.0, 4.0, 8))
+}
+
 /// The nt-backend-wrtc series under their original, unprefixed names (`nt_*`).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NtMetrics {
     /// Successful `/ws?appID=` upgrades, including ones then refused as `side X busy`.
     pub ws_connections: Counter,
@@ -86,6 +151,44 @@ pub struct NtMetrics {
     /// Relayed signaling messages dropped because the other side was not connected (the
     /// original drops them silently; so does Switchboard, but counts them).
     pub signal_dropped: Family<NtTypeLabel, Counter>,
+    /// Sizes of frames received (`in`) and written (`out`) on nt connections.
+    pub ws_frame_bytes: HistogramFamily<NtDirLabel>,
+    /// WebSocket round-trip times of nt connections, from ping to pong.
+    pub ws_rtt: Histogram,
+    /// `telemetry {event:"ice-connected", mode}`: once per room.
+    pub session_established: Family<NtModeLabel, Counter>,
+    /// `telemetry {event:"ice-failed", reason}`.
+    pub session_failed: Family<NtReasonLabel, Counter>,
+    /// From the room first holding both sides to its first `ice-connected`.
+    pub session_time_to_first_flow: Histogram,
+    /// The bound on client-supplied `mode` values.
+    pub modes: Arc<BoundedLabels>,
+    /// The bound on client-supplied `reason` values.
+    pub reasons: Arc<BoundedLabels>,
+}
+
+impl Default for NtMetrics {
+    fn default() -> Self {
+        Self {
+            ws_connections: Counter::default(),
+            ws_errors: Counter::default(),
+            ws_messages: Family::default(),
+            rooms_active: Gauge::default(),
+            peers_active: Gauge::default(),
+            signal_messages: Family::default(),
+            signal_bytes: Family::default(),
+            signal_dropped: Family::default(),
+            ws_frame_bytes: Family::new_with_constructor(frame_bytes_histogram),
+            // 100 µs … ~26 s
+            ws_rtt: Histogram::new(exponential_buckets(0.000_1, 4.0, 10)),
+            session_established: Family::default(),
+            session_failed: Family::default(),
+            // 50 ms … ~100 s
+            session_time_to_first_flow: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            modes: Arc::default(),
+            reasons: Arc::default(),
+        }
+    }
 }
 
 /// Every metric the server exports.
@@ -116,6 +219,8 @@ pub struct Metrics {
     pub resident_memory: Gauge,
     /// Time from a relayed event entering a peer's outbox to its frame being written.
     pub relay_latency: Histogram,
+    /// WebSocket round trips, from a server ping to its pong.
+    pub ws_rtt: Histogram,
     /// Peers closed because their outbox was full.
     pub slow_consumers: Counter,
 }
@@ -170,6 +275,31 @@ impl Metrics {
             "nt dialect signaling messages dropped: the other side was not connected",
             nt.signal_dropped.clone(),
         );
+        ntr.register(
+            "nt_ws_frame_bytes",
+            "nt dialect frame sizes, by direction",
+            nt.ws_frame_bytes.clone(),
+        );
+        ntr.register(
+            "nt_ws_rtt_seconds",
+            "nt dialect WebSocket ping round trips",
+            nt.ws_rtt.clone(),
+        );
+        ntr.register(
+            "nt_session_established",
+            "nt rooms whose peers reported ice-connected, by mode",
+            nt.session_established.clone(),
+        );
+        ntr.register(
+            "nt_session_failed",
+            "nt telemetry ice-failed reports, by reason",
+            nt.session_failed.clone(),
+        );
+        ntr.register(
+            "nt_session_time_to_first_flow_seconds",
+            "nt rooms: from both sides present to the first ice-connected",
+            nt.session_time_to_first_flow.clone(),
+        );
         let m = Self {
             registry: Arc::new(Registry::default()),
             nt_registry: Arc::new(ntr),
@@ -184,6 +314,7 @@ impl Metrics {
             peers_active: Gauge::default(),
             resident_memory: Gauge::default(),
             relay_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            ws_rtt: Histogram::new(exponential_buckets(0.000_1, 4.0, 10)),
             slow_consumers: Counter::default(),
         };
         r.register(
@@ -221,6 +352,11 @@ impl Metrics {
             m.relay_latency.clone(),
         );
         r.register(
+            "ws_rtt_seconds",
+            "WebSocket round trips, from a server ping to its pong",
+            m.ws_rtt.clone(),
+        );
+        r.register(
             "slow_consumers",
             "Peers closed because their outbox was full",
             m.slow_consumers.clone(),
@@ -256,5 +392,28 @@ impl Metrics {
         encode_registry(&mut out, &self.nt_registry).expect("writing to a String cannot fail");
         encode_eof(&mut out).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BoundedLabels;
+
+    #[test]
+    fn client_supplied_labels_are_bounded() {
+        let labels = BoundedLabels::default();
+        assert_eq!(labels.value(" P2P ", "unspecified"), "p2p");
+        assert_eq!(labels.value("", "unspecified"), "unspecified");
+        assert_eq!(labels.value("has space", "x"), "other");
+        assert_eq!(labels.value(&"a".repeat(33), "x"), "other");
+        for i in 1..BoundedLabels::MAX {
+            assert_eq!(labels.value(&format!("m{i}"), "x"), format!("m{i}"));
+        }
+        assert_eq!(labels.value("one-too-many", "x"), "other");
+        assert_eq!(
+            labels.value("p2p", "x"),
+            "p2p",
+            "known values keep their label"
+        );
     }
 }

@@ -291,3 +291,66 @@ async fn raw_client_sees_text_frames_only() {
     assert_eq!(msg, Message::text("{\"type\":\"offer\",\"sdp\":\"bin\"}"));
     server.stop().await;
 }
+
+/// The value of an unlabelled series in a Prometheus text exposition.
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
+#[tokio::test]
+async fn telemetry_and_ping_round_trips_fill_the_session_series() {
+    let config = Config {
+        ping_interval: Duration::from_millis(100),
+        ..test_config()
+    };
+    let server = TestServer::with(config).await;
+    let (mut a, mut b) = pair(&server).await;
+    b.send_text(r#"{"type":"telemetry","event":"ice-connected","mode":"P2P"}"#)
+        .await;
+    // The room is established once, whoever reports it next.
+    a.send_text(r#"{"type":"TELEMETRY","event":"ice-connected","mode":"relay"}"#)
+        .await;
+    a.send_text(r#"{"type":"telemetry","event":"ice-failed","reason":"timeout"}"#)
+        .await;
+    a.send_text(r#"{"type":"telemetry","event":"ice-failed"}"#)
+        .await;
+    // Reading answers the server's pings (every 100 ms here); telemetry gets no reply.
+    a.expect_silence(Duration::from_millis(400)).await;
+    b.expect_silence(Duration::from_millis(200)).await;
+
+    let (status, text) = http_raw("GET", server.http, "/metrics", None, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("nt_session_established_total{mode=\"p2p\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("mode=\"relay\""), "{text}");
+    assert!(
+        text.contains("nt_session_failed_total{reason=\"timeout\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nt_session_failed_total{reason=\"ice-failed\"} 1"),
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, "nt_session_time_to_first_flow_seconds_count"),
+        1.0
+    );
+    assert!(
+        text.contains("nt_ws_frame_bytes_count{dir=\"in\"} 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nt_ws_frame_bytes_count{dir=\"out\"} 2"),
+        "two room_full frames: {text}"
+    );
+    assert!(series(&text, "nt_ws_rtt_seconds_count") >= 1.0, "{text}");
+    assert!(
+        series(&text, "switchboard_ws_rtt_seconds_count") >= 1.0,
+        "{text}"
+    );
+    server.stop().await;
+}

@@ -19,7 +19,10 @@
 //!   is 0, so a bare hello replays everything. (The original drops `seq <= N`, which loses
 //!   item 0 on any hello.) A queue keeps at most [`MAILBOX_MAX`] items, the oldest going
 //!   first. The mailbox is deleted when the room's last connection leaves.
-//! - `telemetry` only counts; everything else, malformed JSON included, is ignored. The
+//! - `telemetry` only counts: `{"event":"ice-connected","mode"?}` once per room in
+//!   `nt_session_established_total{mode}` (plus `nt_session_time_to_first_flow_seconds`,
+//!   from both sides present), `{"event":"ice-failed","reason"?}` in
+//!   `nt_session_failed_total{reason}`. Everything else, malformed JSON included, is ignored. The
 //!   server never sends errors, `peer-joined` or `peer-left` in this dialect.
 //! - Signals from other dialects in the same room arrive as `{"type":"offer","sdp":…}`,
 //!   `{"type":"answer","sdp":…}` and `{"type":"ice","cand":…}`; other kinds are not shown.
@@ -43,7 +46,7 @@ use switchboard_core::{
 
 use super::{Context, Flow, Session, push_json_str, raw_slice, signal_body, tags};
 use crate::http::error::plain_text as text;
-use crate::metrics::{NtBytesLabels, NtTypeLabel};
+use crate::metrics::{NtBytesLabels, NtDirLabel, NtModeLabel, NtReasonLabel, NtTypeLabel};
 use crate::state::AppState;
 use crate::transport::ws::close;
 
@@ -93,9 +96,24 @@ struct SideBox {
     items: VecDeque<(u64, Bytes)>,
 }
 
+/// A room's nt state outside the registry: its mailbox, and its session telemetry.
 #[derive(Debug, Default)]
 struct Mailbox {
     sides: [SideBox; 2],
+    /// When the room first held both sides.
+    paired_at: Option<std::time::Instant>,
+    /// Whether an `ice-connected` has been counted for this room.
+    established: bool,
+}
+
+#[derive(Deserialize)]
+struct Telemetry<'a> {
+    #[serde(borrow, default)]
+    event: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    mode: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reason: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Debug)]
@@ -194,6 +212,9 @@ impl NtSession {
 
     fn handle(&mut self, cx: &Context<'_>, frame: &Bytes) {
         let nt = &cx.app.metrics.nt;
+        nt.ws_frame_bytes
+            .get_or_create(&NtDirLabel { dir: "in" })
+            .observe(frame.len() as f64);
         let Ok(head) = serde_json::from_slice::<Head<'_>>(frame) else {
             nt.ws_errors.inc();
             nt.ws_messages
@@ -210,7 +231,8 @@ impl NtSession {
             "offer" | "answer" | "ice" | "sender_ready" => self.relay(cx, label, frame),
             "send" => self.send(cx, frame),
             "hello" => self.hello(cx, frame),
-            // `telemetry` is counted above; `delivered` and the rest are ignored.
+            "telemetry" => self.telemetry(cx, frame),
+            // `delivered` and the rest are ignored.
             _ => {}
         }
     }
@@ -307,6 +329,53 @@ impl NtSession {
         }
     }
 
+    /// `{"event":"ice-connected","mode"?}` counts the room as established once, with the
+    /// time since both sides were first present; `{"event":"ice-failed","reason"?}` counts a
+    /// failure. Anything else is ignored. No reply either way.
+    fn telemetry(&mut self, cx: &Context<'_>, frame: &Bytes) {
+        let Ok(t) = serde_json::from_slice::<Telemetry<'_>>(frame) else {
+            return;
+        };
+        let nt = &cx.app.metrics.nt;
+        match t.event.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("ice-connected") => {
+                let mut rooms = lock(&cx.app.nt.mailboxes);
+                let room = rooms.entry(self.room.clone()).or_default();
+                if std::mem::replace(&mut room.established, true) {
+                    return;
+                }
+                let mode = nt
+                    .modes
+                    .value(t.mode.as_deref().unwrap_or(""), "unspecified");
+                nt.session_established
+                    .get_or_create(&NtModeLabel { mode })
+                    .inc();
+                if let Some(at) = room.paired_at {
+                    nt.session_time_to_first_flow
+                        .observe(at.elapsed().as_secs_f64());
+                }
+            }
+            Some("ice-failed") => {
+                let reason = nt
+                    .reasons
+                    .value(t.reason.as_deref().unwrap_or(""), "ice-failed");
+                nt.session_failed
+                    .get_or_create(&NtReasonLabel { reason })
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Notes when the room first holds both sides (for time to first flow).
+    fn paired(&self) {
+        lock(&self.app.nt.mailboxes)
+            .entry(self.room.clone())
+            .or_default()
+            .paired_at
+            .get_or_insert_with(std::time::Instant::now);
+    }
+
     fn hello(&mut self, cx: &Context<'_>, frame: &Bytes) {
         let Ok(msg) = serde_json::from_slice::<Hello>(frame) else {
             return;
@@ -321,7 +390,14 @@ impl NtSession {
         while side.items.front().is_some_and(|(seq, _)| *seq < upto) {
             side.items.pop_front();
         }
+        let sizes = cx
+            .app
+            .metrics
+            .nt
+            .ws_frame_bytes
+            .get_or_create(&NtDirLabel { dir: "out" });
         for (_, f) in &side.items {
+            sizes.observe(f.len() as f64);
             cx.reply(f.clone());
         }
     }
@@ -395,14 +471,20 @@ impl Session for NtSession {
     }
 
     fn render(&mut self, env: &Envelope) -> Option<Bytes> {
-        match &env.event {
+        let frame = match &env.event {
             Event::Joined { room, .. } => {
                 self.members = room.members.len();
-                (self.members == 2).then(|| Bytes::from_static(ROOM_FULL))
+                (self.members == 2).then(|| {
+                    self.paired();
+                    Bytes::from_static(ROOM_FULL)
+                })
             }
             Event::PeerJoined { .. } => {
                 self.members += 1;
-                (self.members == 2).then(|| Bytes::from_static(ROOM_FULL))
+                (self.members == 2).then(|| {
+                    self.paired();
+                    Bytes::from_static(ROOM_FULL)
+                })
             }
             Event::PeerLeft { .. } => {
                 self.members = self.members.saturating_sub(1);
@@ -436,7 +518,14 @@ impl Session for NtSession {
                 buf.push(b'}');
                 Some(Bytes::from(buf))
             }
-        }
+        }?;
+        self.app
+            .metrics
+            .nt
+            .ws_frame_bytes
+            .get_or_create(&NtDirLabel { dir: "out" })
+            .observe(frame.len() as f64);
+        Some(frame)
     }
 
     fn error_frame(&self, _code: &'static str, _message: &str) -> Bytes {

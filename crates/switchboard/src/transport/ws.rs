@@ -192,6 +192,26 @@ async fn send_close(socket: &mut WebSocket, code: u16, reason: Cow<'static, str>
     .await;
 }
 
+/// A ping carries the time it was sent, in Unix nanoseconds as decimal digits (as
+/// nt-backend-wrtc's pings do), so that the pong that echoes it gives the round trip.
+fn ping_payload() -> Bytes {
+    Bytes::from(unix_nanos().to_string())
+}
+
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The round trip in seconds of a pong echoing [`ping_payload`]; None for anything else
+/// (an unsolicited pong, a forged or future timestamp, one older than a minute).
+fn ping_rtt(echo: &[u8]) -> Option<f64> {
+    let sent: u128 = std::str::from_utf8(echo).ok()?.parse().ok()?;
+    let rtt = unix_nanos().checked_sub(sent)?;
+    (rtt < 60_000_000_000).then(|| rtt as f64 / 1e9)
+}
+
 fn close_for(reason: CloseReason) -> u16 {
     match reason {
         CloseReason::Shutdown => close::GOING_AWAY,
@@ -355,7 +375,16 @@ pub fn drive<S: Session>(
                     let (text, data) = match msg {
                         Message::Text(t) => (true, Bytes::from(t)),
                         Message::Binary(b) => (false, b),
-                        Message::Ping(_) | Message::Pong(_) => continue,
+                        Message::Ping(_) => continue,
+                    Message::Pong(echo) => {
+                        if let Some(rtt) = ping_rtt(&echo) {
+                            app.metrics.ws_rtt.observe(rtt);
+                            if S::NAME == "nt" {
+                                app.metrics.nt.ws_rtt.observe(rtt);
+                            }
+                        }
+                        continue;
+                    }
                         Message::Close(_) => {
                             // tungstenite has queued the closing handshake's reply; send it.
                             let _ = Box::pin(timeout(Duration::from_secs(1), socket.flush())).await;
@@ -396,7 +425,7 @@ pub fn drive<S: Session>(
                         app.metrics.error("heartbeat_timeout");
                         break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
                     }
-                    if Box::pin(timeout(WRITE_TIMEOUT, socket.send(Message::Ping(Bytes::new())))).await.map_or(true, |r| r.is_err()) {
+                    if Box::pin(timeout(WRITE_TIMEOUT, socket.send(Message::Ping(ping_payload())))).await.map_or(true, |r| r.is_err()) {
                         break None;
                     }
                 }
@@ -427,6 +456,17 @@ pub fn drive<S: Session>(
 #[cfg(test)]
 mod tests {
     use super::origin_allowed;
+
+    #[test]
+    fn a_pong_echoing_our_ping_gives_the_round_trip() {
+        let rtt = super::ping_rtt(&super::ping_payload()).expect("our own payload");
+        assert!((0.0..1.0).contains(&rtt), "{rtt}");
+        assert_eq!(super::ping_rtt(b""), None);
+        assert_eq!(super::ping_rtt(b"not a number"), None);
+        assert_eq!(super::ping_rtt(b"1"), None, "older than a minute");
+        let future = (super::unix_nanos() + 10_000_000_000).to_string();
+        assert_eq!(super::ping_rtt(future.as_bytes()), None);
+    }
 
     #[test]
     fn origins_match_exactly_or_by_host() {
