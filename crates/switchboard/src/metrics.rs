@@ -167,6 +167,15 @@ pub struct NtMetrics {
     pub reasons: Arc<BoundedLabels>,
 }
 
+impl NtMetrics {
+    /// Records the size of a frame received (`in`) or written (`out`).
+    pub fn frame_bytes(&self, dir: &'static str, len: usize) {
+        self.ws_frame_bytes
+            .get_or_create(&NtDirLabel { dir })
+            .observe(len as f64);
+    }
+}
+
 impl Default for NtMetrics {
     fn default() -> Self {
         Self {

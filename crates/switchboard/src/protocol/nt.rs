@@ -46,7 +46,7 @@ use switchboard_core::{
 
 use super::{Context, Flow, Session, push_json_str, raw_slice, signal_body, tags};
 use crate::http::error::plain_text as text;
-use crate::metrics::{NtBytesLabels, NtDirLabel, NtModeLabel, NtReasonLabel, NtTypeLabel};
+use crate::metrics::{NtBytesLabels, NtModeLabel, NtReasonLabel, NtTypeLabel};
 use crate::state::AppState;
 use crate::transport::ws::close;
 
@@ -212,9 +212,7 @@ impl NtSession {
 
     fn handle(&mut self, cx: &Context<'_>, frame: &Bytes) {
         let nt = &cx.app.metrics.nt;
-        nt.ws_frame_bytes
-            .get_or_create(&NtDirLabel { dir: "in" })
-            .observe(frame.len() as f64);
+        nt.frame_bytes("in", frame.len());
         let Ok(head) = serde_json::from_slice::<Head<'_>>(frame) else {
             nt.ws_errors.inc();
             nt.ws_messages
@@ -390,14 +388,8 @@ impl NtSession {
         while side.items.front().is_some_and(|(seq, _)| *seq < upto) {
             side.items.pop_front();
         }
-        let sizes = cx
-            .app
-            .metrics
-            .nt
-            .ws_frame_bytes
-            .get_or_create(&NtDirLabel { dir: "out" });
         for (_, f) in &side.items {
-            sizes.observe(f.len() as f64);
+            cx.app.metrics.nt.frame_bytes("out", f.len());
             cx.reply(f.clone());
         }
     }
@@ -519,12 +511,7 @@ impl Session for NtSession {
                 Some(Bytes::from(buf))
             }
         }?;
-        self.app
-            .metrics
-            .nt
-            .ws_frame_bytes
-            .get_or_create(&NtDirLabel { dir: "out" })
-            .observe(frame.len() as f64);
+        self.app.metrics.nt.frame_bytes("out", frame.len());
         Some(frame)
     }
 
