@@ -129,6 +129,11 @@ fn frame_bytes_histogram() -> Histogram {
     Histogram::new(exponential_buckets(64.0, 4.0, 8))
 }
 
+fn rtt_histogram() -> Histogram {
+    // 100 µs … ~26 s
+    Histogram::new(exponential_buckets(0.000_1, 4.0, 10))
+}
+
 /// The nt-backend-wrtc series under their original, unprefixed names (`nt_*`).
 #[derive(Clone)]
 pub struct NtMetrics {
@@ -153,6 +158,9 @@ pub struct NtMetrics {
     pub signal_dropped: Family<NtTypeLabel, Counter>,
     /// Sizes of frames received (`in`) and written (`out`) on nt connections.
     pub ws_frame_bytes: HistogramFamily<NtDirLabel>,
+    /// The `in` and `out` series of `ws_frame_bytes`, looked up once rather than per frame.
+    frames_in: Histogram,
+    frames_out: Histogram,
     /// WebSocket round-trip times of nt connections, from ping to pong.
     pub ws_rtt: Histogram,
     /// `telemetry {event:"ice-connected", mode}`: once per room.
@@ -168,16 +176,23 @@ pub struct NtMetrics {
 }
 
 impl NtMetrics {
-    /// Records the size of a frame received (`in`) or written (`out`).
-    pub fn frame_bytes(&self, dir: &'static str, len: usize) {
-        self.ws_frame_bytes
-            .get_or_create(&NtDirLabel { dir })
-            .observe(len as f64);
+    /// Records the size of a frame received.
+    pub fn frame_in(&self, len: usize) {
+        self.frames_in.observe(len as f64);
+    }
+
+    /// Records the size of a frame written.
+    pub fn frame_out(&self, len: usize) {
+        self.frames_out.observe(len as f64);
     }
 }
 
 impl Default for NtMetrics {
     fn default() -> Self {
+        let ws_frame_bytes: HistogramFamily<NtDirLabel> =
+            Family::new_with_constructor(frame_bytes_histogram);
+        let series = |dir| ws_frame_bytes.get_or_create(&NtDirLabel { dir }).clone();
+        let (frames_in, frames_out) = (series("in"), series("out"));
         Self {
             ws_connections: Counter::default(),
             ws_errors: Counter::default(),
@@ -187,9 +202,10 @@ impl Default for NtMetrics {
             signal_messages: Family::default(),
             signal_bytes: Family::default(),
             signal_dropped: Family::default(),
-            ws_frame_bytes: Family::new_with_constructor(frame_bytes_histogram),
-            // 100 µs … ~26 s
-            ws_rtt: Histogram::new(exponential_buckets(0.000_1, 4.0, 10)),
+            ws_frame_bytes,
+            frames_in,
+            frames_out,
+            ws_rtt: rtt_histogram(),
             session_established: Family::default(),
             session_failed: Family::default(),
             // 50 ms … ~100 s
@@ -323,7 +339,7 @@ impl Metrics {
             peers_active: Gauge::default(),
             resident_memory: Gauge::default(),
             relay_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
-            ws_rtt: Histogram::new(exponential_buckets(0.000_1, 4.0, 10)),
+            ws_rtt: rtt_histogram(),
             slow_consumers: Counter::default(),
         };
         r.register(

@@ -5,8 +5,9 @@
 //! number and a send timestamp, keeping at most `--inflight` K messages undelivered (the
 //! receiver hands a credit back per message it receives; K = 1 measures latency without
 //! queueing). With `--rate R` the senders also keep to a fixed schedule of R messages per
-//! second in total (half the measured maximum gives the half-load latency). Receivers check sequence numbers (reordered, duplicated, unexpected) and
-//! record latency = receive time − send time on the same monotonic clock.
+//! second in total (half the measured maximum gives the half-load latency). Receivers check
+//! sequence numbers (reordered, duplicated, unexpected) and record latency = receive time −
+//! send time on the same monotonic clock.
 //!
 //! The phase ends when every receiver has all M messages, or `--drain-timeout` after the
 //! last send (or after a sender stalls for that long without credit); whatever is missing

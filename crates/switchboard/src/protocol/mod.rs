@@ -107,6 +107,10 @@ pub trait Session: Send + 'static {
     /// until it has, the authentication deadline applies.
     fn is_established(&self) -> bool;
 
+    /// A ping round trip measured on this connection, for dialect-specific series (the
+    /// driver records the shared one). Default: nothing more.
+    fn observe_rtt(&self, _app: &AppState, _seconds: f64) {}
+
     /// The WebSocket ping interval for this dialect. Default: `PING_INTERVAL`.
     fn ping_interval(&self, app: &AppState) -> std::time::Duration {
         app.config.ping_interval

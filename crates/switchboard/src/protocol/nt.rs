@@ -212,7 +212,7 @@ impl NtSession {
 
     fn handle(&mut self, cx: &Context<'_>, frame: &Bytes) {
         let nt = &cx.app.metrics.nt;
-        nt.frame_bytes("in", frame.len());
+        nt.frame_in(frame.len());
         let Ok(head) = serde_json::from_slice::<Head<'_>>(frame) else {
             nt.ws_errors.inc();
             nt.ws_messages
@@ -335,33 +335,30 @@ impl NtSession {
             return;
         };
         let nt = &cx.app.metrics.nt;
-        match t.event.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            Some("ice-connected") => {
-                let mut rooms = lock(&cx.app.nt.mailboxes);
-                let room = rooms.entry(self.room.clone()).or_default();
-                if std::mem::replace(&mut room.established, true) {
-                    return;
-                }
-                let mode = nt
-                    .modes
-                    .value(t.mode.as_deref().unwrap_or(""), "unspecified");
-                nt.session_established
-                    .get_or_create(&NtModeLabel { mode })
-                    .inc();
-                if let Some(at) = room.paired_at {
-                    nt.session_time_to_first_flow
-                        .observe(at.elapsed().as_secs_f64());
-                }
+        let event = t.event.as_deref().unwrap_or("");
+        if event.eq_ignore_ascii_case("ice-connected") {
+            let mut rooms = lock(&cx.app.nt.mailboxes);
+            let room = rooms.entry(self.room.clone()).or_default();
+            if std::mem::replace(&mut room.established, true) {
+                return;
             }
-            Some("ice-failed") => {
-                let reason = nt
-                    .reasons
-                    .value(t.reason.as_deref().unwrap_or(""), "ice-failed");
-                nt.session_failed
-                    .get_or_create(&NtReasonLabel { reason })
-                    .inc();
+            let mode = nt
+                .modes
+                .value(t.mode.as_deref().unwrap_or(""), "unspecified");
+            nt.session_established
+                .get_or_create(&NtModeLabel { mode })
+                .inc();
+            if let Some(at) = room.paired_at {
+                nt.session_time_to_first_flow
+                    .observe(at.elapsed().as_secs_f64());
             }
-            _ => {}
+        } else if event.eq_ignore_ascii_case("ice-failed") {
+            let reason = nt
+                .reasons
+                .value(t.reason.as_deref().unwrap_or(""), "ice-failed");
+            nt.session_failed
+                .get_or_create(&NtReasonLabel { reason })
+                .inc();
         }
     }
 
@@ -389,7 +386,7 @@ impl NtSession {
             side.items.pop_front();
         }
         for (_, f) in &side.items {
-            cx.app.metrics.nt.frame_bytes("out", f.len());
+            cx.app.metrics.nt.frame_out(f.len());
             cx.reply(f.clone());
         }
     }
@@ -511,7 +508,7 @@ impl Session for NtSession {
                 Some(Bytes::from(buf))
             }
         }?;
-        self.app.metrics.nt.frame_bytes("out", frame.len());
+        self.app.metrics.nt.frame_out(frame.len());
         Some(frame)
     }
 
@@ -522,6 +519,10 @@ impl Session for NtSession {
 
     fn is_established(&self) -> bool {
         true
+    }
+
+    fn observe_rtt(&self, app: &AppState, seconds: f64) {
+        app.metrics.nt.ws_rtt.observe(seconds);
     }
 
     fn needs_establishing(&self, _app: &AppState) -> bool {

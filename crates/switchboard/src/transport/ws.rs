@@ -119,20 +119,19 @@ pub fn upgrade<S: Session>(
 ) -> Response {
     let hard_cap = (app.config.max_frame_bytes * 4).max(1 << 20);
     let tracker = app.shutdown.tracker().clone();
-    let read_buffer = app.config.ws_read_buffer;
-    let write_buffer = app.config.ws_write_buffer;
+    let ws = ws
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .read_buffer_size(app.config.ws_read_buffer)
+        .write_buffer_size(app.config.ws_write_buffer);
     // axum keeps this closure inside the connection's task for the task's whole life (even
     // after calling it), so it carries one pointer to the session rather than the session:
     // 128 bytes less per connection (see BENCHMARKS.md, idle memory).
     let parts = Box::new((app, session, slot));
-    ws.max_message_size(hard_cap)
-        .max_frame_size(hard_cap)
-        .read_buffer_size(read_buffer)
-        .write_buffer_size(write_buffer)
-        .on_upgrade(move |socket| {
-            let (app, session, slot) = *parts;
-            tracker.track_future(drive(app, socket, session, slot))
-        })
+    ws.on_upgrade(move |socket| {
+        let (app, session, slot) = *parts;
+        tracker.track_future(drive(app, socket, session, slot))
+    })
 }
 
 /// Bounds a write by [`WRITE_TIMEOUT`], by a close request and by shutdown: a peer whose
@@ -376,15 +375,13 @@ pub fn drive<S: Session>(
                         Message::Text(t) => (true, Bytes::from(t)),
                         Message::Binary(b) => (false, b),
                         Message::Ping(_) => continue,
-                    Message::Pong(echo) => {
-                        if let Some(rtt) = ping_rtt(&echo) {
-                            app.metrics.ws_rtt.observe(rtt);
-                            if S::NAME == "nt" {
-                                app.metrics.nt.ws_rtt.observe(rtt);
+                        Message::Pong(echo) => {
+                            if let Some(rtt) = ping_rtt(&echo) {
+                                app.metrics.ws_rtt.observe(rtt);
+                                session.observe_rtt(&app, rtt);
                             }
+                            continue;
                         }
-                        continue;
-                    }
                         Message::Close(_) => {
                             // tungstenite has queued the closing handshake's reply; send it.
                             let _ = Box::pin(timeout(Duration::from_secs(1), socket.flush())).await;
