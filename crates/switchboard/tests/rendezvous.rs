@@ -129,7 +129,7 @@ async fn full_room_duplicate_peer_and_non_join_first_are_refused() {
 #[tokio::test]
 async fn join_deadline_applies() {
     let config = Config {
-        auth_timeout: Duration::from_millis(200),
+        auth_timeout: Duration::from_millis(200).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -167,8 +167,8 @@ async fn errors_that_keep_the_connection() {
 #[tokio::test]
 async fn idle_room_expires_after_room_ttl() {
     let config = Config {
-        room_ttl: Duration::from_millis(300),
-        cleanup_check_interval: Duration::from_millis(50),
+        room_ttl: Duration::from_millis(300).into(),
+        cleanup_check_interval: Duration::from_millis(50).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -227,7 +227,7 @@ async fn pings_every_heartbeat() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let config = Config {
-        heartbeat: Duration::from_millis(100),
+        heartbeat: Duration::from_millis(100).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;

@@ -102,6 +102,19 @@ impl Drop for TestServer {
     }
 }
 
+/// The HTTP status a WebSocket upgrade to `url` gets: 101 when it is accepted.
+pub async fn ws_status(url: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::Error;
+    match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("an answer in time")
+    {
+        Ok(_) => 101,
+        Err(Error::Http(res)) => res.status().as_u16(),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
 /// A WebSocket client speaking JSON.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
