@@ -102,7 +102,7 @@ pub struct Config {
     #[arg(long, env = "MAX_ROOMS", default_value_t = 10_000)]
     pub max_rooms: usize,
     /// Rooms one client IP may create per minute, in every dialect together (0 = unlimited).
-    #[arg(long, env = "ROOM_CREATIONS_PER_MINUTE", default_value_t = 30)]
+    #[arg(long, env = "ROOM_CREATIONS_PER_MINUTE", default_value_t = 60)]
     pub room_creations_per_minute: u32,
     /// Largest accepted WebSocket message; larger ones get an error reply (4x this closes).
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = Size(64 << 10))]
