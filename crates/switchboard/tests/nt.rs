@@ -292,13 +292,6 @@ async fn raw_client_sees_text_frames_only() {
     server.stop().await;
 }
 
-/// The value of an unlabelled series in a Prometheus text exposition.
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
-}
-
 #[tokio::test]
 async fn telemetry_and_ping_round_trips_fill_the_session_series() {
     let config = Config {

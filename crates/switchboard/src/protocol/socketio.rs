@@ -17,7 +17,8 @@
 //! with; a disconnect leaves every room (the others hear `user-left`) and a room left empty
 //! by a Socket.io peer is removed; a missing or malformed payload gets `error`.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub const MAX_ROOMS_PER_SOCKET: usize = 64;
 /// Events received but not yet handled, per socket. The socket's task handles them in
 /// microseconds; a client that gets this far ahead is flooding and is disconnected.
 const INBOUND_CAPACITY: usize = 1024;
+/// How soon a socket whose Engine.IO channel was full is tried again.
+const EMIT_RETRY: Duration = Duration::from_millis(2);
 /// The events this dialect handles.
 const EVENTS: [&str; 5] = [
     "join-room",
@@ -140,25 +143,64 @@ pub fn layer(app: AppState) -> SocketIoLayer {
     layer
 }
 
-fn emit_error(conn: &Conn, s: &SocketRef, message: &str) {
-    emit(conn, s, "error", &json!({ "message": message }));
+/// The socket's outgoing events, in order. Engine.IO's own per-socket channel is small and
+/// offers no way to wait for room, only `try_send`; when it is full the events wait here
+/// and the task retries shortly, taking nothing more from the peer's outbox meanwhile. The
+/// outbox then fills like any other dialect's, and a peer that stays behind is closed as a
+/// slow consumer: a burst is delivered late rather than lost.
+struct Emitter {
+    s: SocketRef,
+    pending: VecDeque<(Cow<'static, str>, Value)>,
+    /// When the channel was first found full, while events wait.
+    stalled_since: Option<tokio::time::Instant>,
 }
 
-/// Emits an event; a full socketioxide channel closes the socket as a slow consumer.
-fn emit(conn: &Conn, s: &SocketRef, event: &str, data: &Value) -> bool {
-    match s.emit(event, data) {
-        Ok(()) => true,
-        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-            conn.handle.close(CloseReason::SlowConsumer);
-            false
+impl Emitter {
+    fn new(s: SocketRef) -> Self {
+        Self {
+            s,
+            pending: VecDeque::new(),
+            stalled_since: None,
         }
-        Err(e) => {
-            // Only a socket that is already gone should get here; say so if not.
-            if s.connected() {
-                tracing::warn!(event, error = %e, "socket.io emit to a connected socket failed");
+    }
+
+    fn error(&mut self, message: &str) {
+        self.push("error".into(), json!({ "message": message }));
+    }
+
+    /// Queues an event behind the waiting ones and sends what the channel takes.
+    fn push(&mut self, event: Cow<'static, str>, data: Value) {
+        self.pending.push_back((event, data));
+        self.flush();
+    }
+
+    /// Sends waiting events until the channel is full.
+    fn flush(&mut self) {
+        while let Some((event, data)) = self.pending.front() {
+            match self.s.emit(&**event, data) {
+                Ok(()) => {}
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    self.stalled_since
+                        .get_or_insert_with(tokio::time::Instant::now);
+                    return;
+                }
+                Err(e) => {
+                    // Only a socket that is already gone should get here; say so if not.
+                    if self.s.connected() {
+                        tracing::warn!(%event, error = %e, "socket.io emit to a connected socket failed");
+                    }
+                }
             }
-            false
+            self.pending.pop_front();
         }
+        self.stalled_since = None;
+        if self.pending.capacity() > 16 {
+            self.pending = VecDeque::new();
+        }
+    }
+
+    fn is_stalled(&self) -> bool {
+        self.stalled_since.is_some()
     }
 }
 
@@ -210,7 +252,7 @@ fn on_connect(app: &AppState, s: SocketRef) -> Result<(), &'static str> {
 fn on_event(
     app: &AppState,
     conn: &Conn,
-    s: &SocketRef,
+    out: &mut Emitter,
     rate: &mut MessageLimit,
     event: &'static str,
     args: &[Value],
@@ -220,13 +262,13 @@ fn on_event(
         Verdict::Refuse => {
             app.metrics.limit("rate");
             app.metrics.error("rate_limited");
-            emit_error(conn, s, "Too many messages; slow down");
+            out.error("Too many messages; slow down");
             return;
         }
         Verdict::Close => {
             app.metrics.limit("rate");
             conn.leave_all();
-            let _ = s.clone().disconnect();
+            let _ = out.s.clone().disconnect();
             return;
         }
     }
@@ -243,7 +285,7 @@ fn on_event(
     };
     if let Err((code, message)) = result {
         app.metrics.error(code);
-        emit_error(conn, s, &message);
+        out.error(&message);
     }
 }
 
@@ -416,6 +458,7 @@ async fn run(
     let active = app.metrics.connections_active.get_or_create(&label).clone();
     active.inc();
     let mut rate = MessageLimit::new(app.config.max_messages_per_second);
+    let mut out = Emitter::new(s.clone());
     let shutdown = app.shutdown.token().cancelled();
     tokio::pin!(shutdown);
     loop {
@@ -426,14 +469,25 @@ async fn run(
                 break;
             }
             msg = inbound.recv() => match msg {
-                Some(Inbound::Event(event, args)) => on_event(&app, &conn, &s, &mut rate, event, &args),
+                Some(Inbound::Event(event, args)) => on_event(&app, &conn, &mut out, &mut rate, event, &args),
                 Some(Inbound::Disconnected) | None => break,
             },
-            received = rx.recv() => match received {
-                Received::Item(Outbound::Event(env)) => render(&app, &conn, &s, &env),
+            received = rx.recv(), if !out.is_stalled() => match received {
+                Received::Item(Outbound::Event(env)) => render(&app, &conn, &mut out, &env),
                 Received::Item(Outbound::Frame(_)) => {}
                 Received::Closed(_) => break,
             },
+            () = tokio::time::sleep(EMIT_RETRY), if out.is_stalled() => {
+                out.flush();
+                let too_long = out.stalled_since.is_some_and(|t| t.elapsed() > crate::transport::ws::WRITE_TIMEOUT);
+                if too_long {
+                    conn.handle.close(CloseReason::SlowConsumer);
+                }
+                // The outbox filled up behind the stalled channel (or the timeout above).
+                if conn.handle.is_closing() {
+                    break;
+                }
+            }
         }
     }
     conn.leave_all();
@@ -458,8 +512,8 @@ async fn run(
     active.dec();
 }
 
-fn event_name(kind: &SignalKind) -> &str {
-    match kind {
+fn event_name(kind: &SignalKind) -> Cow<'static, str> {
+    Cow::Borrowed(match kind {
         SignalKind::Offer => "offer",
         SignalKind::Answer => "answer",
         SignalKind::Candidate => "ice-candidate",
@@ -467,12 +521,12 @@ fn event_name(kind: &SignalKind) -> &str {
         SignalKind::Cursor => "cursor-update",
         SignalKind::Generic => "signal",
         SignalKind::Publish => "publish",
-        SignalKind::Other(name) => name,
-    }
+        SignalKind::Other(name) => return Cow::Owned(name.to_string()),
+    })
 }
 
 /// Emits a core event as socket.io events.
-fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
+fn render(app: &AppState, conn: &Conn, out: &mut Emitter, env: &Envelope) {
     match &env.event {
         Event::Joined { room, me, .. } => {
             let participants: Vec<&str> = room
@@ -483,24 +537,19 @@ fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
                 .collect();
             let data = json!({ "participants": participants, "roomId": room.id.as_str() });
             // The seed's name and the original server's name, both.
-            if emit(conn, s, "room-users", &data) {
-                emit(conn, s, "room-participants", &data);
-            }
+            out.push("room-users".into(), data.clone());
+            out.push("room-participants".into(), data);
         }
         Event::PeerJoined { room, peer } => {
-            emit(
-                conn,
-                s,
-                "user-joined",
-                &json!({ "userId": peer.id.as_str(), "roomId": room.as_str() }),
+            out.push(
+                "user-joined".into(),
+                json!({ "userId": peer.id.as_str(), "roomId": room.as_str() }),
             );
         }
         Event::PeerLeft { room, peer } => {
-            emit(
-                conn,
-                s,
-                "user-left",
-                &json!({ "userId": peer.as_str(), "roomId": room.as_str() }),
+            out.push(
+                "user-left".into(),
+                json!({ "userId": peer.as_str(), "roomId": room.as_str() }),
             );
         }
         Event::Signal(sig) => {
@@ -515,7 +564,7 @@ fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
             }
             data.insert("roomId".into(), Value::String(sig.room.as_str().into()));
             data.insert(super::body_key(&sig.kind).unwrap_or("data").into(), body);
-            emit(conn, s, event_name(&sig.kind), &Value::Object(data));
+            out.push(event_name(&sig.kind), Value::Object(data));
         }
         Event::RoomClosed { room, reason } => {
             conn.rooms().remove(room);
@@ -523,11 +572,9 @@ fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
                 RoomClosedReason::Inactive => "Room closed for inactivity",
                 RoomClosedReason::Deleted => "Room deleted",
             };
-            emit(
-                conn,
-                s,
-                "error",
-                &json!({ "message": why, "roomId": room.as_str() }),
+            out.push(
+                "error".into(),
+                json!({ "message": why, "roomId": room.as_str() }),
             );
         }
     }
@@ -560,24 +607,25 @@ pub fn iso8601(ms: u64) -> String {
     )
 }
 
-/// A room in seed 003's shape; `participants` is empty unless `names` allows naming them.
+/// A room in seed 003's shape. When `names` is false the participants are withheld:
+/// `participants` is empty and `participantCount` says how many there are.
 fn room_json(r: &RoomSnapshot, names: bool) -> Value {
     let created = r
         .attributes
         .iter()
         .find(|(k, _)| &**k == CREATED_AT)
         .map_or_else(|| iso8601(r.created_at_ms), |(_, v)| v.to_string());
-    let participants: Vec<&str> = if names {
-        r.members.iter().map(|m| m.id.as_str()).collect()
+    if names {
+        let participants: Vec<&str> = r.members.iter().map(|m| m.id.as_str()).collect();
+        json!({ "id": r.id.as_str(), "participants": participants, "createdAt": created })
     } else {
-        Vec::new()
-    };
-    json!({
-        "id": r.id.as_str(),
-        "participants": participants,
-        "participantCount": r.members.len(),
-        "createdAt": created,
-    })
+        json!({
+            "id": r.id.as_str(),
+            "participants": [],
+            "participantCount": r.members.len(),
+            "createdAt": created,
+        })
+    }
 }
 
 async fn health() -> Json<Value> {
