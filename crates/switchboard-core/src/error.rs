@@ -37,6 +37,9 @@ pub enum JoinError {
     /// The creating client has created as many rooms as its budget allows for now.
     #[error("too many rooms created from this address; try again later")]
     CreationRateLimited,
+    /// The membership service could not be reached (a cluster backend is down).
+    #[error("membership service unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Why a signal could not be relayed.
@@ -52,4 +55,7 @@ pub enum RelayError {
     /// each of them has been closed. Everyone else got it.
     #[error("signal not delivered to {} peer(s)", .0.len())]
     Undelivered(Vec<PeerId>),
+    /// The signal could not reach a recipient's node (a cluster backend is down).
+    #[error("signal not delivered: {0}")]
+    Unavailable(String),
 }

@@ -27,6 +27,8 @@ pub enum SignalKind {
     Generic,
     /// A topic publication (y-webrtc `publish`).
     Publish,
+    /// A mailbox item with its sequence number (the nt dialect's `send`).
+    Mailbox(u64),
     /// Any other dialect-specific kind, by name.
     Other(Arc<str>),
 }
@@ -47,6 +49,9 @@ pub struct Signal {
     pub payload: Bytes,
     /// The dialect that produced `payload`.
     pub origin: DialectTag,
+    /// The room's member count when it was relayed, the sender included (y-webrtc's
+    /// `clients`).
+    pub audience: u32,
 }
 
 /// Why a room was closed while it still had members.

@@ -1,5 +1,5 @@
-//! Limits the core enforces, as plain data. Transports enforce the rest of
-//! the server's limits (frame size, message rate, connections per IP) themselves.
+//! Limits the core enforces, as plain data. The server enforces the rest of its limits
+//! (frame size, message rate, connections per IP) at its edge.
 
 /// Capacity limits for a [`Registry`](crate::Registry).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +12,10 @@ pub struct Limits {
     /// Events a peer's outbox holds before the peer counts as too slow and is closed.
     /// Default: `256`.
     pub outbox_capacity: usize,
+    /// Mailbox items kept per recipient, the oldest going first. Default: `256`.
+    pub mailbox_items: usize,
+    /// Mailbox bytes kept per room, the oldest items going first. Default: 1 MiB.
+    pub mailbox_bytes: usize,
 }
 
 impl Default for Limits {
@@ -20,6 +24,8 @@ impl Default for Limits {
             max_peers_per_room: 0,
             max_rooms: 10_000,
             outbox_capacity: 256,
+            mailbox_items: 256,
+            mailbox_bytes: 1 << 20,
         }
     }
 }

@@ -1,15 +1,17 @@
-//! The room registry: every room, its members and their outboxes, behind one mutex.
+//! The in-memory [`MembershipService`]: every room, its members and their outboxes, behind
+//! one mutex. The single-node default, and what a cluster node keeps for its own sockets.
 //!
 //! [`Registry`] is a clone-cheap handle. Each operation (join, leave, relay, sweep) takes the
 //! lock once, does its bookkeeping, queues the resulting events into the recipients'
-//! outboxes with non-blocking `try_send`, and releases it. Nothing awaits while the lock is
-//! held (a `std::sync::Mutex` is the right tool: critical sections are short and never
+//! outboxes with non-blocking `try_deliver`, and releases it. Nothing awaits while the lock
+//! is held (a `std::sync::Mutex` is the right tool: critical sections are short and never
 //! cross an `.await`; clippy's `await_holding_lock` is denied workspace-wide).
 //!
-//! Queuing under the lock is what makes joins atomic: the joiner's `Joined` and everyone
-//! else's `PeerJoined` are queued before any other operation can observe the new member.
+//! Queuing under the lock is what makes joins atomic and keeps each sender's signals in
+//! order: the joiner's `Joined` and everyone else's `PeerJoined` are queued before any
+//! other operation can observe the new member.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,9 +20,10 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::{
-    Backplane, CloseReason, DialectTag, Envelope, Event, JoinError, Limits, LocalOnly,
-    MemberSummary, Outbound, PeerHandle, PeerId, RelayError, RoomClosedReason, RoomId,
-    RoomSnapshot, SendError, Signal, SignalKind,
+    CloseReason, CreateOptions, CreationGate, Delivery, DialectTag, Envelope, Event, FirstFlow,
+    JoinError, JoinMode, JoinRequest, Limits, MemberSummary, MembershipService, Op, Outbound,
+    PeerHandle, PeerId, RegistryStats, RelayError, RoomClosedReason, RoomId, RoomSnapshot, Seat,
+    SeatKey, SeatOwner, SendError, Signal, SignalKind, SweepPolicy, SweepReport, Target,
 };
 
 /// Milliseconds since the Unix epoch (the timestamps the dialects put on the wire).
@@ -30,7 +33,7 @@ pub fn unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A clone-cheap handle to the shared registry.
+/// A clone-cheap handle to the shared in-memory rooms.
 #[derive(Clone)]
 pub struct Registry {
     shared: Arc<Shared>,
@@ -47,19 +50,6 @@ struct Shared {
     state: Mutex<State>,
     limits: Limits,
     gate: Option<Arc<dyn CreationGate>>,
-    backplane: Arc<dyn Backplane>,
-}
-
-/// The server's say on whether a new room may be created: asked, inside the registry's
-/// critical section, at the moment a join or `create_room` would create one (never for a
-/// join into an existing room). It must not block.
-pub trait CreationGate: Send + Sync + 'static {
-    /// Whether `creator` (the client address, when known) may create a room now.
-    ///
-    /// # Errors
-    /// Why not: [`JoinError::NotAdmitting`] (overload, shutdown) or
-    /// [`JoinError::CreationRateLimited`] (the client's budget is spent).
-    fn allow(&self, creator: Option<IpAddr>) -> Result<(), JoinError>;
 }
 
 #[derive(Default)]
@@ -71,7 +61,7 @@ struct State {
 
 struct Room {
     /// Distinguishes this room from a later room with the same id, so that a stale
-    /// [`Membership`] never removes a member of its successor.
+    /// [`Seat`] never removes a member of its successor.
     epoch: u64,
     name: Arc<str>,
     host: Option<PeerId>,
@@ -87,12 +77,18 @@ struct Room {
     /// empty (through the API) that nobody has joined yet: such a room waits for its first
     /// member for the sweep policy's `unjoined_ttl`, whatever its empty grace.
     empty_since: Option<Instant>,
+    /// When the room first held two members, and whether its peers reported a connection.
+    paired_at: Option<Instant>,
+    flowed: bool,
     members: Vec<Member>,
+    /// Items queued for members by id (the nt dialect's mailbox); boxed, as most rooms
+    /// never have one.
+    mailbox: Option<Box<Mailbox>>,
 }
 
 struct Member {
-    /// The serial of the [`Membership`] that owns this entry; a re-join hands out a new
-    /// guard and retires the old one's serial.
+    /// The serial of the [`Seat`] that owns this entry; a re-join hands out a new seat and
+    /// retires the old one's serial.
     serial: u64,
     id: PeerId,
     handle: PeerHandle,
@@ -102,127 +98,31 @@ struct Member {
     last_heartbeat_ms: u64,
 }
 
-/// How a room is created.
-#[derive(Clone, Debug, Default)]
-pub struct CreateOptions {
-    /// Display name; the id when `None`.
-    pub name: Option<Arc<str>>,
-    /// Host id, for rooms created on a peer's behalf through the API.
-    pub host: Option<PeerId>,
-    /// Host display name.
-    pub host_name: Option<Arc<str>>,
-    /// Free-form attributes shown in the room's metadata.
-    pub attributes: Vec<(Arc<str>, Arc<str>)>,
-    /// A peer cap tighter than the server's (`Some(2)` for the rendezvous dialects).
-    pub capacity: Option<usize>,
-    /// How long the room survives empty; the sweep policy's grace when `None`.
-    /// `Some(Duration::ZERO)` removes it the moment its last member leaves.
-    pub empty_grace: Option<Duration>,
-    /// How long the room may go without activity before it is closed; the sweep policy's
-    /// timeout when `None` (the rendezvous dialect's `ROOM_TTL` sets it).
-    pub inactivity_timeout: Option<Duration>,
-    /// The client creating it, for the [`CreationGate`]'s per-client budget.
-    pub creator: Option<IpAddr>,
-}
-
-/// Whether a join may, must or must not create the room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum JoinMode {
-    /// Join an existing room only.
-    #[default]
-    Existing,
-    /// Create the room; fail if it exists.
-    Create,
-    /// Join it, creating it first when missing.
-    CreateOrJoin,
-}
-
-/// How a peer joins.
-#[derive(Clone, Debug, Default)]
-pub struct JoinOptions {
-    /// May, must or must not create.
-    pub mode: JoinMode,
-    /// The joiner's display name.
-    pub name: Option<Arc<str>>,
-    /// Used when the join creates the room.
-    pub create: CreateOptions,
-}
-
-/// Who receives a relayed signal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// One named member.
-    Peer(PeerId),
-    /// Every other member of the room.
-    Room,
-}
-
-/// The outcome of a successful relay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Delivery {
-    /// How many outboxes took the signal.
-    pub delivered: usize,
-}
-
-/// Counts for `/api/stats` and the gauges.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RegistryStats {
-    /// Rooms alive.
-    pub rooms: usize,
-    /// Members across all rooms.
-    pub peers: usize,
-}
-
-/// What one sweep removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Empty rooms removed after their grace.
-    pub empty_removed: usize,
-    /// Rooms with members closed for inactivity.
-    pub idle_closed: usize,
-}
-
-/// When the sweep removes rooms.
-#[derive(Clone, Copy, Debug)]
-pub struct SweepPolicy {
-    /// A room emptied by its last member leaving is removed after this long (unless it
-    /// has its own grace).
-    pub empty_grace: Duration,
-    /// A room created empty that nobody has joined is removed after this long.
-    pub unjoined_ttl: Duration,
-    /// A room with no activity for this long is closed, members or not.
-    pub inactivity_timeout: Duration,
-    /// Remove every empty room now, grace or not (memory pressure).
-    pub force_empty: bool,
+#[derive(Default)]
+struct Mailbox {
+    /// Per recipient: the next sequence number and the items not yet acknowledged.
+    queues: HashMap<PeerId, (u64, VecDeque<(u64, Bytes)>)>,
+    /// Bytes of every queued item, against [`Limits::mailbox_bytes`].
+    bytes: usize,
 }
 
 impl Registry {
-    /// A single-node registry that creates rooms up to its limits.
+    /// A registry that creates rooms up to its limits.
     pub fn new(limits: Limits) -> Self {
-        Self::build(limits, None, Arc::new(LocalOnly))
+        Self::build(limits, None)
     }
 
-    /// A single-node registry that asks `gate` before creating a room.
+    /// A registry that asks `gate` before creating a room.
     pub fn with_gate(limits: Limits, gate: Arc<dyn CreationGate>) -> Self {
-        Self::build(limits, Some(gate), Arc::new(LocalOnly))
+        Self::build(limits, Some(gate))
     }
 
-    /// A registry that forwards room events through `backplane`.
-    pub fn with_backplane(limits: Limits, backplane: Arc<dyn Backplane>) -> Self {
-        Self::build(limits, None, backplane)
-    }
-
-    fn build(
-        limits: Limits,
-        gate: Option<Arc<dyn CreationGate>>,
-        backplane: Arc<dyn Backplane>,
-    ) -> Self {
+    fn build(limits: Limits, gate: Option<Arc<dyn CreationGate>>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 limits,
                 gate,
-                backplane,
             }),
         }
     }
@@ -232,19 +132,8 @@ impl Registry {
         &self.shared.limits
     }
 
-    /// The backplane in use.
-    pub fn backplane(&self) -> &Arc<dyn Backplane> {
-        &self.shared.backplane
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // matters more than losing every room, so recover the guard rather than poisoning
-        // the whole server.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.lock()
     }
 
     /// Creates an empty room (the HTTP API's `POST /api/rooms`).
@@ -252,7 +141,11 @@ impl Registry {
     /// # Errors
     /// [`JoinError::RoomExists`], [`JoinError::TooManyRooms`], or the [`CreationGate`]'s
     /// refusal.
-    pub fn create_room(&self, id: RoomId, opts: CreateOptions) -> Result<RoomSnapshot, JoinError> {
+    pub fn create_room_now(
+        &self,
+        id: RoomId,
+        opts: CreateOptions,
+    ) -> Result<RoomSnapshot, JoinError> {
         let mut state = self.lock();
         if state.rooms.contains_key(&id) {
             return Err(JoinError::RoomExists(id));
@@ -281,22 +174,17 @@ impl Registry {
         }
     }
 
-    /// Adds `peer` to `room`. On success the joiner's outbox has received
-    /// [`Event::Joined`] and every other member's has received [`Event::PeerJoined`], in
-    /// one critical section. The returned guard keeps the peer in the room.
-    ///
-    /// A connection that joins a room it is already in (same peer id, same connection)
-    /// gets `Joined` again and a fresh guard; the old guard then does nothing.
+    /// [`MembershipService::join`], answered at once.
     ///
     /// # Errors
     /// See [`JoinError`].
-    pub fn join(
-        &self,
-        room_id: RoomId,
-        peer: PeerId,
-        handle: PeerHandle,
-        opts: JoinOptions,
-    ) -> Result<Membership, JoinError> {
+    pub fn join_now(&self, req: JoinRequest) -> Result<Seat, JoinError> {
+        let JoinRequest {
+            room: room_id,
+            peer,
+            handle,
+            opts,
+        } = req;
         let now_ms = unix_millis();
         let conn = handle.conn();
         let mut state = self.lock();
@@ -357,6 +245,9 @@ impl Registry {
                 last_heartbeat_ms: now_ms,
             });
             *peers += 1;
+            if room.members.len() == 2 && room.paired_at.is_none() {
+                room.paired_at = Some(Instant::now());
+            }
         }
         room.empty_since = None;
         room.touch(now_ms);
@@ -368,7 +259,7 @@ impl Registry {
             .expect("joiner is a member")
             .handle;
         // The joiner's outbox is fresh or its own; a failure here means it is already gone,
-        // and its guard's drop will undo the join.
+        // and its seat's drop will undo the join.
         let _ = joiner.try_deliver(Outbound::Event(Envelope::new(Event::Joined {
             room: snapshot,
             me: peer.clone(),
@@ -385,30 +276,29 @@ impl Registry {
                 peer: me,
             });
             deliver_to_others(room, &peer, &env);
-            self.shared.backplane.forward(&room_id, &env);
         }
         let epoch = room.epoch;
         drop(state);
-        Ok(Membership {
-            registry: self.clone(),
-            room: room_id,
-            epoch,
-            serial,
-            peer,
-            conn,
-        })
+        let owner: Arc<dyn SeatOwner> = self.shared.clone();
+        Ok(Seat::new(
+            owner,
+            SeatKey {
+                room: room_id,
+                peer,
+                conn,
+                epoch,
+                serial,
+            },
+        ))
     }
 
-    /// Relays a signal from `from`'s peer to `target`.
+    /// [`MembershipService::relay`], answered at once.
     ///
     /// # Errors
-    /// [`RelayError::NotInRoom`] when the sender's membership is stale,
-    /// [`RelayError::PeerNotFound`] for an unknown target, and
-    /// [`RelayError::Undelivered`] naming every recipient that could not take it (those
-    /// recipients are closed as slow consumers; everyone else got the signal).
-    pub fn relay(
+    /// See [`RelayError`].
+    pub fn relay_now(
         &self,
-        from: &Membership,
+        from: &SeatKey,
         target: Target,
         kind: SignalKind,
         payload: Bytes,
@@ -416,7 +306,7 @@ impl Registry {
     ) -> Result<Delivery, RelayError> {
         let now_ms = unix_millis();
         let mut state = self.lock();
-        let room = from.room_mut(&mut state)?;
+        let room = room_of(&mut state, from)?;
         room.touch(now_ms);
         let to = match &target {
             Target::Peer(p) => Some(p.clone()),
@@ -429,6 +319,7 @@ impl Registry {
             kind,
             payload,
             origin,
+            audience: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
         }));
         let mut delivered = 0;
         let mut failed = Vec::new();
@@ -449,7 +340,6 @@ impl Registry {
                         Err(_) => failed.push(m.id.clone()),
                     }
                 }
-                self.shared.backplane.forward(&from.room, &envelope);
             }
         }
         drop(state);
@@ -460,48 +350,270 @@ impl Registry {
         }
     }
 
-    /// Records that `member` is alive (a heartbeat) and that its room is active.
-    pub fn touch(&self, member: &Membership) {
+    /// Delivers an event that arrived from elsewhere (another node) to this node's members
+    /// of `room`, except `except`. Returns how many outboxes took it.
+    pub fn deliver_local(
+        &self,
+        room: &RoomId,
+        except: Option<&PeerId>,
+        env: &Arc<Envelope>,
+    ) -> usize {
+        let state = self.lock();
+        let Some(r) = state.rooms.get(room) else {
+            return 0;
+        };
+        r.members
+            .iter()
+            .filter(|m| Some(&m.id) != except)
+            .filter(|m| deliver(&m.handle, env).is_ok())
+            .count()
+    }
+
+    /// Delivers an event from elsewhere to one local member. `false` when it is not here or
+    /// could not take it (then it is closed as a slow consumer).
+    pub fn deliver_to(&self, room: &RoomId, peer: &PeerId, env: &Arc<Envelope>) -> bool {
+        let state = self.lock();
+        state
+            .rooms
+            .get(room)
+            .and_then(|r| r.members.iter().find(|m| &m.id == peer))
+            .is_some_and(|m| deliver(&m.handle, env).is_ok())
+    }
+
+    /// [`MembershipService::mailbox_push`], answered at once.
+    ///
+    /// # Errors
+    /// [`RelayError::NotInRoom`] for a stale seat; [`RelayError::Undelivered`] when the
+    /// present recipient could not take the item (it stays queued for its `hello`).
+    pub fn mailbox_push_now(
+        &self,
+        from: &SeatKey,
+        to: PeerId,
+        payload: Bytes,
+        origin: DialectTag,
+    ) -> Result<Delivery, RelayError> {
+        let limits = &self.shared.limits;
+        let mut state = self.lock();
+        let room = room_of(&mut state, from)?;
+        let mb = room.mailbox.get_or_insert_with(Box::default);
+        let (next, items) = mb.queues.entry(to.clone()).or_default();
+        let seq = *next;
+        *next += 1;
+        mb.bytes += payload.len();
+        items.push_back((seq, payload.clone()));
+        // Bounded per recipient in items and per room in bytes: the oldest go first.
+        while items.len() > limits.mailbox_items {
+            if let Some((_, old)) = items.pop_front() {
+                mb.bytes -= old.len();
+            }
+        }
+        while mb.bytes > limits.mailbox_bytes {
+            let Some((_, old)) = mb
+                .queues
+                .values_mut()
+                .filter(|(_, q)| !q.is_empty())
+                .min_by_key(|(_, q)| q.front().map(|(s, _)| *s))
+                .and_then(|(_, q)| q.pop_front())
+            else {
+                break;
+            };
+            mb.bytes -= old.len();
+        }
+        let Some(m) = room.members.iter().find(|m| m.id == to) else {
+            return Ok(Delivery { delivered: 0 });
+        };
+        let env = Envelope::new(Event::Signal(Signal {
+            room: from.room.clone(),
+            from: from.peer.clone(),
+            to: Some(to.clone()),
+            kind: SignalKind::Mailbox(seq),
+            payload,
+            origin,
+            audience: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+        }));
+        match deliver(&m.handle, &env) {
+            Ok(()) => Ok(Delivery { delivered: 1 }),
+            Err(_) => Err(RelayError::Undelivered(vec![to])),
+        }
+    }
+
+    /// [`MembershipService::mailbox_replay`], answered at once.
+    ///
+    /// # Errors
+    /// [`RelayError::NotInRoom`] for a stale seat.
+    pub fn mailbox_replay_now(
+        &self,
+        seat: &SeatKey,
+        from_seq: u64,
+    ) -> Result<Vec<(u64, Bytes)>, RelayError> {
+        let mut state = self.lock();
+        let room = room_of(&mut state, seat)?;
+        let Some(mb) = room.mailbox.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let Some((_, items)) = mb.queues.get_mut(&seat.peer) else {
+            return Ok(Vec::new());
+        };
+        while items.front().is_some_and(|(seq, _)| *seq < from_seq) {
+            if let Some((_, old)) = items.pop_front() {
+                mb.bytes -= old.len();
+            }
+        }
+        Ok(items.iter().cloned().collect())
+    }
+
+    /// [`MembershipService::first_flow`], answered at once.
+    pub fn first_flow_now(&self, seat: &SeatKey) -> Option<FirstFlow> {
+        let mut state = self.lock();
+        let room = room_of(&mut state, seat).ok()?;
+        Some(if std::mem::replace(&mut room.flowed, true) {
+            FirstFlow::Again
+        } else {
+            FirstFlow::First {
+                paired_for: room.paired_at.map(|t| t.elapsed()),
+            }
+        })
+    }
+
+    /// Records that the seat's peer is alive and its room active.
+    pub fn touch_now(&self, seat: &SeatKey) {
         let now_ms = unix_millis();
         let mut state = self.lock();
-        if let Ok(room) = member.room_mut(&mut state) {
+        if let Ok(room) = room_of(&mut state, seat) {
             room.touch(now_ms);
-            if let Some(m) = room.members.iter_mut().find(|m| m.serial == member.serial) {
+            if let Some(m) = room.members.iter_mut().find(|m| m.serial == seat.serial) {
                 m.last_heartbeat_ms = now_ms;
             }
         }
     }
 
-    /// Removes a member (the guard's drop calls this).
-    fn remove(&self, m: &Membership) {
+    /// Deletes a room, closing its members. Returns whether it existed.
+    pub fn delete_room_now(&self, id: &RoomId) -> bool {
         let mut state = self.lock();
-        let State { rooms, peers, .. } = &mut *state;
-        let Some(room) = rooms.get_mut(&m.room).filter(|r| r.epoch == m.epoch) else {
-            return;
+        let Some(mut room) = state.rooms.remove(id) else {
+            return false;
         };
-        let Some(i) = room.members.iter().position(|x| x.serial == m.serial) else {
-            return;
-        };
-        room.members.remove(i);
-        *peers -= 1;
-        room.touch(unix_millis());
-        let env = Envelope::new(Event::PeerLeft {
-            room: m.room.clone(),
-            peer: m.peer.clone(),
-        });
-        deliver_to_others(room, &m.peer, &env);
-        self.shared.backplane.forward(&m.room, &env);
-        if room.members.is_empty() {
-            if room.empty_grace == Some(Duration::ZERO) {
-                rooms.remove(&m.room);
-            } else {
-                room.empty_since = Some(Instant::now());
-            }
-        }
+        state.peers -= room.members.len();
+        drop(state);
+        close_members(id, &mut room, RoomClosedReason::Deleted);
+        true
     }
 
-    /// Removes empty rooms past their grace and closes rooms idle past the timeout.
-    pub fn sweep(&self, policy: SweepPolicy) -> SweepReport {
+    /// One room as it stands.
+    pub fn room_now(&self, id: &RoomId) -> Option<RoomSnapshot> {
+        self.lock().rooms.get(id).map(|r| r.snapshot(id))
+    }
+
+    /// Every room as it stands, ordered by creation time.
+    pub fn rooms_now(&self) -> Vec<RoomSnapshot> {
+        let state = self.lock();
+        let mut all: Vec<_> = state.rooms.iter().map(|(id, r)| r.snapshot(id)).collect();
+        drop(state);
+        all.sort_by(|a, b| (a.created_at_ms, a.id.as_str()).cmp(&(b.created_at_ms, b.id.as_str())));
+        all
+    }
+
+    /// How many members a room has, without copying it.
+    pub fn member_count(&self, id: &RoomId) -> Option<usize> {
+        self.lock().rooms.get(id).map(|r| r.members.len())
+    }
+
+    /// Room and peer counts.
+    pub fn stats_now(&self) -> RegistryStats {
+        let state = self.lock();
+        RegistryStats {
+            rooms: state.rooms.len(),
+            peers: state.peers,
+        }
+    }
+}
+
+impl MembershipService for Registry {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn join(&self, request: JoinRequest) -> Op<'_, Result<Seat, JoinError>> {
+        Op::ready(self.join_now(request))
+    }
+
+    fn relay(
+        &self,
+        from: &Seat,
+        target: Target,
+        kind: SignalKind,
+        payload: Bytes,
+        origin: DialectTag,
+    ) -> Op<'_, Result<Delivery, RelayError>> {
+        Op::ready(self.relay_now(from.key(), target, kind, payload, origin))
+    }
+
+    fn touch(&self, seat: &Seat) {
+        self.touch_now(seat.key());
+    }
+
+    fn mailbox_push(
+        &self,
+        from: &Seat,
+        to: PeerId,
+        payload: Bytes,
+        origin: DialectTag,
+    ) -> Op<'_, Result<Delivery, RelayError>> {
+        Op::ready(self.mailbox_push_now(from.key(), to, payload, origin))
+    }
+
+    fn mailbox_replay(
+        &self,
+        seat: &Seat,
+        from_seq: u64,
+    ) -> Op<'_, Result<Vec<(u64, Bytes)>, RelayError>> {
+        Op::ready(self.mailbox_replay_now(seat.key(), from_seq))
+    }
+
+    fn first_flow(&self, seat: &Seat) -> Op<'_, Option<FirstFlow>> {
+        Op::ready(self.first_flow_now(seat.key()))
+    }
+
+    fn create_room(
+        &self,
+        id: RoomId,
+        opts: CreateOptions,
+    ) -> Op<'_, Result<RoomSnapshot, JoinError>> {
+        Op::ready(self.create_room_now(id, opts))
+    }
+
+    fn delete_room(&self, id: RoomId) -> Op<'_, Result<bool, JoinError>> {
+        Op::ready(Ok(self.delete_room_now(&id)))
+    }
+
+    fn room(&self, id: RoomId) -> Op<'_, Result<Option<RoomSnapshot>, JoinError>> {
+        Op::ready(Ok(self.room_now(&id)))
+    }
+
+    fn rooms(&self) -> Op<'_, Result<Vec<RoomSnapshot>, JoinError>> {
+        Op::ready(Ok(self.rooms_now()))
+    }
+
+    fn stats(&self) -> Op<'_, Result<RegistryStats, JoinError>> {
+        Op::ready(Ok(self.stats_now()))
+    }
+
+    fn local_stats(&self, pick: &dyn Fn(DialectTag) -> bool) -> RegistryStats {
+        let state = self.lock();
+        let mut out = RegistryStats::default();
+        for room in state.rooms.values() {
+            let n = room
+                .members
+                .iter()
+                .filter(|m| pick(m.handle.dialect()))
+                .count();
+            out.peers += n;
+            out.rooms += usize::from(n > 0);
+        }
+        out
+    }
+
+    fn sweep(&self, policy: SweepPolicy) -> SweepReport {
         let now = Instant::now();
         let mut report = SweepReport::default();
         let mut state = self.lock();
@@ -534,63 +646,63 @@ impl Registry {
         });
         report
     }
+}
 
-    /// Deletes a room, closing its members. Returns whether it existed.
-    pub fn delete_room(&self, id: &RoomId) -> bool {
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing every room, so recover the guard rather than poisoning
+        // the whole server.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl SeatOwner for Shared {
+    fn release(&self, key: &SeatKey) {
         let mut state = self.lock();
-        let Some(mut room) = state.rooms.remove(id) else {
-            return false;
+        let State { rooms, peers, .. } = &mut *state;
+        let Some(room) = rooms.get_mut(&key.room).filter(|r| r.epoch == key.epoch) else {
+            return;
         };
-        state.peers -= room.members.len();
-        drop(state);
-        close_members(id, &mut room, RoomClosedReason::Deleted);
-        true
-    }
-
-    /// One room as it stands.
-    pub fn room(&self, id: &RoomId) -> Option<RoomSnapshot> {
-        self.lock().rooms.get(id).map(|r| r.snapshot(id))
-    }
-
-    /// Every room as it stands, ordered by creation time.
-    pub fn rooms(&self) -> Vec<RoomSnapshot> {
-        let state = self.lock();
-        let mut all: Vec<_> = state.rooms.iter().map(|(id, r)| r.snapshot(id)).collect();
-        drop(state);
-        all.sort_by(|a, b| (a.created_at_ms, a.id.as_str()).cmp(&(b.created_at_ms, b.id.as_str())));
-        all
-    }
-
-    /// How many members a room has, without copying it.
-    pub fn member_count(&self, id: &RoomId) -> Option<usize> {
-        self.lock().rooms.get(id).map(|r| r.members.len())
-    }
-
-    /// Counts only the members whose dialect satisfies `pick`, and the rooms holding at
-    /// least one of them (per-dialect gauges).
-    pub fn stats_where(&self, pick: impl Fn(DialectTag) -> bool) -> RegistryStats {
-        let state = self.lock();
-        let mut out = RegistryStats::default();
-        for room in state.rooms.values() {
-            let n = room
-                .members
-                .iter()
-                .filter(|m| pick(m.handle.dialect()))
-                .count();
-            out.peers += n;
-            out.rooms += usize::from(n > 0);
-        }
-        out
-    }
-
-    /// Room and peer counts.
-    pub fn stats(&self) -> RegistryStats {
-        let state = self.lock();
-        RegistryStats {
-            rooms: state.rooms.len(),
-            peers: state.peers,
+        let Some(i) = room.members.iter().position(|x| x.serial == key.serial) else {
+            return;
+        };
+        room.members.remove(i);
+        *peers -= 1;
+        room.touch(unix_millis());
+        let env = Envelope::new(Event::PeerLeft {
+            room: key.room.clone(),
+            peer: key.peer.clone(),
+        });
+        deliver_to_others(room, &key.peer, &env);
+        if room.members.is_empty() {
+            if room.empty_grace == Some(Duration::ZERO) {
+                rooms.remove(&key.room);
+            } else {
+                room.empty_since = Some(Instant::now());
+                room.mailbox = None;
+            }
         }
     }
+
+    fn is_live(&self, key: &SeatKey) -> bool {
+        let state = self.lock();
+        state
+            .rooms
+            .get(&key.room)
+            .filter(|r| r.epoch == key.epoch)
+            .is_some_and(|room| room.members.iter().any(|m| m.serial == key.serial))
+    }
+}
+
+fn room_of<'s>(state: &'s mut State, key: &SeatKey) -> Result<&'s mut Room, RelayError> {
+    state
+        .rooms
+        .get_mut(&key.room)
+        .filter(|r| r.epoch == key.epoch)
+        .ok_or_else(|| RelayError::NotInRoom(key.room.clone()))
 }
 
 fn new_room(state: &mut State, opts: CreateOptions) -> Room {
@@ -609,7 +721,10 @@ fn new_room(state: &mut State, opts: CreateOptions) -> Room {
         last_activity_ms: now_ms,
         last_activity: Instant::now(),
         empty_since: None,
+        paired_at: None,
+        flowed: false,
         members: Vec::new(),
+        mailbox: None,
     }
 }
 
@@ -694,59 +809,5 @@ impl Member {
             last_heartbeat_ms: self.last_heartbeat_ms,
             dialect: self.handle.dialect(),
         }
-    }
-}
-
-/// A peer's place in a room. Dropping it removes the peer and tells the room `PeerLeft`.
-pub struct Membership {
-    registry: Registry,
-    room: RoomId,
-    epoch: u64,
-    serial: u64,
-    peer: PeerId,
-    conn: crate::ConnId,
-}
-
-impl std::fmt::Debug for Membership {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Membership")
-            .field("room", &self.room)
-            .field("peer", &self.peer)
-            .field("conn", &self.conn)
-            .finish()
-    }
-}
-
-impl Membership {
-    /// The room.
-    pub fn room(&self) -> &RoomId {
-        &self.room
-    }
-
-    /// The peer's id.
-    pub fn peer(&self) -> &PeerId {
-        &self.peer
-    }
-
-    /// Whether this guard still refers to a live member (its room was not closed or
-    /// deleted meanwhile).
-    pub fn is_live(&self) -> bool {
-        let mut state = self.registry.lock();
-        self.room_mut(&mut state)
-            .is_ok_and(|room| room.members.iter().any(|m| m.serial == self.serial))
-    }
-
-    fn room_mut<'s>(&self, state: &'s mut State) -> Result<&'s mut Room, RelayError> {
-        state
-            .rooms
-            .get_mut(&self.room)
-            .filter(|r| r.epoch == self.epoch)
-            .ok_or_else(|| RelayError::NotInRoom(self.room.clone()))
-    }
-}
-
-impl Drop for Membership {
-    fn drop(&mut self) {
-        self.registry.remove(self);
     }
 }

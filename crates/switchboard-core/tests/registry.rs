@@ -29,14 +29,30 @@ impl TestPeer {
     }
 }
 
+fn join_with(
+    reg: &Registry,
+    room: RoomId,
+    peer: PeerId,
+    handle: PeerHandle,
+    opts: JoinOptions,
+) -> Result<Seat, JoinError> {
+    reg.join_now(JoinRequest {
+        room,
+        peer,
+        handle,
+        opts,
+    })
+}
+
 fn join(
     reg: &Registry,
     room: &str,
     id: &str,
     p: &TestPeer,
     mode: JoinMode,
-) -> Result<Membership, JoinError> {
-    reg.join(
+) -> Result<Seat, JoinError> {
+    join_with(
+        reg,
         room.into(),
         id.into(),
         p.handle.clone(),
@@ -89,7 +105,7 @@ fn joiner_gets_the_member_list_and_others_get_peer_joined() {
         other => panic!("{other:?}"),
     }
     assert!(b.is_empty(), "the joiner does not hear about itself");
-    assert_eq!(reg.stats(), RegistryStats { rooms: 1, peers: 2 });
+    assert_eq!(reg.stats_now(), RegistryStats { rooms: 1, peers: 2 });
 }
 
 #[test]
@@ -152,14 +168,14 @@ fn the_creation_gate_decides_new_rooms_only() {
         ..Default::default()
     };
     assert!(matches!(
-        reg.create_room("api".into(), from),
+        reg.create_room_now("api".into(), from),
         Err(JoinError::CreationRateLimited)
     ));
     assert_eq!(gate.0.load(std::sync::atomic::Ordering::Relaxed), 2);
     // Joining a room that exists never asks the gate.
     let _ma = join(&open, "r", "a", &a, JoinMode::Create).unwrap();
     drop(open);
-    assert!(reg.room(&"r".into()).is_none());
+    assert!(reg.room_now(&"r".into()).is_none());
     assert!(matches!(
         join(&reg, "r", "b", &b, JoinMode::Existing),
         Err(JoinError::RoomNotFound(_))
@@ -187,7 +203,7 @@ fn a_full_server_does_not_spend_the_gate() {
         },
         gate.clone(),
     );
-    full.create_room("only".into(), CreateOptions::default())
+    full.create_room_now("only".into(), CreateOptions::default())
         .unwrap_err();
     assert_eq!(gate.0.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
@@ -204,30 +220,30 @@ fn a_room_capacity_tighter_than_the_server_wins() {
         },
         ..Default::default()
     };
-    let _ma = reg
-        .join(
-            "r".into(),
-            "a".into(),
-            a.handle.clone(),
-            opts(JoinMode::CreateOrJoin),
-        )
-        .unwrap();
-    let _mb = reg
-        .join(
-            "r".into(),
-            "b".into(),
-            b.handle.clone(),
-            opts(JoinMode::CreateOrJoin),
-        )
-        .unwrap();
-    let err = reg
-        .join(
-            "r".into(),
-            "c".into(),
-            c.handle.clone(),
-            opts(JoinMode::CreateOrJoin),
-        )
-        .unwrap_err();
+    let _ma = join_with(
+        &reg,
+        "r".into(),
+        "a".into(),
+        a.handle.clone(),
+        opts(JoinMode::CreateOrJoin),
+    )
+    .unwrap();
+    let _mb = join_with(
+        &reg,
+        "r".into(),
+        "b".into(),
+        b.handle.clone(),
+        opts(JoinMode::CreateOrJoin),
+    )
+    .unwrap();
+    let err = join_with(
+        &reg,
+        "r".into(),
+        "c".into(),
+        c.handle.clone(),
+        opts(JoinMode::CreateOrJoin),
+    )
+    .unwrap_err();
     assert!(matches!(err, JoinError::RoomFull { capacity: 2, .. }));
 }
 
@@ -243,8 +259,8 @@ fn targeted_relay_reaches_only_the_target_and_broadcast_skips_the_sender() {
     while !c.is_empty() {}
 
     let d = reg
-        .relay(
-            &ma,
+        .relay_now(
+            ma.key(),
             Target::Peer("b".into()),
             SignalKind::Offer,
             Bytes::from_static(b"{}"),
@@ -263,7 +279,13 @@ fn targeted_relay_reaches_only_the_target_and_broadcast_skips_the_sender() {
     assert!(c.is_empty() && a.is_empty());
 
     let d = reg
-        .relay(&ma, Target::Room, SignalKind::Candidate, Bytes::new(), D)
+        .relay_now(
+            ma.key(),
+            Target::Room,
+            SignalKind::Candidate,
+            Bytes::new(),
+            D,
+        )
         .unwrap();
     assert_eq!(d.delivered, 2);
     assert!(matches!(b.next(), Event::Signal(_)));
@@ -271,8 +293,8 @@ fn targeted_relay_reaches_only_the_target_and_broadcast_skips_the_sender() {
     assert!(a.is_empty(), "never echoed to the sender");
 
     let err = reg
-        .relay(
-            &ma,
+        .relay_now(
+            ma.key(),
             Target::Peer("nobody".into()),
             SignalKind::Offer,
             Bytes::new(),
@@ -289,8 +311,8 @@ fn a_slow_peer_is_closed_and_the_sender_told() {
     let ma = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
     let _mb = join(&reg, "r", "b", &b, JoinMode::CreateOrJoin).unwrap();
     // b's outbox holds Joined plus one more; it never reads.
-    reg.relay(
-        &ma,
+    reg.relay_now(
+        ma.key(),
         Target::Peer("b".into()),
         SignalKind::Offer,
         Bytes::new(),
@@ -298,8 +320,8 @@ fn a_slow_peer_is_closed_and_the_sender_told() {
     )
     .unwrap();
     let err = reg
-        .relay(
-            &ma,
+        .relay_now(
+            ma.key(),
             Target::Peer("b".into()),
             SignalKind::Offer,
             Bytes::new(),
@@ -325,7 +347,7 @@ fn dropping_a_membership_tells_the_room_once() {
         other => panic!("{other:?}"),
     }
     assert!(a.is_empty());
-    assert_eq!(reg.stats().peers, 1);
+    assert_eq!(reg.stats_now().peers, 1);
 }
 
 #[test]
@@ -336,9 +358,9 @@ fn a_rejoin_on_the_same_connection_retires_the_old_guard() {
     let second = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
     drop(first);
     assert!(second.is_live());
-    assert_eq!(reg.stats().peers, 1);
+    assert_eq!(reg.stats_now().peers, 1);
     drop(second);
-    assert_eq!(reg.stats().peers, 0);
+    assert_eq!(reg.stats_now().peers, 0);
 }
 
 #[test]
@@ -346,7 +368,7 @@ fn a_stale_guard_never_touches_a_successor_room() {
     let reg = Registry::new(Limits::default());
     let (mut a, b) = (peer(8), peer(8));
     let old = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
-    assert!(reg.delete_room(&"r".into()));
+    assert!(reg.delete_room_now(&"r".into()));
     let _ = a.next();
     assert!(matches!(
         a.next(),
@@ -358,7 +380,7 @@ fn a_stale_guard_never_touches_a_successor_room() {
     assert!(!old.is_live());
     let _new = join(&reg, "r", "a", &b, JoinMode::CreateOrJoin).unwrap();
     drop(old);
-    assert_eq!(reg.stats(), RegistryStats { rooms: 1, peers: 1 });
+    assert_eq!(reg.stats_now(), RegistryStats { rooms: 1, peers: 1 });
 }
 
 #[tokio::test(start_paused = true)]
@@ -366,13 +388,14 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
     let reg = Registry::new(Limits::default());
     let mut a = peer(8);
     let b = peer(8);
-    reg.create_room("api".into(), CreateOptions::default())
+    reg.create_room_now("api".into(), CreateOptions::default())
         .unwrap();
     let mb = join(&reg, "left", "b", &b, JoinMode::CreateOrJoin).unwrap();
     drop(mb);
     let _ma = join(&reg, "busy", "a", &a, JoinMode::CreateOrJoin).unwrap();
     let _ = a.next();
-    let immediate = reg.join(
+    let immediate = join_with(
+        &reg,
         "gone".into(),
         "b".into(),
         b.handle.clone(),
@@ -387,7 +410,7 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
     );
     drop(immediate);
     assert!(
-        reg.room(&"gone".into()).is_none(),
+        reg.room_now(&"gone".into()).is_none(),
         "zero grace removes at once"
     );
 
@@ -401,8 +424,8 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
             idle_closed: 0
         }
     );
-    assert!(reg.room(&"busy".into()).is_some());
-    assert!(reg.room(&"api".into()).is_some());
+    assert!(reg.room_now(&"busy".into()).is_some());
+    assert!(reg.room_now(&"api".into()).is_some());
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(
         reg.sweep(policy()),
@@ -412,7 +435,7 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
         },
         "an unjoined room goes after unjoined_ttl"
     );
-    assert!(reg.room(&"api".into()).is_none());
+    assert!(reg.room_now(&"api".into()).is_none());
 
     tokio::time::advance(Duration::from_secs(3600)).await;
     assert_eq!(
@@ -429,14 +452,14 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
             ..
         }
     ));
-    assert_eq!(reg.stats(), RegistryStats { rooms: 0, peers: 0 });
+    assert_eq!(reg.stats_now(), RegistryStats { rooms: 0, peers: 0 });
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_room_created_empty_then_joined_follows_the_empty_grace() {
     let reg = Registry::new(Limits::default());
     let a = peer(8);
-    reg.create_room("api".into(), CreateOptions::default())
+    reg.create_room_now("api".into(), CreateOptions::default())
         .unwrap();
     tokio::time::advance(Duration::from_secs(50)).await;
     let m = join(&reg, "api", "a", &a, JoinMode::Existing).unwrap();

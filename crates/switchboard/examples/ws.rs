@@ -16,9 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::args()
-        .nth(1)
-        .ok_or("usage: ws <ws://host:port/path>  (frames to send on standard input, one per line)")?;
+    let url = std::env::args().nth(1).ok_or(
+        "usage: ws <ws://host:port/path>  (frames to send on standard input, one per line)",
+    )?;
     let linger = std::env::var("LINGER")
         .ok()
         .and_then(|v| v.parse().ok())

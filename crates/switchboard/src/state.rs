@@ -5,7 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchboard_core::{Registry, unix_millis};
+use switchboard_core::{CodeBook, LocalCodes, MembershipService, Registry, unix_millis};
 
 use crate::admission::{ConnectionLimiter, CreationPolicy};
 use crate::auth::Authenticator;
@@ -23,8 +23,14 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// Validated configuration.
     pub config: Config,
-    /// Rooms and peers.
+    /// The membership service: every room operation goes through it (in memory on one
+    /// node; a cluster backend across nodes).
+    pub membership: Arc<dyn MembershipService>,
+    /// This node's own rooms and sockets (the in-memory registry; on one node, the same
+    /// rooms the membership service serves).
     pub registry: Registry,
+    /// Rendezvous codes.
+    pub codes: Arc<dyn CodeBook>,
     /// Token signing and checking.
     pub auth: Authenticator,
     /// Prometheus metrics.
@@ -43,8 +49,6 @@ pub struct Inner {
     pub started: Instant,
     /// When the server started, Unix milliseconds.
     pub started_ms: u64,
-    /// nt-backend-wrtc dialect state: per-room mailboxes and rendezvous codes.
-    pub nt: crate::protocol::nt::NtStore,
 }
 
 impl Deref for AppState {
@@ -76,7 +80,9 @@ impl AppState {
         let http_rate = crate::rate::PerIp::per_second(config.http_requests_per_second);
         Self(Arc::new(Inner {
             config,
+            membership: Arc::new(registry.clone()),
             registry,
+            codes: Arc::new(LocalCodes::default()),
             auth,
             metrics: Metrics::new(),
             shutdown,
@@ -86,7 +92,6 @@ impl AppState {
             creation,
             started: Instant::now(),
             started_ms: unix_millis(),
-            nt: crate::protocol::nt::NtStore::default(),
         }))
     }
 }

@@ -191,7 +191,7 @@ mod tests {
     async fn http_route_serves_the_list() {
         use tower::ServiceExt as _;
         let app = crate::AppState::new(turn_config(), crate::Shutdown::new());
-        let router = crate::http::router().with_state(app);
+        let router = crate::http::api::router().with_state(app);
         let req = axum::http::Request::get("/api/ice-servers?userId=alice")
             .body(axum::body::Body::empty())
             .expect("request");

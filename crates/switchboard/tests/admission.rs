@@ -44,7 +44,7 @@ async fn a_creation_flood_is_refused_past_the_budget_while_another_client_create
         }
     }
     assert_eq!(created, 30, "exactly the budget");
-    assert_eq!(s.app.registry.stats().rooms, 30);
+    assert_eq!(s.app.registry.stats_now().rooms, 30);
 
     // The flooder is out of budget in every dialect.
     let (st, _) = http(
@@ -207,10 +207,10 @@ async fn a_room_nobody_joins_goes_after_unjoined_room_ttl() {
     c.send(json!({"type":"join-room","roomId":"used"})).await;
     c.recv_type("room-joined").await;
     let started = std::time::Instant::now();
-    eventually(|| s.app.registry.room(&lonely.as_str().into()).is_none()).await;
+    eventually(|| s.app.registry.room_now(&lonely.as_str().into()).is_none()).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
-        s.app.registry.room(&"used".into()).is_some(),
+        s.app.registry.room_now(&"used".into()).is_some(),
         "a joined room is not unjoined"
     );
     s.stop().await;

@@ -152,12 +152,14 @@ async fn mailbox_send_and_hello_replay_without_off_by_one() {
         b.recv_text().await,
         "{\"payload\":3,\"seq\":2,\"type\":\"send\"}\n"
     );
-    // The mailbox goes with the room's last connection.
-    assert_eq!(server.app.nt.mailbox_rooms(), 1);
+    // The mailbox goes with the room's last connection: a new pair finds it empty.
     a.close().await;
     b.close().await;
     let app = server.app.clone();
-    eventually(|| app.nt.mailbox_rooms() == 0).await;
+    eventually(|| app.registry.room_now(&APP.into()).is_none()).await;
+    let (_a, mut b) = pair(&server).await;
+    b.send(json!({"type":"hello","deliveredUpTo":0})).await;
+    b.expect_silence(Duration::from_millis(150)).await;
     server.stop().await;
 }
 

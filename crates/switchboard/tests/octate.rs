@@ -158,8 +158,8 @@ async fn the_whole_seed_002_session_gives_each_peer_exactly_its_frames() {
 
     // Alice closing empties the room; it lingers for the grace period.
     a.close().await;
-    eventually(|| server.app.registry.stats().peers == 0).await;
-    assert_eq!(server.app.registry.stats().rooms, 1);
+    eventually(|| server.app.registry.stats_now().peers == 0).await;
+    assert_eq!(server.app.registry.stats_now().rooms, 1);
     server.stop().await;
 }
 
@@ -495,7 +495,7 @@ async fn empty_rooms_are_removed_after_the_grace_and_idle_rooms_closed() {
     let v = a.recv().await;
     assert_eq!(v["type"], "room-closed", "{v}");
     assert_eq!(v["data"]["reason"], "inactive");
-    eventually(|| server.app.registry.stats().rooms == 0).await;
+    eventually(|| server.app.registry.stats_now().rooms == 0).await;
 
     // Empty: a room whose last peer left goes after the grace, not before.
     let mut c = authed(&server, "carol", "r3").await;
@@ -505,13 +505,13 @@ async fn empty_rooms_are_removed_after_the_grace_and_idle_rooms_closed() {
     c.send(json!({"type":"leave-room","roomId":"r3","userId":"carol"}))
         .await;
     c.recv_type("peer-left").await;
-    assert!(server.app.registry.room(&"r3".into()).is_some());
+    assert!(server.app.registry.room_now(&"r3".into()).is_some());
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
-        server.app.registry.room(&"r3".into()).is_some(),
+        server.app.registry.room_now(&"r3".into()).is_some(),
         "kept during the grace"
     );
-    eventually(|| server.app.registry.room(&"r3".into()).is_none()).await;
+    eventually(|| server.app.registry.room_now(&"r3".into()).is_none()).await;
     server.stop().await;
 }
 

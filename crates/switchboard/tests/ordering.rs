@@ -68,7 +68,7 @@ async fn join(s: &TestServer, dialect: Dialect, room: &str, id: &'static str) ->
         eventually(|| {
             s.app
                 .registry
-                .room(&room_id.as_str().into())
+                .room_now(&room_id.as_str().into())
                 .is_some_and(|r| r.members.iter().any(|m| m.id.as_str() == id))
         })
         .await;

@@ -178,7 +178,7 @@ async fn idle_room_expires_after_room_ttl() {
         Some((1000, "room closed for inactivity".into()))
     );
     let app = server.app.clone();
-    eventually(|| app.registry.room(&"ttl".into()).is_none()).await;
+    eventually(|| app.registry.room_now(&"ttl".into()).is_none()).await;
     server.stop().await;
 }
 
@@ -316,7 +316,7 @@ async fn the_seed_004_series_count_the_rendezvous_protocol() {
     assert_eq!(series(&m, r#"nt_ws_messages_total{type="leave"}"#), 1.0);
     assert_eq!(series(&m, "nt_peers_active"), 1.0);
     drop(a);
-    eventually(|| server.app.registry.room(&"metrics".into()).is_none()).await;
+    eventually(|| server.app.registry.room_now(&"metrics".into()).is_none()).await;
     let m = scrape(&server).await;
     assert_eq!(series(&m, "nt_rooms_active"), 0.0);
     assert_eq!(series(&m, "nt_peers_active"), 0.0);

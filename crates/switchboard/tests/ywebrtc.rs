@@ -57,7 +57,10 @@ async fn unsubscribe_and_close_leave_topics_and_empty_topics_are_removed() {
     let mut a = subscribed(&server, &["t"]).await;
     let mut b = subscribed(&server, &["t"]).await;
     let room = RoomId::new("y-webrtc/t");
-    assert_eq!(server.app.registry.room(&room).unwrap().members.len(), 2);
+    assert_eq!(
+        server.app.registry.room_now(&room).unwrap().members.len(),
+        2
+    );
 
     b.send(json!({"type":"unsubscribe","topics":["t"]})).await;
     b.send(json!({"type":"ping"})).await;
@@ -71,7 +74,7 @@ async fn unsubscribe_and_close_leave_topics_and_empty_topics_are_removed() {
 
     a.close().await;
     let app = server.app.clone();
-    eventually(|| app.registry.room(&room).is_none()).await;
+    eventually(|| app.registry.room_now(&room).is_none()).await;
     b.close().await;
     server.stop().await;
 }
@@ -80,12 +83,12 @@ async fn unsubscribe_and_close_leave_topics_and_empty_topics_are_removed() {
 async fn topics_never_collide_with_rooms_of_other_dialects() {
     let server = TestServer::start().await;
     let _a = subscribed(&server, &["r1"]).await;
-    assert!(server.app.registry.room(&RoomId::new("r1")).is_none());
+    assert!(server.app.registry.room_now(&RoomId::new("r1")).is_none());
     assert!(
         server
             .app
             .registry
-            .room(&RoomId::new("y-webrtc/r1"))
+            .room_now(&RoomId::new("y-webrtc/r1"))
             .is_some()
     );
     server.stop().await;
@@ -121,7 +124,7 @@ async fn malformed_frames_get_error_frames_and_the_connection_survives() {
         server
             .app
             .registry
-            .room(&RoomId::new("y-webrtc/ok"))
+            .room_now(&RoomId::new("y-webrtc/ok"))
             .is_some()
     );
     server.stop().await;
@@ -147,6 +150,6 @@ async fn a_connection_may_hold_at_most_64_topics() {
         .await;
     let e = c.recv_type("error").await;
     assert_eq!(e["code"], "too_many_topics");
-    assert_eq!(server.app.registry.stats().rooms, 64);
+    assert_eq!(server.app.registry.stats_now().rooms, 64);
     server.stop().await;
 }

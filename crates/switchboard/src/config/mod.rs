@@ -497,6 +497,7 @@ impl Config {
             max_peers_per_room: self.max_peers_per_room,
             max_rooms: self.max_rooms,
             outbox_capacity: self.outbox_capacity,
+            ..switchboard_core::Limits::default()
         }
     }
 }

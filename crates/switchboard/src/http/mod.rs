@@ -1,83 +1,106 @@
-//! The HTTP API (JSON everywhere): the OctateCode monitoring, auth, room and maintenance
-//! endpoints, in the shapes of seeds 000–002 (where the seed and the original code disagree,
-//! the response carries both shapes when that costs nothing; see `docs/PROTOCOL.md`).
+//! Everything HTTP: one small router file per API, and the assembly of the three
+//! listeners' routers with the layers they share.
 //!
-//! | Route | Auth in production |
+//! | Module | Serves |
 //! |---|---|
-//! | `GET /`, `/api/health` (`/health`), `/api/info` (`/info`) | none |
-//! | `GET /api/stats` (`/stats`) | admin |
-//! | `POST /api/auth/token` | admin |
-//! | `POST /api/auth/validate` | none |
-//! | `GET/POST /api/rooms`, `GET/DELETE /api/rooms/{id}`, `…/stats`, `…/peers` | admin |
-//! | `POST /api/maintenance/cleanup`, `POST /api/maintenance/gc` | admin |
+//! | [`upgrade`] | the WebSocket endpoints: `/` and `/signaling` (OctateCode), `/ws` (rendezvous and nt), `/y-webrtc`; OctateCode on any path of `SIGNALING_PORT` |
+//! | [`api`] | the OctateCode API on `PORT` (`/api/*`) |
+//! | [`vibe`] | the Vibe REST API on `SOCKETIO_PORT` (`/health`, `/api/rooms`) |
+//! | [`rendezvous`] | nt-backend-wrtc's `/rendezvous/code` and `/rendezvous/redeem` |
+//! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`error`] | `ApiError`, the JSON error body every route uses |
 //!
-//! "Admin" means `Authorization: Bearer <ADMIN_API_KEY>`; in development these are open.
+//! Socket.io itself (`/socket.io/`) is a layer from [`crate::transport::socketio`].
 
+pub mod api;
 pub mod error;
+pub mod probes;
+pub mod rendezvous;
+pub mod upgrade;
+pub mod vibe;
 
-use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use switchboard_core::{CreateOptions, JoinError, RoomId, SweepPolicy, unix_millis};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::routing::{any, get};
+use serde_json::json;
+use switchboard_core::JoinError;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::trace::TraceLayer;
 
-use self::error::{ApiError, JsonBody};
-use crate::client_ip::ClientIp;
-use crate::memory::{self, Pressure};
-use crate::protocol::octate::{PeerInfo, RoomMetadata};
+use self::error::ApiError;
 use crate::state::AppState;
+use crate::{client_ip, rate, transport};
 
-const NAME: &str = "Switchboard";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The API routes (without the WebSocket routes, which `lib.rs` adds).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/health", get(health))
-        .route("/api/stats", get(stats))
-        .route("/stats", get(stats))
-        .route("/api/info", get(info))
-        .route("/info", get(info))
-        .route("/api/auth/token", post(issue_token))
-        .route("/api/auth/validate", post(validate_token))
-        .route("/api/rooms", get(list_rooms).post(create_room))
-        .route("/api/rooms/{room_id}", get(get_room).delete(delete_room))
-        .route("/api/rooms/{room_id}/stats", get(room_stats))
-        .route("/api/rooms/{room_id}/peers", get(room_peers))
-        .route("/api/maintenance/cleanup", post(cleanup))
-        .route("/api/maintenance/gc", post(gc))
-        .route("/api/ice-servers", get(ice_servers))
+/// The layers every listener shares, innermost first: the request body limit, the
+/// per-client HTTP rate limit, the client address (which the rate limit reads, so it runs
+/// first), CORS and request tracing.
+fn common_layers(router: Router<AppState>, app: AppState) -> Router {
+    let body_limit = app.config.max_frame_bytes.get().max(16 << 10);
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            rate::http_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            client_ip::resolve_layer,
+        ))
+        .layer(cors(&app.config))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct IceServersQuery {
-    #[serde(default)]
-    user_id: Option<String>,
+fn cors(config: &crate::Config) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
+    if config.cors_origins.is_empty() {
+        base.allow_origin(Any)
+    } else {
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        base.allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+    }
 }
 
-/// `GET /api/ice-servers[?userId=]`: STUN/TURN servers with TURN REST credentials.
-async fn ice_servers(
-    State(app): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<IceServersQuery>,
-) -> Json<Value> {
-    Json(crate::turn::response(&app.config, q.user_id.as_deref()))
+/// `PORT`'s router: API, probes, and every WebSocket endpoint (Socket.io included).
+pub fn http_app(app: AppState) -> Router {
+    let routes = Router::new()
+        .route("/", get(upgrade::root))
+        .route("/signaling", any(upgrade::octate))
+        .route("/ws", any(upgrade::ws))
+        .route("/y-webrtc", any(upgrade::ywebrtc))
+        .merge(rendezvous::router())
+        .merge(api::router())
+        .merge(probes::router(&app.config.metrics_route))
+        .fallback(not_found)
+        .layer(transport::socketio::layer(app.clone()));
+    common_layers(routes, app)
 }
 
-/// `GET /` when the request is not a WebSocket upgrade.
-pub async fn root(State(app): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "name": NAME,
-        "status": "running",
-        "version": VERSION,
-        "rooms": app.registry.stats().rooms,
-        "docs": "/api/info",
-    }))
+/// `SIGNALING_PORT`'s router: OctateCode on any path.
+pub fn signaling_app(app: AppState) -> Router {
+    let routes = Router::new()
+        .route("/", any(upgrade::octate))
+        .route("/{*path}", any(upgrade::octate));
+    common_layers(routes, app)
+}
+
+/// `SOCKETIO_PORT`'s router: the Vibe REST API (seed 003) and Socket.io at `/socket.io/`.
+pub fn socketio_app(app: AppState) -> Router {
+    let routes = vibe::router().layer(transport::socketio::layer(app.clone()));
+    common_layers(routes, app)
 }
 
 /// JSON 404 for every unknown path.
@@ -86,7 +109,10 @@ pub async fn not_found(uri: Uri) -> ApiError {
 }
 
 /// Requires the admin key in production.
-pub(crate) fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+///
+/// # Errors
+/// 401 without a key, 403 with a wrong one.
+pub fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if !app.config.is_production() {
         return Ok(());
     }
@@ -105,285 +131,9 @@ pub(crate) fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), A
     }
 }
 
-fn mb(bytes: u64) -> f64 {
-    (bytes as f64 / 1_048_576.0 * 10.0).round() / 10.0
-}
-
-fn memory_json(app: &AppState) -> Value {
-    let rss = memory::current_rss();
-    json!({
-        "rss": rss,
-        "rssMB": mb(rss),
-        "heapUsed": mb(rss),
-        "warningMB": mb(app.config.memory_warning_bytes()),
-        "criticalMB": mb(app.config.memory_critical_bytes()),
-        "pressure": match app.memory.pressure() {
-            Pressure::Normal => "normal",
-            Pressure::Warning => "warning",
-            Pressure::Critical => "critical",
-        },
-    })
-}
-
-async fn health(State(app): State<AppState>) -> Json<Value> {
-    let s = app.registry.stats();
-    Json(json!({
-        "status": if app.shutdown.is_draining() { "draining" } else { "ok" },
-        "timestamp": unix_millis(),
-        "uptime": app.started.elapsed().as_millis() as u64,
-        "rooms": s.rooms,
-        "totalPeers": s.peers,
-        "memory": memory_json(&app),
-    }))
-}
-
-async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let s = app.registry.stats();
-    Ok(Json(json!({
-        "server": {
-            "uptime": app.started.elapsed().as_millis() as u64,
-            "startedAt": app.started_ms,
-            "activeRooms": s.rooms,
-            "totalConnections": s.peers,
-            "connectedClients": app.connections.open(),
-            "backplane": app.registry.backplane().name(),
-            "admittingRooms": !app.shutdown.is_draining() && !app.memory.is_critical(),
-        },
-        "memory": memory_json(&app),
-        "thresholds": {
-            "warning": mb(app.config.memory_warning_bytes()),
-            "critical": mb(app.config.memory_critical_bytes()),
-            "unit": "MB",
-        },
-        "limits": {
-            "maxPeersPerRoom": app.config.max_peers_per_room,
-            "maxRooms": app.config.max_rooms,
-            "maxFrameBytes": app.config.max_frame_bytes.get(),
-            "maxMessagesPerSecond": app.config.max_messages_per_second,
-            "maxConnectionsPerIp": app.config.max_connections_per_ip,
-            "maxConnections": app.config.max_connections,
-        },
-        "operations": {
-            "total": 0,
-            "perSecond": 0,
-            "note": "Operations are handled peer-to-peer via WebRTC data channels",
-        },
-        "timestamp": unix_millis(),
-    })))
-}
-
-async fn info(State(app): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "name": NAME,
-        "version": VERSION,
-        "description": "WebRTC signaling and rendezvous server",
-        "features": [
-            "Rooms with targeted SDP/ICE relay",
-            "JWT (HS256) authentication",
-            "Heartbeats, idle and empty room cleanup",
-            "Memory protection and limits",
-            "Prometheus metrics",
-        ],
-        "dialects": ["octate", "socketio", "rendezvous", "nt", "ywebrtc"],
-        "endpoints": [
-            "GET /api/health", "GET /api/stats", "GET /api/info",
-            "POST /api/auth/token", "POST /api/auth/validate",
-            "GET /api/rooms", "POST /api/rooms", "GET /api/rooms/{roomId}", "DELETE /api/rooms/{roomId}",
-            "GET /api/rooms/{roomId}/stats", "GET /api/rooms/{roomId}/peers",
-            "POST /api/maintenance/cleanup", "POST /api/maintenance/gc",
-            "GET /healthz", "GET /readyz", format!("GET {}", app.config.metrics_route),
-            "GET /api/ice-servers",
-            "WS / (SIGNALING_PORT, any path; /signaling on PORT)",
-            "Socket.io /socket.io/ (SOCKETIO_PORT and PORT)",
-            "GET /health, GET|POST /api/rooms, GET /api/rooms/{roomId} (SOCKETIO_PORT, seed 003 shapes)",
-            "WS /ws?room=CODE[&key=K] (seed 004 rendezvous)",
-            "WS /ws?appID=UUID&side=A|B (deployed nt-backend-wrtc)",
-            "POST /rendezvous/code, POST /rendezvous/redeem",
-            "WS /y-webrtc (y-webrtc signaling)",
-        ],
-    }))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct TokenRequest {
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    room_id: Option<String>,
-}
-
-async fn issue_token(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<TokenRequest>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let (Some(user), Some(room)) = (
-        body.user_id.filter(|s| !s.is_empty()),
-        body.room_id.filter(|s| !s.is_empty()),
-    ) else {
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "Missing required fields")
-                .code("missing_fields")
-                .with(json!({ "required": ["userId", "roomId"] })),
-        );
-    };
-    let issued = app.auth.issue(&user, &room);
-    let ttl = app.auth.ttl().as_secs();
-    Ok(Json(json!({
-        "status": "success",
-        "token": issued.token,
-        "userId": user,
-        "roomId": room,
-        "expiresIn": ttl,
-        "expiresAt": issued.claims.exp * 1000,
-        "message": "Use this token when connecting to WebSocket signaling server",
-        "timestamp": unix_millis(),
-    })))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ValidateRequest {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    room_id: Option<String>,
-}
-
-async fn validate_token(
-    State(app): State<AppState>,
-    JsonBody(body): JsonBody<ValidateRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let Some(token) = body.token.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Missing token").code("missing_fields"));
-    };
-    let result = match (body.user_id.as_deref(), body.room_id.as_deref()) {
-        (Some(u), Some(r)) => app.auth.verify_for(&token, u, r),
-        _ => app.auth.verify(&token).and_then(|c| {
-            if body.user_id.as_deref().is_some_and(|u| u != c.sub) {
-                Err(crate::auth::TokenError::UserMismatch)
-            } else if body.room_id.as_deref().is_some_and(|r| r != c.room) {
-                Err(crate::auth::TokenError::RoomMismatch(c.room))
-            } else {
-                Ok(c)
-            }
-        }),
-    };
-    match result {
-        Ok(c) => Ok(Json(json!({
-            "valid": true,
-            "userId": c.sub,
-            "roomId": c.room,
-            "expiresAt": c.exp * 1000,
-            "timestamp": unix_millis(),
-        }))),
-        Err(e) => Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
-            .code(e.code())
-            .with(json!({ "valid": false }))),
-    }
-}
-
-async fn list_rooms(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let rooms = app.registry.rooms();
-    let list: Vec<Value> = rooms
-        .iter()
-        .map(|r| {
-            let m = RoomMetadata::from_snapshot(r);
-            let mut v = serde_json::to_value(&m).expect("metadata serialises");
-            if let Some(o) = v.as_object_mut() {
-                o.remove("peers");
-            }
-            v
-        })
-        .collect();
-    Ok(Json(
-        json!({ "count": list.len(), "rooms": list, "timestamp": unix_millis() }),
-    ))
-}
-
-/// Both body shapes: the seed's camelCase and the original code's snake_case.
-#[derive(Deserialize, Default)]
-struct CreateRoomRequest {
-    #[serde(default, rename = "roomId")]
-    room_id_camel: Option<String>,
-    #[serde(default)]
-    room_id: Option<String>,
-    #[serde(default, rename = "roomName")]
-    room_name_camel: Option<String>,
-    #[serde(default)]
-    room_name: Option<String>,
-    #[serde(default, rename = "hostId")]
-    host_id_camel: Option<String>,
-    #[serde(default)]
-    host_id: Option<String>,
-    #[serde(default, rename = "hostName")]
-    host_name: Option<String>,
-    #[serde(default, rename = "fileId")]
-    file_id: Option<String>,
-}
-
-async fn create_room(
-    State(app): State<AppState>,
-    client: ClientIp,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<CreateRoomRequest>,
-) -> Result<Response, ApiError> {
-    require_admin(&app, &headers)?;
-    let snake = body.room_id.is_some();
-    let Some(id) = body
-        .room_id_camel
-        .or(body.room_id)
-        .filter(|s| !s.is_empty())
-    else {
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "Missing roomId (or room_id)")
-                .code("missing_fields"),
-        );
-    };
-    if id.len() > 256 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "roomId is longer than 256 characters",
-        ));
-    }
-    let mut attributes = Vec::new();
-    if let Some(f) = body.file_id {
-        attributes.push(("fileId".into(), f.into()));
-    }
-    let opts = CreateOptions {
-        name: body.room_name_camel.or(body.room_name).map(Into::into),
-        host: body
-            .host_id_camel
-            .or(body.host_id)
-            .map(|h| h.as_str().into()),
-        host_name: body.host_name.map(Into::into),
-        attributes,
-        creator: Some(client.0),
-        ..CreateOptions::default()
-    };
-    let snapshot = app
-        .registry
-        .create_room(RoomId::new(&id), opts)
-        .map_err(|e| creation_error(&app, &e))?;
-    let meta =
-        serde_json::to_value(RoomMetadata::from_snapshot(&snapshot)).expect("metadata serialises");
-    let body = if snake {
-        json!({ "message": "Room created", "data": meta, "timestamp": unix_millis() })
-    } else {
-        let mut m = meta;
-        m["timestamp"] = json!(unix_millis());
-        m
-    };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+/// 503 for a membership service that cannot answer.
+pub fn unavailable(e: &JoinError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).code("unavailable")
 }
 
 /// How a refused room creation reads over HTTP, on every port.
@@ -413,127 +163,7 @@ pub fn creation_error(app: &AppState, e: &JoinError) -> ApiError {
             )
             .code("overloaded")
         }
+        JoinError::Unavailable(_) => unavailable(e),
         other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
     }
-}
-
-fn room_or_404(app: &AppState, id: &str) -> Result<switchboard_core::RoomSnapshot, ApiError> {
-    app.registry
-        .room(&RoomId::new(id))
-        .ok_or_else(|| ApiError::room_not_found(id))
-}
-
-fn room_stats_json(r: &switchboard_core::RoomSnapshot) -> Value {
-    json!({
-        "roomId": r.id.as_str(),
-        "peerCount": r.members.len(),
-        "operationCount": 0,
-        "bandwidth": { "sent": 0, "received": 0, "note": "Bandwidth flows peer-to-peer via WebRTC" },
-        "createdAt": r.created_at_ms,
-        "lastActivity": r.last_activity_ms,
-    })
-}
-
-async fn get_room(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(room_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let r = room_or_404(&app, &room_id)?;
-    let meta = serde_json::to_value(RoomMetadata::from_snapshot(&r)).expect("metadata serialises");
-    // The seed documents RoomMetadata itself; the original code wrapped it as
-    // {metadata, stats}. Serve both in one object.
-    let mut body = meta.clone();
-    body["metadata"] = meta;
-    body["stats"] = room_stats_json(&r);
-    body["timestamp"] = json!(unix_millis());
-    Ok(Json(body))
-}
-
-async fn delete_room(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(room_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let r = room_or_404(&app, &room_id)?;
-    app.registry.delete_room(&r.id);
-    Ok(Json(json!({
-        "message": "Room deleted",
-        "roomId": room_id,
-        "disconnectedPeers": r.members.len(),
-        "timestamp": unix_millis(),
-    })))
-}
-
-async fn room_stats(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(room_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let r = room_or_404(&app, &room_id)?;
-    let mut body = room_stats_json(&r);
-    body["timestamp"] = json!(unix_millis());
-    Ok(Json(body))
-}
-
-async fn room_peers(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(room_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let r = room_or_404(&app, &room_id)?;
-    let peers: Vec<PeerInfo<'_>> = r.members.iter().map(PeerInfo::from_member).collect();
-    Ok(Json(json!({
-        "roomId": r.id.as_str(),
-        "peerCount": peers.len(),
-        "peers": peers,
-        "timestamp": unix_millis(),
-    })))
-}
-
-/// The sweep as the cleanup task and `POST /api/maintenance/cleanup` run it.
-pub fn sweep_policy(app: &AppState, force_empty: bool) -> SweepPolicy {
-    SweepPolicy {
-        empty_grace: app.config.empty_room_grace.get(),
-        unjoined_ttl: app.config.unjoined_room_ttl.get(),
-        inactivity_timeout: app.config.room_inactivity_timeout.get(),
-        force_empty,
-    }
-}
-
-async fn cleanup(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let before = app.registry.stats();
-    let report = app.registry.sweep(sweep_policy(&app, true));
-    let after = app.registry.stats();
-    Ok(Json(json!({
-        "message": "Cleanup triggered",
-        "before": { "rooms": before.rooms, "peers": before.peers },
-        "after": { "rooms": after.rooms, "peers": after.peers },
-        "cleaned": report.empty_removed + report.idle_closed,
-        "emptyRoomsRemoved": report.empty_removed,
-        "idleRoomsClosed": report.idle_closed,
-        "timestamp": unix_millis(),
-    })))
-}
-
-async fn gc(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    let before = memory::current_rss();
-    let released = memory::release_free_memory();
-    let after = memory::current_rss();
-    Ok(Json(json!({
-        "message": "Garbage collection triggered",
-        "before": mb(before),
-        "after": mb(after),
-        "freed": mb(before.saturating_sub(after)),
-        "released": released,
-        "unit": "MB",
-        "note": "Returns freed allocator memory to the operating system (malloc_trim)",
-        "timestamp": unix_millis(),
-    })))
 }

@@ -1,5 +1,5 @@
 //! Transports: the only code that touches sockets. [`ws`] drives a WebSocket connection for
-//! any [`Session`](crate::protocol::Session); Socket.io brings its own transport through
-//! socketioxide.
+//! any dialect codec; [`socketio`] wires socketioxide's sockets to the same command layer.
 
+pub mod socketio;
 pub mod ws;

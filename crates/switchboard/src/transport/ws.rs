@@ -1,29 +1,38 @@
 //! The WebSocket connection driver shared by every WebSocket dialect.
 //!
-//! Admission ([`crate::admission`]) has run before the upgrade. After it one task per connection runs [`drive`]: it reads
-//! frames, enforces the frame-size and message-rate limits, hands text to the session,
-//! drains the connection's bounded outbox to the socket (a batch at a time, one flush per
-//! batch), pings on an interval (first ping jittered) and closes a peer that went silent.
-//! Reading and writing share one task on purpose: an idle connection then costs one task
-//! and no lock between halves. A write that stalls is bounded by [`WRITE_TIMEOUT`].
+//! Admission ([`crate::admission`]) has run before the upgrade. After it, one task per
+//! connection runs [`drive`], which loops over four steps, each a method of [`Connection`]:
 //!
-//! Every way out of [`drive`] drops the session, and with it the peer's room membership, so
-//! the room hears `peer-left` exactly once.
+//! - [`read`](Connection::read): one message from the socket → size and rate limits →
+//!   the codec decodes it → the command layer applies it → the codec renders the reply or
+//!   refusal into the connection's own outbox (behind the events already queued there);
+//! - [`write_batch`](Connection::write_batch): up to [`WRITE_BATCH`] queued events and
+//!   replies rendered by the codec and written with one flush, under one deadline;
+//! - [`tick`](Connection::tick): the ping interval: liveness and the next ping;
+//! - the authentication deadline and shutdown.
+//!
+//! Reading and writing share one task on purpose: an idle connection then costs one task
+//! and no lock between halves. A write that stalls is bounded by [`WRITE_TIMEOUT`], and by
+//! a close request. Every way out drops the session, and with it the peer's rooms, so each
+//! room hears `peer-left` exactly once, before the close frame goes out.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
+use prometheus_client::metrics::counter::Counter;
 use rand::Rng;
 use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, outbox};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
 use crate::admission::ConnectionSlot;
-use crate::metrics::DialectLabel;
-use crate::protocol::{Context, Flow, Session};
+use crate::command::{self, Applied, Command, CommandError, Reply, Session};
+use crate::dialect::{Codec, Observation, Out, close, nt::OPEN};
+use crate::metrics::{DialectLabel, DirectionLabels};
 use crate::rate::{MessageLimit, Verdict};
 use crate::state::AppState;
 
@@ -32,30 +41,14 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection waits for the client's half of the closing handshake.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Frames written per flush at most.
-const WRITE_BATCH: usize = 64;
+pub const WRITE_BATCH: usize = 64;
 
-/// WebSocket close codes used across dialects (RFC 6455 §7.4.1).
-pub mod close {
-    /// Normal closure.
-    pub const NORMAL: u16 = 1000;
-    /// Server going away (shutdown).
-    pub const GOING_AWAY: u16 = 1001;
-    /// Policy violation (auth, limits, protocol misuse).
-    pub const POLICY: u16 = 1008;
-    /// Message too big.
-    pub const TOO_BIG: u16 = 1009;
-    /// Internal error.
-    pub const INTERNAL: u16 = 1011;
-    /// Try again later (overloaded).
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-}
-
-/// Upgrades an admitted request and runs `session` on the socket as a tracked task.
-pub fn upgrade<S: Session>(
+/// Upgrades an admitted request and runs `codec`'s dialect on the socket as a tracked task.
+pub fn upgrade<C: Codec>(
     app: AppState,
     ws: WebSocketUpgrade,
     slot: ConnectionSlot,
-    session: S,
+    codec: C,
 ) -> Response {
     let hard_cap = app.config.hard_frame_cap();
     let tracker = app.shutdown.tracker().clone();
@@ -65,13 +58,428 @@ pub fn upgrade<S: Session>(
         .read_buffer_size(app.config.ws_read_buffer.get())
         .write_buffer_size(app.config.ws_write_buffer.get());
     // axum keeps this closure inside the connection's task for the task's whole life (even
-    // after calling it), so it carries one pointer to the session rather than the session:
-    // 128 bytes less per connection (see BENCHMARKS.md, idle memory).
-    let parts = Box::new((app, session, slot));
+    // after calling it), so it carries one pointer to the codec rather than the codec: less
+    // memory per connection (see BENCHMARKS.md, idle memory).
+    let parts = Box::new((app, codec, slot));
     ws.on_upgrade(move |socket| {
-        let (app, session, slot) = *parts;
-        tracker.track_future(drive(app, socket, session, slot))
+        let (app, codec, slot) = *parts;
+        tracker.track_future(drive(app, socket, codec, slot))
     })
+}
+
+/// What a step decided.
+enum Step {
+    /// Keep going.
+    Continue,
+    /// Close with this code and reason.
+    Close(u16, Cow<'static, str>),
+    /// The socket is gone (or failed): stop without a close frame.
+    Gone,
+    /// The client sent its close frame: answer it, then stop.
+    ClientClosed,
+}
+
+impl Step {
+    fn close(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Close(code, reason.into())
+    }
+}
+
+/// One connection: its socket, its codec, its session in the command layer, its outbox.
+struct Connection<C> {
+    app: AppState,
+    socket: WebSocket,
+    codec: C,
+    session: Session,
+    outbox: OutboxReceiver,
+    rate: MessageLimit,
+    conn: ConnId,
+    /// Liveness is judged per ping interval: a frame only sets `seen` (no clock read per
+    /// message); each tick turns `seen` into a timestamp.
+    seen: bool,
+    last_seen: Instant,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
+/// Runs one connection to its end.
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
+/// stores its arguments twice in its future (once as captured, once as locals), which cost
+/// every connection another ~500 bytes (the socket alone is 368). The block uses its captures
+/// in place.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn drive<C: Codec>(
+    app: AppState,
+    socket: WebSocket,
+    codec: C,
+    slot: ConnectionSlot,
+) -> impl Future<Output = ()> + Send {
+    // Everything the connection keeps is built here, outside the task's future, so that the
+    // future holds each piece once (moving a captured socket into a struct inside the block
+    // would leave its 368 bytes reserved twice).
+    let conn = ConnId::next();
+    let label = DialectLabel { dialect: C::NAME };
+    app.metrics.connections.get_or_create(&label).inc();
+    let active = app.metrics.connections_active.get_or_create(&label).clone();
+    let (handle, outbox) = outbox(conn, C::TAG, app.config.outbox_capacity);
+    let counter = |direction| {
+        app.metrics
+            .bytes
+            .get_or_create(&DirectionLabels { direction })
+            .clone()
+    };
+    let mut c = Connection {
+        session: Session::new(handle, slot.ip()),
+        rate: MessageLimit::new(app.config.max_messages_per_second),
+        bytes_in: counter("in"),
+        bytes_out: counter("out"),
+        app,
+        socket,
+        codec,
+        outbox,
+        conn,
+        seen: false,
+        last_seen: Instant::now(),
+    };
+    async move {
+        active.inc();
+        tracing::debug!(conn = %c.conn, dialect = C::NAME, "connection open");
+        let ping_every = c.codec.ping_interval(&c.app.config);
+        let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
+        let mut ping = interval_at(
+            Instant::now() + ping_every / 2 + Duration::from_millis(jitter),
+            ping_every,
+        );
+        // Boxed, and only when there is a deadline: a `Sleep` is ~100 bytes an idle peer would
+        // otherwise carry for its whole life.
+        let mut deadline = c.codec.needs_establishing(&c.app.config).then(|| {
+            Box::pin(sleep_until(
+                Instant::now() + c.app.config.auth_timeout.get(),
+            ))
+        });
+        // Futures that live for the whole connection are pinned once: re-creating the close
+        // future every iteration would register and deregister a waiter per message.
+        let shutdown = c.app.shutdown.token().clone();
+        let shutdown = shutdown.cancelled();
+        tokio::pin!(shutdown);
+        let mut step = Box::pin(c.open()).await;
+        while let Step::Continue = step {
+            step = tokio::select! {
+                biased;
+                () = &mut shutdown => Step::close(close_for(CloseReason::Shutdown), CloseReason::Shutdown.as_str()),
+                received = c.outbox.recv() => match received {
+                    Received::Item(item) => Box::pin(c.write_batch(item)).await,
+                    Received::Closed(reason) => {
+                        if reason == CloseReason::SlowConsumer {
+                            c.app.metrics.slow_consumers.inc();
+                        }
+                        Step::close(close_for(reason), reason.as_str())
+                    }
+                },
+                msg = c.socket.recv() => 'read: {
+                    let (command, label, len) = match c.read(msg) {
+                        Read::Done(step) => break 'read step,
+                        Read::Apply { command, label, len } => (command, label, len),
+                    };
+                    // On one node every message's command is done at once; only what waits
+                    // on the membership service is awaited, boxed, so that the connection's
+                    // future carries no command state while it is idle.
+                    let result = match c.session.apply(&c.app, command) {
+                        Applied::Done(r) => r,
+                        Applied::Later(pending) => pending.await,
+                    };
+                    c.applied(label, len, &result)
+                },
+                _ = ping.tick() => Box::pin(c.tick()).await,
+                () = async { deadline.as_mut().expect("guarded by the branch condition").await }, if deadline.is_some() && !c.codec.established() => {
+                    c.app.metrics.error("auth_timeout");
+                    Step::close(close::POLICY, "authentication timeout")
+                }
+            };
+        }
+        let end = match step {
+            Step::Close(code, reason) => Some((code, reason)),
+            Step::ClientClosed => {
+                // tungstenite has queued the closing handshake's reply; send it.
+                let _ = Box::pin(timeout(Duration::from_secs(1), c.socket.flush())).await;
+                None
+            }
+            Step::Continue | Step::Gone => None,
+        };
+        Box::pin(c.finish(end)).await;
+        active.dec();
+        // The connection's slot (per-IP and total counts) is released last.
+        drop(slot);
+        tracing::debug!(conn = %c.conn, "connection closed");
+    }
+}
+
+/// What [`Connection::read`] made of a message. A value that is matched at once and never
+/// kept: boxing the command to even out the variants would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    /// Handled (a control frame, a refusal).
+    Done(Step),
+    /// A command to apply, then finish with [`Connection::applied`].
+    Apply {
+        command: Command,
+        label: &'static str,
+        len: usize,
+    },
+}
+
+impl<C: Codec> Connection<C> {
+    /// What the dialect does on connect (nt joins its room; rendezvous checks its key).
+    async fn open(&mut self) -> Step {
+        let result = match self.codec.open() {
+            Ok(None) => return Step::Continue,
+            Ok(Some(cmd)) => self.session.apply(&self.app, cmd).outcome().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            command::count(&self.app, e);
+        }
+        self.codec.observe(
+            &self.app.metrics,
+            Observation::Applied {
+                label: OPEN,
+                len: 0,
+                result: &result,
+            },
+        );
+        self.answer(&result)
+    }
+
+    /// One message from the socket: control frames, limits, decoding.
+    fn read(&mut self, msg: Option<Result<Message, axum::Error>>) -> Read {
+        let msg = match msg {
+            None => return Read::Done(Step::Gone),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                let too_big = matches!(
+                    &e.into_inner()
+                        .downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+                    Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+                );
+                if !too_big {
+                    return Read::Done(Step::Gone);
+                }
+                self.app.metrics.limit("frame_size");
+                return Read::Done(Step::close(close::TOO_BIG, "message too big"));
+            }
+        };
+        self.seen = true;
+        let (binary, data) = match msg {
+            Message::Text(t) => (false, Bytes::from(t)),
+            Message::Binary(b) => (true, b),
+            Message::Ping(_) => return Read::Done(Step::Continue),
+            Message::Pong(echo) => {
+                if let Some(rtt) = ping_rtt(&echo) {
+                    self.app.metrics.ws_rtt.observe(rtt);
+                    self.codec.observe(&self.app.metrics, Observation::Rtt(rtt));
+                }
+                return Read::Done(Step::Continue);
+            }
+            Message::Close(_) => return Read::Done(Step::ClientClosed),
+        };
+        self.bytes_in.inc_by(data.len() as u64);
+        self.codec
+            .observe(&self.app.metrics, Observation::FrameIn(data.len()));
+        let max = self.app.config.max_frame_bytes.get();
+        let refusal = if data.len() > max {
+            Some(CommandError::FrameTooLarge {
+                len: data.len(),
+                max,
+            })
+        } else {
+            match self.rate.check() {
+                Verdict::Allow => None,
+                Verdict::Refuse => Some(CommandError::RateLimited),
+                Verdict::Close => {
+                    self.app.metrics.limit("rate");
+                    return Read::Done(Step::close(close::POLICY, "rate limit exceeded"));
+                }
+            }
+        };
+        if let Some(e) = refusal {
+            command::count(&self.app, &e);
+            return Read::Done(self.answer(&Err(e)));
+        }
+        let decoded = self.codec.decode(&data, binary);
+        let (label, len) = (decoded.label, data.len());
+        self.app.metrics.message(C::NAME, label);
+        match decoded.command {
+            Ok(command) => Read::Apply {
+                command,
+                label,
+                len,
+            },
+            Err(e) => Read::Done(self.applied(label, len, &Err(e))),
+        }
+    }
+
+    /// A message's command is done: count, observe, answer.
+    fn applied(
+        &mut self,
+        label: &'static str,
+        len: usize,
+        result: &Result<Reply, CommandError>,
+    ) -> Step {
+        if let Err(e) = result {
+            command::count(&self.app, e);
+        }
+        self.codec.observe(
+            &self.app.metrics,
+            Observation::Applied { label, len, result },
+        );
+        self.answer(result)
+    }
+
+    /// Renders a command's reply or refusal into the connection's own outbox, so that it
+    /// goes out in order with the events queued before it.
+    fn answer(&mut self, result: &Result<Reply, CommandError>) -> Step {
+        let out = match result {
+            Ok(reply) => self.codec.encode_reply(reply),
+            Err(e) => self.codec.encode_error(e),
+        };
+        match out {
+            Out::None => Step::Continue,
+            Out::Frame(f) => self.queue(f),
+            Out::Frames(frames) => {
+                for f in frames {
+                    if let Step::Close(code, reason) = self.queue(f) {
+                        return Step::Close(code, reason);
+                    }
+                }
+                Step::Continue
+            }
+            Out::Close {
+                frame,
+                code,
+                reason,
+            } => {
+                if let Some(f) = frame {
+                    self.queue(f);
+                }
+                Step::Close(code, reason)
+            }
+        }
+    }
+
+    fn queue(&mut self, frame: Bytes) -> Step {
+        let handle = self.session.handle();
+        if handle
+            .try_deliver(Outbound::Frame(Box::new(frame)))
+            .is_err()
+        {
+            // Our own outbox is full: we are the slow consumer.
+            handle.close(CloseReason::SlowConsumer);
+        }
+        Step::Continue
+    }
+
+    /// Renders up to a batch of queued items, then writes them with one flush under one
+    /// deadline (a timer per batch, not per frame). The batch is heap-allocated per batch so
+    /// that an idle peer's task stays small.
+    async fn write_batch(&mut self, first: Outbound) -> Step {
+        let mut frames: Vec<Message> = Vec::new();
+        let mut end = Step::Continue;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            let out = match item {
+                Outbound::Frame(b) => Out::Frame(*b),
+                Outbound::Event(env) => {
+                    self.session.observe(&env.event);
+                    let out = self.codec.encode_event(&env);
+                    if out != Out::None {
+                        self.app
+                            .metrics
+                            .relay_latency
+                            .observe(env.queued_at.elapsed().as_secs_f64());
+                    }
+                    out
+                }
+            };
+            match out {
+                Out::None => {}
+                Out::Frame(f) => self.push_frame(&mut frames, f),
+                Out::Frames(fs) => fs.into_iter().for_each(|f| self.push_frame(&mut frames, f)),
+                Out::Close {
+                    frame,
+                    code,
+                    reason,
+                } => {
+                    if let Some(f) = frame {
+                        self.push_frame(&mut frames, f);
+                    }
+                    end = Step::Close(code, reason);
+                    break;
+                }
+            }
+            if frames.len() < WRITE_BATCH {
+                next = self.outbox.try_recv();
+            }
+        }
+        if frames.is_empty() {
+            return end;
+        }
+        let written = interruptible(
+            &self.app,
+            &mut self.outbox,
+            write_all(&mut self.socket, &mut frames),
+        )
+        .await;
+        if written.map_or(true, |r| r.is_err()) {
+            if self.session.handle().close_reason() == Some(CloseReason::SlowConsumer) {
+                self.app.metrics.slow_consumers.inc();
+            }
+            return Step::Gone;
+        }
+        end
+    }
+
+    fn push_frame(&self, frames: &mut Vec<Message>, f: Bytes) {
+        self.bytes_out.inc_by(f.len() as u64);
+        self.codec
+            .observe(&self.app.metrics, Observation::FrameOut(f.len()));
+        frames.push(to_text(f));
+    }
+
+    /// The ping interval: a peer silent for longer than `PEER_HEARTBEAT_TIMEOUT` is gone;
+    /// otherwise it gets a ping.
+    async fn tick(&mut self) -> Step {
+        if std::mem::take(&mut self.seen) {
+            self.last_seen = Instant::now();
+        }
+        if self.last_seen.elapsed() > self.app.config.peer_heartbeat_timeout.get() {
+            self.app.metrics.error("heartbeat_timeout");
+            return Step::close(close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str());
+        }
+        match timeout(
+            WRITE_TIMEOUT,
+            self.socket.send(Message::Ping(ping_payload())),
+        )
+        .await
+        {
+            Ok(Ok(())) => Step::Continue,
+            _ => Step::Gone,
+        }
+    }
+
+    /// Leaves every room, then closes: the others hear `peer-left` even if this client
+    /// never reads its close frame. What is already queued for the peer (a final error reply)
+    /// goes out before the close frame.
+    async fn finish(&mut self, end: Option<(u16, Cow<'static, str>)>) {
+        self.session.leave_all();
+        if let Some((code, reason)) = end {
+            while let Some(Outbound::Frame(b)) = self.outbox.try_recv() {
+                let _ = timeout(Duration::from_secs(1), self.socket.feed(to_text(*b))).await;
+            }
+            tracing::debug!(conn = %self.conn, code, %reason, "closing connection");
+            send_close(&mut self.socket, code, reason).await;
+        }
+    }
 }
 
 /// Bounds a write by [`WRITE_TIMEOUT`], by a close request and by shutdown: a peer whose
@@ -151,229 +559,13 @@ fn ping_rtt(echo: &[u8]) -> Option<f64> {
     (rtt < 60_000_000_000).then(|| rtt as f64 / 1e9)
 }
 
-fn close_for(reason: CloseReason) -> u16 {
+/// The close code for a reason the core gives.
+pub fn close_for(reason: CloseReason) -> u16 {
     match reason {
         CloseReason::Shutdown => close::GOING_AWAY,
         CloseReason::SlowConsumer => close::POLICY,
         CloseReason::HeartbeatTimeout => close::GOING_AWAY,
         CloseReason::RoomDeleted | CloseReason::RoomInactive => close::NORMAL,
-    }
-}
-
-/// Runs one connection to its end.
-///
-/// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
-/// stores its arguments twice in its future (once as captured, once as locals), which cost
-/// every connection another ~500 bytes (the socket alone is 368). The block uses its captures
-/// in place.
-#[allow(clippy::manual_async_fn)] // on purpose: see above
-pub fn drive<S: Session>(
-    app: AppState,
-    mut socket: WebSocket,
-    mut session: S,
-    slot: ConnectionSlot,
-) -> impl Future<Output = ()> + Send {
-    async move {
-        let conn = ConnId::next();
-        let label = DialectLabel { dialect: S::NAME };
-        app.metrics.connections.get_or_create(&label).inc();
-        let active = app.metrics.connections_active.get_or_create(&label).clone();
-        active.inc();
-        let (handle, mut outbox_rx) = outbox(conn, S::TAG, app.config.outbox_capacity);
-        tracing::debug!(%conn, dialect = S::NAME, "connection open");
-
-        let cfg = &app.config;
-        let ping_every = session.ping_interval(&app);
-        let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
-        let mut ping = interval_at(
-            Instant::now() + ping_every / 2 + Duration::from_millis(jitter),
-            ping_every,
-        );
-        // Liveness is judged per ping interval: a frame only sets `seen` (no clock read per
-        // message); each tick turns `seen` into a timestamp.
-        let mut last_seen = Instant::now();
-        let mut seen = false;
-        let deadline = session
-            .needs_establishing(&app)
-            .then(|| Instant::now() + cfg.auth_timeout.get());
-        let mut rate = MessageLimit::new(cfg.max_messages_per_second);
-        let bytes_in = app
-            .metrics
-            .bytes
-            .get_or_create(&crate::metrics::DirectionLabels { direction: "in" })
-            .clone();
-        let bytes_out = app
-            .metrics
-            .bytes
-            .get_or_create(&crate::metrics::DirectionLabels { direction: "out" })
-            .clone();
-
-        let client = slot.ip();
-        let mut opened = Some(session.on_open(&Context {
-            app: &app,
-            handle: &handle,
-            client,
-        }));
-        // Futures that live for the whole connection are pinned once: re-creating the close
-        // future every iteration would register and deregister a waiter (two mutex operations)
-        // per message.
-        let shutdown = app.shutdown.token().cancelled();
-        tokio::pin!(shutdown);
-        // Boxed, and only when there is a deadline: a `Sleep` is ~100 bytes an idle peer would
-        // otherwise carry for its whole life.
-        let mut auth_deadline = deadline.map(|d| Box::pin(sleep_until(d)));
-        let end: Option<(u16, Cow<'static, str>)> = loop {
-            if let Some(Flow::Close(code, reason)) = opened.take() {
-                break Some((code, reason));
-            }
-            let cx = Context {
-                app: &app,
-                handle: &handle,
-                client,
-            };
-            tokio::select! {
-                biased;
-                () = &mut shutdown => {
-                    break Some((close_for(CloseReason::Shutdown), CloseReason::Shutdown.as_str().into()));
-                }
-                received = outbox_rx.recv() => {
-                    let item = match received {
-                        Received::Item(item) => item,
-                        Received::Closed(reason) => {
-                            if reason == CloseReason::SlowConsumer {
-                                app.metrics.slow_consumers.inc();
-                            }
-                            break Some((close_for(reason), reason.as_str().into()));
-                        }
-                    };
-                    // Render up to a batch of queued frames, then write them with one flush under
-                    // one deadline (a timer per batch, not per frame). The batch and its write
-                    // future are heap-allocated per batch so that an idle peer's task stays small.
-                    let mut frames: Vec<Message> = Vec::new();
-                    let mut next = Some(item);
-                    while let Some(item) = next.take() {
-                        let frame = match item {
-                            Outbound::Frame(b) => Some(*b),
-                            Outbound::Event(env) => {
-                                let f = session.render(&env);
-                                if f.is_some() {
-                                    app.metrics.relay_latency.observe(env.queued_at.elapsed().as_secs_f64());
-                                }
-                                f
-                            }
-                        };
-                        if let Some(frame) = frame {
-                            bytes_out.inc_by(frame.len() as u64);
-                            frames.push(to_text(frame));
-                        }
-                        if frames.len() < WRITE_BATCH {
-                            next = outbox_rx.try_recv();
-                        }
-                    }
-                    if frames.is_empty() {
-                        continue;
-                    }
-                    let written = Box::pin(interruptible(&app, &mut outbox_rx, write_all(&mut socket, &mut frames))).await;
-                    if written.map_or(true, |r| r.is_err()) {
-                        if handle.close_reason() == Some(CloseReason::SlowConsumer) {
-                            app.metrics.slow_consumers.inc();
-                        }
-                        break None;
-                    }
-                }
-                msg = socket.recv() => {
-                    let msg = match msg {
-                        None => break None,
-                        Some(Ok(m)) => m,
-                        Some(Err(e)) => {
-                            let too_big = matches!(
-                                &e.into_inner().downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
-                                Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-                            );
-                            if too_big {
-                                app.metrics.limit("frame_size");
-                                break Some((close::TOO_BIG, "message too big".into()));
-                            }
-                            break None;
-                        }
-                    };
-                    seen = true;
-                    let (text, data) = match msg {
-                        Message::Text(t) => (true, Bytes::from(t)),
-                        Message::Binary(b) => (false, b),
-                        Message::Ping(_) => continue,
-                        Message::Pong(echo) => {
-                            if let Some(rtt) = ping_rtt(&echo) {
-                                app.metrics.ws_rtt.observe(rtt);
-                                session.observe_rtt(&app, rtt);
-                            }
-                            continue;
-                        }
-                        Message::Close(_) => {
-                            // tungstenite has queued the closing handshake's reply; send it.
-                            let _ = Box::pin(timeout(Duration::from_secs(1), socket.flush())).await;
-                            break None;
-                        }
-                    };
-                    bytes_in.inc_by(data.len() as u64);
-                    if data.len() > cfg.max_frame_bytes.get() {
-                        app.metrics.limit("frame_size");
-                        app.metrics.error("frame_too_large");
-                        let msg = format!("Message of {} bytes exceeds the {} byte limit", data.len(), cfg.max_frame_bytes);
-                        cx.reply(session.error_frame("frame_too_large", &msg));
-                        continue;
-                    }
-                    match rate.check() {
-                        Verdict::Allow => {}
-                        Verdict::Refuse => {
-                            app.metrics.limit("rate");
-                            app.metrics.error("rate_limited");
-                            cx.reply(session.error_frame("rate_limited", "Too many messages; slow down"));
-                            continue;
-                        }
-                        Verdict::Close => {
-                            app.metrics.limit("rate");
-                            break Some((close::POLICY, "rate limit exceeded".into()));
-                        }
-                    }
-                    let flow = if text { session.on_text(&cx, data) } else { session.on_binary(&cx, data) };
-                    if let Flow::Close(code, reason) = flow {
-                        break Some((code, reason));
-                    }
-                }
-                _ = ping.tick() => {
-                    if std::mem::take(&mut seen) {
-                        last_seen = Instant::now();
-                    }
-                    if last_seen.elapsed() > cfg.peer_heartbeat_timeout.get() {
-                        app.metrics.error("heartbeat_timeout");
-                        break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
-                    }
-                    if Box::pin(timeout(WRITE_TIMEOUT, socket.send(Message::Ping(ping_payload())))).await.map_or(true, |r| r.is_err()) {
-                        break None;
-                    }
-                }
-                () = async { auth_deadline.as_mut().expect("guarded by the branch condition").await }, if auth_deadline.is_some() && !session.is_established() => {
-                    app.metrics.error("auth_timeout");
-                    break Some((close::POLICY, "authentication timeout".into()));
-                }
-            }
-        };
-        // Leave rooms before the close frame goes out, so that the others hear `peer-left` even
-        // if this client never reads it.
-        drop(session);
-        if let Some((code, reason)) = end {
-            // Deliver what is already queued for this peer (a final error reply) before closing.
-            while let Some(Outbound::Frame(b)) = outbox_rx.try_recv() {
-                let _ = Box::pin(timeout(Duration::from_secs(1), socket.feed(to_text(*b)))).await;
-            }
-            tracing::debug!(%conn, code, %reason, "closing connection");
-            Box::pin(send_close(&mut socket, code, reason)).await;
-        }
-        active.dec();
-        // The connection's slot (per-IP and total counts) is released last.
-        drop(slot);
-        tracing::debug!(%conn, "connection closed");
     }
 }
 

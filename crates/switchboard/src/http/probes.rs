@@ -1,6 +1,6 @@
 //! Probes and metrics: `GET /healthz` (liveness, always `{"ok":true}`), `GET /readyz`
-//! (`{"ready":true}`, 503 `{"ready":false}` while draining or while the backplane is down)
-//! and `GET /metrics` (Prometheus text; in production it needs the admin key).
+//! (`{"ready":true}`, 503 `{"ready":false}` while draining or while the membership service
+//! cannot serve) and `GET /metrics` (Prometheus text; in production it needs the admin key).
 
 use axum::Router;
 use axum::extract::State;
@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::http::error::ApiError;
+use super::error::ApiError;
+use crate::dialect::tags;
 use crate::memory;
-use crate::protocol::tags;
 use crate::state::AppState;
 
 /// The probe and metrics routes; `/metrics` is mounted at `metrics_path`.
@@ -30,7 +30,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
-    let ready = !app.shutdown.is_draining() && app.registry.backplane().is_ready();
+    let ready = !app.shutdown.is_draining() && app.membership.is_ready();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -58,15 +58,16 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
         )
         .into_response();
     }
-    let s = app.registry.stats();
+    // Gauges are this node's: in a cluster, Prometheus sums the nodes.
+    let s = app.registry.stats_now();
     let m = &app.metrics;
     m.rooms_active.set(s.rooms as i64);
     m.peers_active.set(s.peers as i64);
     // Seed 004's gauges count its own protocol: peers connected through `/ws` (both forms)
     // and the rooms holding them.
     let nt = app
-        .registry
-        .stats_where(|d| d == tags::RENDEZVOUS || d == tags::NT);
+        .membership
+        .local_stats(&|d| d == tags::RENDEZVOUS || d == tags::NT);
     m.nt.rooms_active.set(nt.rooms as i64);
     m.nt.peers_active.set(nt.peers as i64);
     m.resident_memory.set(memory::current_rss() as i64);
