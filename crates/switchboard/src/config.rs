@@ -160,6 +160,12 @@ pub struct Args {
     /// Lifetime of handed-out TURN credentials.
     #[arg(long, env = "TURN_TTL", default_value = "3600s")]
     pub turn_ttl: String,
+    /// Serve the browser SDK (/sdk/switchboard.js) and the demo editor (/demo/) on PORT: on or off.
+    #[arg(long, env = "DEMO", default_value = "on")]
+    pub demo: String,
+    /// ES-module URL of Yjs in the demo's import map (a public CDN by default).
+    #[arg(long, env = "DEMO_YJS_URL", default_value = "https://esm.sh/yjs@13")]
+    pub demo_yjs_url: String,
 }
 
 /// Run mode.
@@ -268,6 +274,10 @@ pub struct Config {
     pub turn_secret: Option<String>,
     /// TURN credential lifetime. Default 1 h.
     pub turn_ttl: Duration,
+    /// Serve `/sdk/switchboard.js` and `/demo/` (`DEMO`). Default on.
+    pub demo: bool,
+    /// Yjs ES-module URL for the demo's import map (`DEMO_YJS_URL`). Default `https://esm.sh/yjs@13`.
+    pub demo_yjs_url: String,
 }
 
 impl Default for Config {
@@ -314,6 +324,8 @@ impl Default for Config {
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_ttl: Duration::from_secs(3600),
+            demo: true,
+            demo_yjs_url: "https://esm.sh/yjs@13".to_owned(),
         }
     }
 }
@@ -547,6 +559,24 @@ impl Config {
         if turn_secret.is_some() && turn_urls.is_empty() {
             p.0.push("  TURN_SECRET: set, but TURN_URLS is empty".into());
         }
+        let demo = match a.demo.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => true,
+            "off" | "false" | "0" | "no" => false,
+            _ => {
+                p.0.push(format!("  DEMO={:?}: expected on or off", a.demo));
+                d.demo
+            }
+        };
+        let demo_yjs_url = a.demo_yjs_url.trim().to_owned();
+        if !["https://", "http://", "/"]
+            .iter()
+            .any(|s| demo_yjs_url.starts_with(s))
+        {
+            p.0.push(format!(
+                "  DEMO_YJS_URL={:?}: expected an http(s) URL or an absolute path",
+                a.demo_yjs_url
+            ));
+        }
 
         // Cross-field rules.
         if ping_interval.is_zero() {
@@ -654,6 +684,8 @@ impl Config {
             turn_urls,
             turn_secret,
             turn_ttl,
+            demo,
+            demo_yjs_url,
         })
     }
 
@@ -738,6 +770,9 @@ fn check_metrics_route(path: &str) -> Result<(), String> {
         || trimmed.starts_with("/api/")
         || trimmed == "/api"
         || trimmed.starts_with("/socket.io")
+        || ["/demo", "/sdk"]
+            .iter()
+            .any(|r| trimmed == *r || trimmed.starts_with(&format!("{r}/")))
     {
         return Err("that path is already served by Switchboard".into());
     }

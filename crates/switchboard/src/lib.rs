@@ -192,6 +192,7 @@ pub fn http_app(app: AppState) -> Router {
         .route("/rendezvous/redeem", any(protocol::nt::redeem))
         .merge(http::router())
         .merge(admin::router(&app.config.metrics_route))
+        .merge(http::demo::router(&app.config))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -13,6 +13,7 @@
 //!
 //! "Admin" means `Authorization: Bearer <ADMIN_API_KEY>`; in development these are open.
 
+pub mod demo;
 pub mod error;
 pub mod ratelimit;
 
