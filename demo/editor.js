@@ -2,17 +2,16 @@
 //
 // Local edits: each `input` event is diffed against the previous value (common prefix and
 // suffix) and applied to the Y.Text as one delete plus one insert. Remote edits: the textarea
-// gets the new value and the local selection is restored from Yjs relative positions, so a
-// caret stays right after the character it followed even when others type before it.
+// gets the new value and the local selection is moved through the change's delta, so text
+// inserted exactly at the caret goes after it and a typist's own characters stay together.
 // Remote cursors: a transparent "mirror" of the text with zero-width markers, laid exactly over
-// the textarea, shows where each peer's caret is.
+// the textarea, shows where each peer's caret is (their positions travel as Yjs relative
+// positions in awareness).
 import * as Y from 'yjs';
 
 export function bindTextarea(ytext, textarea, overlay, { onSelection } = {}) {
   const doc = ytext.doc;
   let last = ytext.toString();
-  let relStart = null;
-  let relEnd = null;
   let remoteCursors = []; // [{name, colour, anchor: RelativePosition, head: RelativePosition}]
   textarea.value = last;
 
@@ -23,11 +22,28 @@ export function bindTextarea(ytext, textarea, overlay, { onSelection } = {}) {
   };
 
   function captureSelection() {
-    relStart = rel(textarea.selectionStart);
-    relEnd = rel(textarea.selectionEnd);
     if (onSelection) {
-      onSelection({ anchor: Y.relativePositionToJSON(relStart), head: Y.relativePositionToJSON(relEnd) });
+      onSelection({
+        anchor: Y.relativePositionToJSON(rel(textarea.selectionStart)),
+        head: Y.relativePositionToJSON(rel(textarea.selectionEnd)),
+      });
     }
+  }
+
+  /** Moves offset `i` through a delta: past inserts before it, back over deletes before it. */
+  function transform(i, delta) {
+    let pos = 0;
+    for (const op of delta) {
+      if (op.retain) pos += op.retain;
+      else if (op.insert !== undefined) {
+        const n = typeof op.insert === 'string' ? op.insert.length : 1;
+        if (pos < i) i += n;
+        pos += n;
+      } else if (op.delete) {
+        if (pos < i) i -= Math.min(op.delete, i - pos);
+      }
+    }
+    return i;
   }
 
   textarea.addEventListener('input', () => {
@@ -56,12 +72,12 @@ export function bindTextarea(ytext, textarea, overlay, { onSelection } = {}) {
   ytext.observe((event) => {
     if (event.transaction.origin === 'textarea') return;
     const focused = document.activeElement === textarea;
-    const start = abs(relStart);
-    const end = abs(relEnd);
+    const start = transform(textarea.selectionStart, event.delta);
+    const end = transform(textarea.selectionEnd, event.delta);
     last = ytext.toString();
     const scroll = textarea.scrollTop;
     textarea.value = last;
-    if (start !== null && end !== null) textarea.setSelectionRange(start, end);
+    textarea.setSelectionRange(start, end);
     textarea.scrollTop = scroll;
     if (!focused && document.activeElement === textarea) textarea.blur();
     render();

@@ -18,7 +18,10 @@
  * - WebRTC: one RTCPeerConnection per peer with "perfect negotiation" (the peer with the smaller
  *   id is polite), ICE candidates queued until the remote description is set, ICE restart when a
  *   connection fails, and a data channel created on both sides with `negotiated: true, id: 0`, so
- *   that two peers that offer at the same time still end up with exactly one channel.
+ *   that two peers that offer at the same time still end up with exactly one channel. To keep
+ *   offer collisions rare, the newcomer offers and members already in the room answer (they offer
+ *   themselves only if no offer came within a few seconds); a connection that is still not up
+ *   after `connectTimeout` is replaced by a new one.
  * - every signal carries the sender's connection id (`cid`) and the id it believes the
  *   receiver's connection has (`rcid`), so a peer that reloaded or rebuilt its connection is
  *   recognised and stale signals for a connection that no longer exists are dropped.
@@ -67,6 +70,8 @@ export interface JoinOptions {
     };
     /** Deadline in ms for the first join (connect, authenticate, join). Default 15000. */
     timeout?: number;
+    /** A peer connection not connected after this many ms is replaced. Default 15000. */
+    connectTimeout?: number;
     /** Log what the SDK does: `true` for `console.debug`, or your own function. */
     debug?: boolean | ((...args: unknown[]) => void);
 }
@@ -153,8 +158,8 @@ export declare class Peer {
     readonly polite: boolean;
     /** Negotiation counters. */
     readonly stats: NegotiationStats;
-    /** The current RTCPeerConnection (replaced when the connection is rebuilt). */
-    get connection(): RTCPeerConnection;
+    /** The current RTCPeerConnection (replaced when the connection is rebuilt); null until it exists. */
+    get connection(): RTCPeerConnection | null;
     /** Whether the data channel is open. */
     get open(): boolean;
     /** The RTCPeerConnection's state. */
@@ -228,7 +233,12 @@ export declare class Room {
     private afterRejoin;
     private onFrame;
     private onMembers;
-    /** Creates the peer and its connection, or revives a connection that is not healthy. */
+    /**
+     * Creates the peer, or revives a connection that is not healthy. `now`: connect (and offer)
+     * at once, as the newcomer does for the members it finds; `later`: a member that just joined
+     * is expected to offer, so connect only if it has not within a few seconds; `none`: the caller
+     * connects.
+     */
     private ensurePeer;
     private peerTimer;
     /** A new RTCPeerConnection and data channel for `peer`. */

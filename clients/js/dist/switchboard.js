@@ -90,9 +90,9 @@ var Peer = class {
     this.name = name;
     this.polite = polite;
   }
-  /** The current RTCPeerConnection (replaced when the connection is rebuilt). */
+  /** The current RTCPeerConnection (replaced when the connection is rebuilt); null until it exists. */
   get connection() {
-    return this.pc;
+    return this.pc || null;
   }
   /** Whether the data channel is open. */
   get open() {
@@ -398,6 +398,7 @@ var Room = class {
     if (!servers) servers = this.ice;
     this.ice = servers;
     for (const peer of this.peers.values()) {
+      if (!peer.pc) continue;
       try {
         peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), iceServers: servers });
       } catch (e) {
@@ -484,6 +485,10 @@ var Room = class {
   /** After a reconnect: connections that did not survive the outage are restarted. */
   afterRejoin() {
     for (const peer of this.peers.values()) {
+      if (!peer.pc) {
+        if (this.members.has(peer.id)) this.connect(peer);
+        continue;
+      }
       const s = peer.pc.connectionState;
       if (peer.restartPending || s === "failed" || s === "disconnected") {
         this.restartIce(peer);
@@ -519,7 +524,7 @@ var Room = class {
         const id = f.data && f.data.peer && f.data.peer.userId || from;
         if (!id || id === this.userId) return;
         this.members.add(id);
-        this.ensurePeer(id, f.data && f.data.peer && f.data.peer.userName, true);
+        this.ensurePeer(id, f.data && f.data.peer && f.data.peer.userName, "later");
         return;
       }
       case "peer-left":
@@ -561,22 +566,37 @@ var Room = class {
     if (this.closed) return;
     for (const p of list) {
       if (p.userId === this.userId || !this.members.has(p.userId)) continue;
-      this.ensurePeer(p.userId, p.userName, true);
+      this.ensurePeer(p.userId, p.userName, "now");
     }
   }
-  /** Creates the peer and its connection, or revives a connection that is not healthy. */
-  ensurePeer(id, name, viaSignaling) {
+  /**
+   * Creates the peer, or revives a connection that is not healthy. `now`: connect (and offer)
+   * at once, as the newcomer does for the members it finds; `later`: a member that just joined
+   * is expected to offer, so connect only if it has not within a few seconds; `none`: the caller
+   * connects.
+   */
+  ensurePeer(id, name, initiate) {
     let peer = this.peers.get(id);
     if (peer) {
       if (name) peer.name = name;
-      const s = peer.pc.connectionState;
-      if (viaSignaling && (s === "failed" || s === "closed")) this.rebuild(peer, `connection ${s}`);
+      const s = peer.pc ? peer.pc.connectionState : "new";
+      if (peer.pc && initiate !== "none" && (s === "failed" || s === "closed")) this.rebuild(peer, `connection ${s}`);
+      else if (!peer.pc && initiate === "now") this.connect(peer);
       return peer;
     }
     peer = new Peer(id, name || id, this.userId < id);
     this.peers.set(id, peer);
-    this.connect(peer);
-    this.log("peer", id, peer.polite ? "(polite)" : "(impolite)");
+    this.log("peer", id, peer.polite ? "(polite)" : "(impolite)", initiate);
+    if (initiate === "now") this.connect(peer);
+    else if (initiate === "later") {
+      const p = peer;
+      this.peerTimer(peer, 3e3, () => {
+        if (!p.pc && this._state === "connected") {
+          this.log("no offer from", p.id, "yet: offering");
+          this.connect(p);
+        }
+      });
+    }
     this.emit("peer-joined", peer);
     return peer;
   }
@@ -603,6 +623,11 @@ var Room = class {
     peer.restartPending = false;
     peer.queue = Promise.resolve();
     const current = () => this.peers.get(peer.id) === peer && peer.pc === pc;
+    this.peerTimer(peer, this.opts.connectTimeout ?? 15e3, () => {
+      if (peer.pc === pc && pc.connectionState !== "connected" && this._state === "connected" && this.members.has(peer.id)) {
+        this.rebuild(peer, `not connected after ${this.opts.connectTimeout ?? 15e3} ms (${pc.connectionState}, ${pc.signalingState})`);
+      }
+    });
     pc.onnegotiationneeded = async () => {
       if (!current()) return;
       if (this._state !== "connected") {
@@ -614,6 +639,7 @@ var Room = class {
         await pc.setLocalDescription();
         if (!current() || !pc.localDescription || pc.localDescription.type !== "offer") return;
         peer.stats.offersSent++;
+        this.log("offering to", peer.id, peer.stats.rebuilds ? `(connection ${peer.stats.rebuilds + 1})` : "");
         this.sendSignal(peer, "sdp-offer", { offer: pc.localDescription.toJSON() });
       } catch (e) {
         this.fail(new SwitchboardError("webrtc", `creating an offer for ${peer.id}: ${e}`, { peerId: peer.id }));
@@ -629,10 +655,10 @@ var Room = class {
       const s = pc.connectionState;
       this.log("connection", peer.id, s);
       this.emit("connection-state", peer, s);
-      if (s === "failed") this.restartIce(peer);
-      else if (s === "disconnected") {
-        this.peerTimer(peer, 5e3, () => {
-          if (peer.pc === pc && pc.connectionState === "disconnected") this.restartIce(peer);
+      const wait = (s === "failed" ? 0 : 5e3) + (peer.polite ? 3e3 : 0);
+      if (s === "failed" || s === "disconnected") {
+        this.peerTimer(peer, wait, () => {
+          if (peer.pc === pc && ["failed", "disconnected"].includes(pc.connectionState) && pc.signalingState === "stable") this.restartIce(peer);
         });
       }
     };
@@ -665,6 +691,7 @@ var Room = class {
     for (const t of peer.timers) clearTimeout(t);
     peer.timers.clear();
     const { pc, channel } = peer;
+    if (!pc) return;
     this.channelClosed(peer);
     try {
       channel.close();
@@ -681,6 +708,7 @@ var Room = class {
     this.emit("connection-state", peer, peer.pc.connectionState);
   }
   restartIce(peer) {
+    if (!peer.pc) return;
     if (this._state !== "connected") {
       peer.restartPending = true;
       return;
@@ -723,8 +751,9 @@ var Room = class {
       this.log("stale signal from", from, type);
       return;
     }
-    if (!peer) {
-      peer = this.ensurePeer(from, void 0, false);
+    if (!peer || !peer.pc) {
+      peer = this.ensurePeer(from, void 0, "none");
+      this.connect(peer);
       if (rcid) {
         peer.stats.staleSignals++;
         return;
@@ -761,6 +790,7 @@ var Room = class {
     if (isOffer) peer.stats.offersReceived++;
     else peer.stats.answersReceived++;
     const collision = isOffer && (peer.makingOffer || pc.signalingState !== "stable");
+    this.log(`${description.type} from ${peer.id} (${pc.signalingState}${peer.makingOffer ? ", making an offer" : ""})`);
     if (collision) peer.stats.collisions++;
     peer.ignoreOffer = !peer.polite && collision;
     if (peer.ignoreOffer) {
@@ -784,12 +814,13 @@ var Room = class {
     if (isOffer) {
       await pc.setLocalDescription();
       if (peer.pc !== pc || !pc.localDescription) return;
+      this.log("answering", peer.id);
       peer.stats.answersSent++;
       this.sendSignal(peer, "sdp-answer", { answer: pc.localDescription.toJSON() });
     }
   }
   sendOn(peer, data) {
-    const max = peer.pc.sctp && peer.pc.sctp.maxMessageSize;
+    const max = peer.pc && peer.pc.sctp && peer.pc.sctp.maxMessageSize;
     const size = typeof data === "string" ? new TextEncoder().encode(data).length : data instanceof Blob ? data.size : data.byteLength;
     if (max && size > max) {
       throw new SwitchboardError("message_too_large", `message of ${size} bytes exceeds the connection's limit of ${max} bytes`, { peerId: peer.id });

@@ -18,7 +18,10 @@
  * - WebRTC: one RTCPeerConnection per peer with "perfect negotiation" (the peer with the smaller
  *   id is polite), ICE candidates queued until the remote description is set, ICE restart when a
  *   connection fails, and a data channel created on both sides with `negotiated: true, id: 0`, so
- *   that two peers that offer at the same time still end up with exactly one channel.
+ *   that two peers that offer at the same time still end up with exactly one channel. To keep
+ *   offer collisions rare, the newcomer offers and members already in the room answer (they offer
+ *   themselves only if no offer came within a few seconds); a connection that is still not up
+ *   after `connectTimeout` is replaced by a new one.
  * - every signal carries the sender's connection id (`cid`) and the id it believes the
  *   receiver's connection has (`rcid`), so a peer that reloaded or rebuilt its connection is
  *   recognised and stale signals for a connection that no longer exists are dropped.
@@ -66,6 +69,8 @@ export interface JoinOptions {
   reconnect?: { minDelay?: number; maxDelay?: number };
   /** Deadline in ms for the first join (connect, authenticate, join). Default 15000. */
   timeout?: number;
+  /** A peer connection not connected after this many ms is replaced. Default 15000. */
+  connectTimeout?: number;
   /** Log what the SDK does: `true` for `console.debug`, or your own function. */
   debug?: boolean | ((...args: unknown[]) => void);
 }
@@ -217,9 +222,9 @@ export class Peer {
     this.polite = polite;
   }
 
-  /** The current RTCPeerConnection (replaced when the connection is rebuilt). */
-  get connection(): RTCPeerConnection {
-    return this.pc;
+  /** The current RTCPeerConnection (replaced when the connection is rebuilt); null until it exists. */
+  get connection(): RTCPeerConnection | null {
+    return this.pc || null;
   }
 
   /** Whether the data channel is open. */
@@ -553,6 +558,7 @@ export class Room {
     this.ice = servers;
     // Fresh TURN credentials for connections that already exist (they expire).
     for (const peer of this.peers.values()) {
+      if (!peer.pc) continue;
       try {
         peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), iceServers: servers });
       } catch (e) {
@@ -646,6 +652,10 @@ export class Room {
   /** After a reconnect: connections that did not survive the outage are restarted. */
   private afterRejoin(): void {
     for (const peer of this.peers.values()) {
+      if (!peer.pc) {
+        if (this.members.has(peer.id)) this.connect(peer);
+        continue;
+      }
       const s = peer.pc.connectionState;
       if (peer.restartPending || s === 'failed' || s === 'disconnected') {
         this.restartIce(peer);
@@ -684,7 +694,7 @@ export class Room {
         const id = (f.data && f.data.peer && f.data.peer.userId) || from;
         if (!id || id === this.userId) return;
         this.members.add(id);
-        this.ensurePeer(id, f.data && f.data.peer && f.data.peer.userName, true);
+        this.ensurePeer(id, f.data && f.data.peer && f.data.peer.userName, 'later');
         return;
       }
       case 'peer-left':
@@ -728,23 +738,38 @@ export class Room {
     if (this.closed) return;
     for (const p of list) {
       if (p.userId === this.userId || !this.members.has(p.userId)) continue;
-      this.ensurePeer(p.userId, p.userName, true);
+      this.ensurePeer(p.userId, p.userName, 'now');
     }
   }
 
-  /** Creates the peer and its connection, or revives a connection that is not healthy. */
-  private ensurePeer(id: string, name: string | undefined, viaSignaling: boolean): Peer {
+  /**
+   * Creates the peer, or revives a connection that is not healthy. `now`: connect (and offer)
+   * at once, as the newcomer does for the members it finds; `later`: a member that just joined
+   * is expected to offer, so connect only if it has not within a few seconds; `none`: the caller
+   * connects.
+   */
+  private ensurePeer(id: string, name: string | undefined, initiate: 'now' | 'later' | 'none'): Peer {
     let peer = this.peers.get(id);
     if (peer) {
       if (name) peer.name = name;
-      const s = peer.pc.connectionState;
-      if (viaSignaling && (s === 'failed' || s === 'closed')) this.rebuild(peer, `connection ${s}`);
+      const s = peer.pc ? peer.pc.connectionState : 'new';
+      if (peer.pc && initiate !== 'none' && (s === 'failed' || s === 'closed')) this.rebuild(peer, `connection ${s}`);
+      else if (!peer.pc && initiate === 'now') this.connect(peer);
       return peer;
     }
     peer = new Peer(id, name || id, this.userId < id);
     this.peers.set(id, peer);
-    this.connect(peer);
-    this.log('peer', id, peer.polite ? '(polite)' : '(impolite)');
+    this.log('peer', id, peer.polite ? '(polite)' : '(impolite)', initiate);
+    if (initiate === 'now') this.connect(peer);
+    else if (initiate === 'later') {
+      const p = peer;
+      this.peerTimer(peer, 3000, () => {
+        if (!p.pc && this._state === 'connected') {
+          this.log('no offer from', p.id, 'yet: offering');
+          this.connect(p);
+        }
+      });
+    }
     this.emit('peer-joined', peer);
     return peer;
   }
@@ -773,6 +798,11 @@ export class Room {
     peer.restartPending = false;
     peer.queue = Promise.resolve();
     const current = () => this.peers.get(peer.id) === peer && peer.pc === pc;
+    this.peerTimer(peer, this.opts.connectTimeout ?? 15000, () => {
+      if (peer.pc === pc && pc.connectionState !== 'connected' && this._state === 'connected' && this.members.has(peer.id)) {
+        this.rebuild(peer, `not connected after ${this.opts.connectTimeout ?? 15000} ms (${pc.connectionState}, ${pc.signalingState})`);
+      }
+    });
 
     pc.onnegotiationneeded = async () => {
       if (!current()) return;
@@ -785,6 +815,7 @@ export class Room {
         await pc.setLocalDescription();
         if (!current() || !pc.localDescription || pc.localDescription.type !== 'offer') return;
         peer.stats.offersSent++;
+        this.log('offering to', peer.id, peer.stats.rebuilds ? `(connection ${peer.stats.rebuilds + 1})` : '');
         this.sendSignal(peer, 'sdp-offer', { offer: pc.localDescription.toJSON() });
       } catch (e) {
         this.fail(new SwitchboardError('webrtc', `creating an offer for ${peer.id}: ${e}`, { peerId: peer.id }));
@@ -800,9 +831,13 @@ export class Room {
       const s = pc.connectionState;
       this.log('connection', peer.id, s);
       this.emit('connection-state', peer, s);
-      if (s === 'failed') this.restartIce(peer);
-      else if (s === 'disconnected') {
-        this.peerTimer(peer, 5000, () => { if (peer.pc === pc && pc.connectionState === 'disconnected') this.restartIce(peer); });
+      // The impolite side restarts ICE; the polite one only if that did not happen, so that
+      // the two restart offers rarely collide.
+      const wait = (s === 'failed' ? 0 : 5000) + (peer.polite ? 3000 : 0);
+      if (s === 'failed' || s === 'disconnected') {
+        this.peerTimer(peer, wait, () => {
+          if (peer.pc === pc && ['failed', 'disconnected'].includes(pc.connectionState) && pc.signalingState === 'stable') this.restartIce(peer);
+        });
       }
     };
     channel.onopen = () => {
@@ -838,6 +873,7 @@ export class Room {
     for (const t of peer.timers) clearTimeout(t);
     peer.timers.clear();
     const { pc, channel } = peer;
+    if (!pc) return;
     this.channelClosed(peer);
     try {
       channel.close();
@@ -857,6 +893,7 @@ export class Room {
   }
 
   private restartIce(peer: Peer): void {
+    if (!peer.pc) return;
     if (this._state !== 'connected') {
       peer.restartPending = true;
       return;
@@ -906,8 +943,9 @@ export class Room {
       this.log('stale signal from', from, type);
       return;
     }
-    if (!peer) {
-      peer = this.ensurePeer(from, undefined, false);
+    if (!peer || !peer.pc) {
+      peer = this.ensurePeer(from, undefined, 'none');
+      this.connect(peer);
       if (rcid) {
         // The sender talks to a previous incarnation of us; our new connection offers itself.
         peer.stats.staleSignals++;
@@ -947,6 +985,7 @@ export class Room {
     if (isOffer) peer.stats.offersReceived++;
     else peer.stats.answersReceived++;
     const collision = isOffer && (peer.makingOffer || pc.signalingState !== 'stable');
+    this.log(`${description.type} from ${peer.id} (${pc.signalingState}${peer.makingOffer ? ', making an offer' : ''})`);
     if (collision) peer.stats.collisions++;
     peer.ignoreOffer = !peer.polite && collision;
     if (peer.ignoreOffer) {
@@ -970,13 +1009,14 @@ export class Room {
     if (isOffer) {
       await pc.setLocalDescription();
       if (peer.pc !== pc || !pc.localDescription) return;
+      this.log('answering', peer.id);
       peer.stats.answersSent++;
       this.sendSignal(peer, 'sdp-answer', { answer: pc.localDescription.toJSON() });
     }
   }
 
   private sendOn(peer: Peer, data: string | ArrayBuffer | ArrayBufferView | Blob): void {
-    const max = peer.pc.sctp && peer.pc.sctp.maxMessageSize;
+    const max = peer.pc && peer.pc.sctp && peer.pc.sctp.maxMessageSize;
     const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data instanceof Blob ? data.size : data.byteLength;
     if (max && size > max) {
       throw new SwitchboardError('message_too_large', `message of ${size} bytes exceeds the connection's limit of ${max} bytes`, { peerId: peer.id });
