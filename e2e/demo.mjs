@@ -334,12 +334,15 @@ async function main() {
       for (const [s, l] of [[stats[0], 'G1'], [stats[1], 'G2']]) {
         assert(s.n === 1 && s.pcs[0] === 'connected', `${l}: exactly one connection, connected (${JSON.stringify(s)})`);
         assert(s.offersSent >= 1 && s.collisions >= 1, `${l}: offered and saw the collision (${JSON.stringify(s)})`);
-        assert(s.rebuilds === 0, `${l}: resolved without rebuilding the connection (${JSON.stringify(s)})`);
       }
       const polite = stats.find((s) => s.polite);
       const impolite = stats.find((s) => !s.polite);
       assert(polite && impolite, 'one polite and one impolite side');
-      assert(polite.rollbacks >= 1 && impolite.ignoredOffers >= 1, `polite rolled back, impolite ignored (${JSON.stringify(stats)})`);
+      // The polite side yields (before a first negotiation it answers on a fresh connection:
+      // Chromium does not reliably recover from rolling back a first offer); the impolite side
+      // ignores the colliding offer and keeps its connection.
+      assert(polite.rollbacks >= 1 && impolite.ignoredOffers >= 1, `polite yielded, impolite ignored (${JSON.stringify(stats)})`);
+      assert(impolite.rebuilds === 0 && polite.rebuilds <= 1, `no connection replaced but the polite side's yielded offer (${JSON.stringify(stats)})`);
       await typeAtEnd(G1, 'one way. ', 5);
       await typeAtEnd(G2, 'other way. ', 5);
       const t = await waitConverged([G1, G2], (s) => s.includes('one way. ') && s.includes('other way. '), 10000, 'text both ways');

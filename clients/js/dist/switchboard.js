@@ -758,32 +758,36 @@ var Room = class {
         peer.stats.staleSignals++;
         return;
       }
-    } else if (cid && peer.remoteCid && cid !== peer.remoteCid) {
+    } else if (type === "sdp-offer" && cid && peer.remoteCid && cid !== peer.remoteCid) {
       this.rebuild(peer, "the peer has a new connection");
     }
-    if (cid && !peer.remoteCid) peer.remoteCid = cid;
     const target = peer;
     const pc = peer.pc;
-    target.queue = target.queue.then(() => this.handleSignal(target, pc, type, data)).catch((e) => {
+    target.queue = target.queue.then(() => this.handleSignal(target, pc, type, data, cid)).catch((e) => {
       this.fail(new SwitchboardError("webrtc", `handling ${type} from ${from}: ${e}`, { peerId: from }));
     });
   }
-  async handleSignal(peer, pc, type, data) {
-    if (peer.pc !== pc || pc.signalingState === "closed") return;
+  async handleSignal(peer, pc, type, data, cid) {
     if (type === "ice-candidate") {
       const c = data.candidate;
-      if (!c) return;
-      if (!pc.remoteDescription) {
-        peer.pendingCandidates.push(c);
+      const current = peer.pc;
+      if (!c || !current || current.signalingState === "closed" || this.peers.get(peer.id) !== peer) return;
+      if (peer.remoteCid && cid && cid !== peer.remoteCid) {
+        peer.stats.staleSignals++;
+        return;
+      }
+      if (!current.remoteDescription || !peer.remoteCid) {
+        peer.pendingCandidates.push({ candidate: c, cid });
         return;
       }
       try {
-        await pc.addIceCandidate(c);
+        await current.addIceCandidate(c);
       } catch (e) {
-        if (!peer.ignoreOffer) this.log("addIceCandidate failed", peer.id, e);
+        this.log("addIceCandidate failed", peer.id, e);
       }
       return;
     }
+    if (peer.pc !== pc || pc.signalingState === "closed") return;
     const description = type === "sdp-offer" ? data.offer : data.answer;
     if (!description || !description.type) return;
     const isOffer = description.type === "offer";
@@ -802,14 +806,27 @@ var Room = class {
       this.log("ignoring an answer in state", pc.signalingState);
       return;
     }
+    if (!isOffer && peer.remoteCid && cid && cid !== peer.remoteCid) {
+      peer.stats.staleSignals++;
+      return;
+    }
+    if (collision && !pc.remoteDescription) {
+      peer.stats.rollbacks++;
+      this.log("glare before the first connection: answering", peer.id, "on a new connection");
+      this.rebuild(peer, "offer collision before the first negotiation");
+      peer.remoteCid = cid ?? null;
+      return this.handleSignal(peer, peer.pc, type, data, cid);
+    }
     if (collision) {
       peer.stats.rollbacks++;
       this.log("glare: rolling back our offer to", peer.id);
     }
+    if (!peer.remoteCid && cid) peer.remoteCid = cid;
     await pc.setRemoteDescription(description);
     if (peer.pc !== pc) return;
-    for (const c of peer.pendingCandidates.splice(0)) {
-      await pc.addIceCandidate(c).catch((e) => this.log("queued candidate refused", peer.id, e));
+    for (const { candidate, cid: from } of peer.pendingCandidates.splice(0)) {
+      if (from && peer.remoteCid && from !== peer.remoteCid) continue;
+      await pc.addIceCandidate(candidate).catch((e) => this.log("queued candidate refused", peer.id, e));
     }
     if (isOffer) {
       await pc.setLocalDescription();

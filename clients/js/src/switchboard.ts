@@ -209,7 +209,7 @@ export class Peer {
   /** @internal the remote connection's id, once heard from */ remoteCid: string | null = null;
   /** @internal */ makingOffer = false;
   /** @internal */ ignoreOffer = false;
-  /** @internal */ pendingCandidates: RTCIceCandidateInit[] = [];
+  /** @internal */ pendingCandidates: { candidate: RTCIceCandidateInit; cid?: string }[] = [];
   /** @internal serialises signal handling */ queue: Promise<void> = Promise.resolve();
   /** @internal */ wasOpen = false;
   /** @internal ICE restart waiting for signaling */ restartPending = false;
@@ -951,34 +951,40 @@ export class Room {
         peer.stats.staleSignals++;
         return;
       }
-    } else if (cid && peer.remoteCid && cid !== peer.remoteCid) {
+    } else if (type === 'sdp-offer' && cid && peer.remoteCid && cid !== peer.remoteCid) {
       // The other side replaced its connection (reload, rebuild): so do we.
       this.rebuild(peer, 'the peer has a new connection');
     }
-    if (cid && !peer.remoteCid) peer.remoteCid = cid;
     const target = peer;
     const pc = peer.pc;
-    target.queue = target.queue.then(() => this.handleSignal(target, pc, type, data)).catch((e) => {
+    target.queue = target.queue.then(() => this.handleSignal(target, pc, type, data, cid)).catch((e) => {
       this.fail(new SwitchboardError('webrtc', `handling ${type} from ${from}: ${e}`, { peerId: from }));
     });
   }
 
-  private async handleSignal(peer: Peer, pc: RTCPeerConnection, type: string, data: any): Promise<void> {
-    if (peer.pc !== pc || pc.signalingState === 'closed') return;
+  private async handleSignal(peer: Peer, pc: RTCPeerConnection, type: string, data: any, cid?: string): Promise<void> {
     if (type === 'ice-candidate') {
+      // Candidates go to whichever connection is current, if they belong to the remote
+      // connection it negotiates with; until that is known they wait.
       const c: RTCIceCandidateInit | undefined = data.candidate;
-      if (!c) return;
-      if (!pc.remoteDescription) {
-        peer.pendingCandidates.push(c);
+      const current = peer.pc;
+      if (!c || !current || current.signalingState === 'closed' || this.peers.get(peer.id) !== peer) return;
+      if (peer.remoteCid && cid && cid !== peer.remoteCid) {
+        peer.stats.staleSignals++;
+        return;
+      }
+      if (!current.remoteDescription || !peer.remoteCid) {
+        peer.pendingCandidates.push({ candidate: c, cid });
         return;
       }
       try {
-        await pc.addIceCandidate(c);
+        await current.addIceCandidate(c);
       } catch (e) {
-        if (!peer.ignoreOffer) this.log('addIceCandidate failed', peer.id, e);
+        this.log('addIceCandidate failed', peer.id, e);
       }
       return;
     }
+    if (peer.pc !== pc || pc.signalingState === 'closed') return;
     const description: RTCSessionDescriptionInit | undefined = type === 'sdp-offer' ? data.offer : data.answer;
     if (!description || !description.type) return;
     const isOffer = description.type === 'offer';
@@ -997,14 +1003,30 @@ export class Room {
       this.log('ignoring an answer in state', pc.signalingState);
       return;
     }
+    if (!isOffer && peer.remoteCid && cid && cid !== peer.remoteCid) {
+      peer.stats.staleSignals++;
+      return;
+    }
+    if (collision && !pc.remoteDescription) {
+      // Glare before this connection ever negotiated: Chromium does not reliably recover from
+      // rolling back a first offer (the answer's ICE never starts, or the call never settles),
+      // so the polite side yields by answering on a fresh connection instead.
+      peer.stats.rollbacks++;
+      this.log('glare before the first connection: answering', peer.id, 'on a new connection');
+      this.rebuild(peer, 'offer collision before the first negotiation');
+      peer.remoteCid = cid ?? null;
+      return this.handleSignal(peer, peer.pc, type, data, cid);
+    }
     if (collision) {
       peer.stats.rollbacks++;
       this.log('glare: rolling back our offer to', peer.id);
     }
+    if (!peer.remoteCid && cid) peer.remoteCid = cid;
     await pc.setRemoteDescription(description); // rolls our own offer back when needed
     if (peer.pc !== pc) return;
-    for (const c of peer.pendingCandidates.splice(0)) {
-      await pc.addIceCandidate(c).catch((e) => this.log('queued candidate refused', peer.id, e));
+    for (const { candidate, cid: from } of peer.pendingCandidates.splice(0)) {
+      if (from && peer.remoteCid && from !== peer.remoteCid) continue; // for a connection we did not take
+      await pc.addIceCandidate(candidate).catch((e) => this.log('queued candidate refused', peer.id, e));
     }
     if (isOffer) {
       await pc.setLocalDescription();
