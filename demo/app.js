@@ -12,7 +12,6 @@ import { SwitchboardProvider } from './switchboard-yjs.js';
 import { bindTextarea } from './editor.js';
 
 const $ = (id) => document.getElementById(id);
-const COLOURS = ['#d1495b', '#00798c', '#edae49', '#66a182', '#8d5a97', '#e07a5f', '#3d5a80', '#6a994e'];
 const NAMES = ['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Ken', 'Radia', 'Donald', 'Frances', 'Linus'];
 
 const params = new URLSearchParams(location.hash.slice(1));
@@ -25,10 +24,11 @@ function log(line) {
   $('log').textContent = state.log.slice(-4).join('\n');
 }
 
+/** A colour from the id: a hue on the whole circle, so two peers rarely share one. */
 function colourFor(id) {
-  let h = 0;
-  for (const ch of id) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-  return COLOURS[h % COLOURS.length];
+  let h = 2166136261;
+  for (const ch of id) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  return `hsl(${h % 360}, 65%, 42%)`;
 }
 
 function slug(s) {

@@ -295,6 +295,7 @@ async function main() {
       await typeAtEnd(E, 'E was here. ', 5);
       await waitConverged([A, B, C, E], (s) => s.includes('E was here. '), 10000, "E's edit reached everyone");
       const rebuilds = await A.page.evaluate(() => [...window.demo.room.peers.values()].map((p) => `${p.id}:${p.stats.rebuilds}`));
+      assert(rebuilds.every((r) => r.endsWith(':0')), `the connections that were open through the outage are the same ones (${rebuilds})`);
       await closePage(E);
       return `signaling back after ${reconnectMs} ms; ${t.length} chars; A's rebuilds ${rebuilds.join(' ')}`;
     }, { needs: ['demo: three pages join and connect directly'] });
