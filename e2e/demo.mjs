@@ -205,6 +205,14 @@ async function main() {
     };
     let { sb, addrs } = await startServer('switchboard', env);
     const origin = `http://${addrs.http}`;
+    // The binary embeds the SDK and the demo at compile time: refuse to test a stale one.
+    for (const [path, file] of [['/sdk/switchboard.js', 'clients/js/dist/switchboard.js'], ['/demo/app.js', 'demo/app.js'],
+      ['/demo/editor.js', 'demo/editor.js'], ['/demo/switchboard-yjs.js', 'clients/yjs/src/index.js']]) {
+      const served = Buffer.from(await (await withTimeout(fetch(`${origin}${path}`), 5000, `GET ${path}`)).arrayBuffer());
+      if (!served.equals(readFileSync(join(repo, file)))) {
+        throw new Error(`${SERVER_BIN} serves a ${path} that differs from ${file}: rebuild the server (cargo build -p switchboard)`);
+      }
+    }
     browser = await launchChromium();
     say(`chromium ${browser.version()}; demo at ${origin}/demo/`);
 

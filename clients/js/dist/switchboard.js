@@ -625,7 +625,9 @@ var Room = class {
     const current = () => this.peers.get(peer.id) === peer && peer.pc === pc;
     this.peerTimer(peer, this.opts.connectTimeout ?? 15e3, () => {
       if (peer.pc === pc && pc.connectionState !== "connected" && this._state === "connected" && this.members.has(peer.id)) {
-        this.rebuild(peer, `not connected after ${this.opts.connectTimeout ?? 15e3} ms (${pc.connectionState}, ${pc.signalingState})`);
+        const why = `not connected after ${this.opts.connectTimeout ?? 15e3} ms (${pc.connectionState}, ${pc.signalingState})`;
+        this.fail(new SwitchboardError("connect_failed", `connection to ${peer.id} ${why}; trying a new one`, { peerId: peer.id }));
+        this.rebuild(peer, why);
       }
     });
     pc.onnegotiationneeded = async () => {
