@@ -90,9 +90,8 @@ function assertDirect(ra, rb) {
     `the pairs point at each other (A ${fmt(ra)}, B ${fmt(rb)})`);
 }
 
-async function scenario(name, fn, { skip } = {}) {
+async function scenario(name, fn) {
   if (ONLY.length && !ONLY.some((o) => name.includes(o))) return;
-  if (skip) { results.push({ name, status: 'skipped', why: skip }); say(`SKIP ${name}: ${skip}`); return; }
   if (Date.now() - t0 > SUITE_DEADLINE_MS) { results.push({ name, status: 'failed', why: 'suite deadline passed' }); return; }
   const started = Date.now();
   say(`RUN  ${name}`);
@@ -132,15 +131,12 @@ async function pair(origin, dialect, base, extra = () => ({})) {
 const fmt = (r) => `${r.pair.local.type} ${r.pair.local.address}:${r.pair.local.port} -> ${r.pair.remote.type} ${r.pair.remote.address || '(hidden)'}:${r.pair.remote.port}`;
 
 /**
- * Why a dialect cannot be tested yet, or false. The source file must exist and the running
- * binary must serve the route (an unrouted path answers 404; a WebSocket route answers a
- * plain GET with another status).
+ * Asserts the server serves `url`'s route: a missing route is a failure, never a skip (a
+ * WebSocket route answers a plain GET with a status other than 404).
  */
-async function dialectMissing(file, url) {
-  if (!existsSync(join(repo, 'crates/switchboard/src/protocol', file))) return `crates/switchboard/src/protocol/${file} is not in the tree yet`;
-  const r = await withTimeout(fetch(url), 5000, `probe ${url}`).catch((e) => ({ status: `error ${e.message}` }));
-  if (r.status === 404 || typeof r.status === 'string') return `the server binary does not serve ${new URL(url).pathname} yet (GET answered ${r.status})`;
-  return false;
+async function assertServed(url) {
+  const r = await withTimeout(fetch(url), 5000, `probe ${url}`);
+  assert(r.status !== 404, `the server serves ${new URL(url).pathname} (GET answered ${r.status})`);
 }
 
 async function main() {
@@ -218,8 +214,8 @@ async function main() {
       return `bad credential errors: ${JSON.stringify(rBad.errors.map((e) => e.code))}`;
     });
 
-    const sioMissing = await dialectMissing('socketio.rs', `http://${addrs.socketio || addrs.http}/socket.io/?EIO=4&transport=polling`);
     await scenario('socketio: datachannel over a direct host pair on 127.0.0.1', async () => {
+      await assertServed(`http://${addrs.socketio || addrs.http}/socket.io/?EIO=4&transport=polling`);
       // As in Vibe, rooms exist only after POST /api/rooms on the Socket.io listener.
       const url = addrs.socketio ? `http://${addrs.socketio}` : http;
       const created = await withTimeout(fetch(`${url}/api/rooms`, { method: 'POST' }), 5000, 'POST /api/rooms');
@@ -228,17 +224,17 @@ async function main() {
       const [ra, rb] = await pair(origin, 'socketio', { url, path: '/socket.io/', room: roomId });
       assertDirect(ra, rb);
       return fmt(ra);
-    }, { skip: sioMissing });
+    });
 
-    const rvMissing = await dialectMissing('rendezvous.rs', `${http}/ws?room=probe`);
     await scenario('rendezvous: datachannel over a direct host pair on 127.0.0.1', async () => {
+      await assertServed(`${http}/ws?room=probe`);
       const [ra, rb] = await pair(origin, 'rendezvous', { url: `${wsHttp}/ws` });
       assertDirect(ra, rb);
       return fmt(ra);
-    }, { skip: rvMissing });
+    });
 
-    const ywMissing = await dialectMissing('ywebrtc.rs', `${http}/y-webrtc`);
     await scenario('y-webrtc: real yjs docs sync over WebRTC and concurrent edits converge', async () => {
+      await assertServed(`${http}/y-webrtc`);
       const a = await newPage('yjs-A', origin);
       const b = await newPage('yjs-B', origin);
       const room = `yroom-${randomBytes(4).toString('hex')}`;
@@ -263,7 +259,7 @@ async function main() {
       await evaluate(a, (o) => window.e2e.yclose(o), { name: 'a' }, 'close');
       await evaluate(b, (o) => window.e2e.yclose(o), { name: 'b' }, 'close');
       return `"${ta}" ${fmt(ca)}`;
-    }, { skip: ywMissing });
+    });
   } finally {
     if (browser) await withTimeout(browser.close(), 10000, 'close chromium').catch((e) => say(e.message));
     await stopAll();
@@ -293,5 +289,5 @@ console.log('');
 for (const r of results) console.log(`${r.status.padEnd(7)} ${r.name}${r.why ? ` — ${r.why}` : ''}`);
 const failed = n('failed') + (fatal ? 1 : 0);
 console.log(`e2e suite took ${elapsed()}`);
-console.log(`e2e: ${n('passed')} passed, ${failed} failed, ${n('skipped')} skipped`);
+console.log(`e2e: ${n('passed')} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -80,6 +80,8 @@ async function setup(t, env) {
     for (const s of sockets) s.close();
     await srv.stop();
   });
+  /** Closes `c` when the test ends. */
+  srv.track = (c) => sockets.push(c);
   /** A socket that is tracked for closing but not waited on. */
   srv.socket = (opts = {}, base = srv.socketio) => {
     const s = io(base, { transports: ['websocket'], forceNew: true, reconnection: false, ...opts });
@@ -458,4 +460,163 @@ test('MAX_MESSAGES_PER_SECOND applies to Socket.io events', async (t) => {
   assert.ok(errors.length >= 5, `errors: ${JSON.stringify(errors)}`);
   assert.ok(errors.every((m) => m === 'Too many messages; slow down'));
   assert.equal(a.connected, true);
+});
+
+// ---- Order: signals from one sender to one receiver arrive in the order sent ----------------
+
+const N = 1000;
+const ORDER_ENV = { MAX_MESSAGES_PER_SECOND: '0', OUTBOX_CAPACITY: '4096' };
+
+const candidateFor = (n) => ({ candidate: `seq ${n} candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host`, sdpMid: '0', sdpMLineIndex: 0 });
+const seqOf = (text) => {
+  const m = /seq (\d+)/.exec(text);
+  return m ? Number(m[1]) : null;
+};
+
+/** Collects sequence numbers from `subscribe(push)` until N arrived (or times out). */
+function collect(subscribe, what) {
+  const got = [];
+  return withTimeout(
+    new Promise((resolve) => {
+      subscribe((text) => {
+        const n = seqOf(text);
+        if (n === null) return;
+        got.push(n);
+        if (got.length === N) resolve(got);
+      });
+    }),
+    `${N} signals (${what})`,
+    30000,
+  ).catch((e) => {
+    throw new Error(`${e.message}; got ${got.length}`);
+  });
+}
+
+function assertInOrder(got, label) {
+  const inversions = got.slice(1).filter((n, i) => n < got[i]).length;
+  assert.equal(inversions, 0, `${label}: ${inversions} inversions`);
+  assert.deepEqual(got, Array.from({ length: N }, (_, i) => i), label);
+}
+
+/** A raw WebSocket client (rendezvous or nt) whose text frames go to `push`. */
+async function rawWs(srv, url) {
+  const ws = new WebSocket(url);
+  srv.track(ws);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  ws.texts = [];
+  ws.listeners_ = [];
+  ws.on('message', (d) => {
+    const t = d.toString();
+    ws.texts.push(t);
+    for (const l of ws.listeners_) l(t);
+  });
+  ws.json = (v) => ws.send(JSON.stringify(v));
+  ws.waitFor = (pred, what) =>
+    withTimeout(
+      new Promise((resolve) => {
+        const hit = ws.texts.find(pred);
+        if (hit) return resolve(hit);
+        ws.listeners_.push((t) => pred(t) && resolve(t));
+      }),
+      what,
+    );
+  return ws;
+}
+
+for (const [label, senderOpts, receiverOpts] of [
+  ['websocket', { transports: ['websocket'] }, { transports: ['websocket'] }],
+  ['polling upgraded to websocket', { transports: ['polling', 'websocket'] }, { transports: ['polling', 'websocket'] }],
+  ['polling only', { transports: ['polling'] }, { transports: ['polling'] }],
+]) {
+  test(`Socket.io → Socket.io: ${N} candidates arrive in order (${label})`, async (t) => {
+    const srv = await setup(t, ORDER_ENV);
+    const roomId = await newRoom(srv);
+    const rx = await srv.connect(receiverOpts);
+    await join(rx, roomId, 'rx');
+    const tx = await srv.connect(senderOpts);
+    await join(tx, roomId, 'tx');
+    const errors = [];
+    tx.on('error', (e) => errors.push(e));
+    const got = collect((push) => rx.on('ice-candidate', (d) => push(JSON.stringify(d))), label);
+    // Back to back, from the connect: over polling these start before the upgrade.
+    for (let n = 0; n < N; n++) tx.emit('ice-candidate', { roomId, targetUserId: 'rx', candidate: candidateFor(n) });
+    assertInOrder(await got, label);
+    assert.deepEqual(errors, []);
+  });
+}
+
+test(`Socket.io ⇄ OctateCode: ${N} candidates each way, in order`, async (t) => {
+  const srv = await setup(t, ORDER_ENV);
+  const roomId = await newRoom(srv);
+  const s = await srv.connect({ transports: ['polling', 'websocket'] });
+  await join(s, roomId, 'sio');
+  const oc = await srv.octate();
+  oc.json({ type: 'auth', userId: 'oc', roomId });
+  await oc.nextOf('auth');
+  oc.json({ type: 'join-room', roomId });
+  await oc.nextOf('room-joined');
+
+  const toOc = collect((push) => {
+    const pump = async () => {
+      for (;;) {
+        const m = await oc.next().catch(() => null);
+        if (!m) return;
+        push(JSON.stringify(m));
+      }
+    };
+    pump();
+  }, 'sio → oc');
+  for (let n = 0; n < N; n++) s.emit('ice-candidate', { roomId, targetUserId: 'oc', candidate: candidateFor(n) });
+  assertInOrder(await toOc, 'Socket.io → OctateCode');
+
+  const toSio = collect((push) => s.on('ice-candidate', (d) => push(JSON.stringify(d))), 'oc → sio');
+  for (let n = 0; n < N; n++) oc.json({ type: 'ice-candidate', roomId, userId: 'oc', data: { peer: 'sio', candidate: candidateFor(n) } });
+  assertInOrder(await toSio, 'OctateCode → Socket.io');
+});
+
+test(`Socket.io ⇄ rendezvous and Socket.io ⇄ nt: ${N} candidates each way, in order`, async (t) => {
+  const srv = await setup(t, ORDER_ENV);
+  const base = srv.http.replace('http://', 'ws://');
+  // rendezvous: its join creates the room the Socket.io client then joins.
+  const rdv = await rawWs(srv, `${base}/ws?room=order-rdv`);
+  rdv.json({ type: 'join', peerId: 'r' });
+  await rdv.waitFor((t) => t.includes('"ready"'), 'ready');
+  const s = await srv.connect();
+  await join(s, 'order-rdv', 'sio');
+  let got = collect((push) => rdv.listeners_.push(push), 'sio → rendezvous');
+  for (let n = 0; n < N; n++) s.emit('ice-candidate', { roomId: 'order-rdv', targetUserId: 'r', candidate: candidateFor(n) });
+  assertInOrder(await got, 'Socket.io → rendezvous');
+  got = collect((push) => s.on('ice-candidate', (d) => push(JSON.stringify(d))), 'rendezvous → sio');
+  for (let n = 0; n < N; n++) rdv.json({ type: 'signal', to: 'sio', data: candidateFor(n) });
+  assertInOrder(await got, 'rendezvous → Socket.io');
+
+  // nt: side A's connection creates the room (named by its appID).
+  const appId = '3f2b8c4d-5e6f-4a1b-8c9d-0e1f2a3b4c5d';
+  const nt = await rawWs(srv, `${base}/ws?appID=${appId}&side=A`);
+  const s2 = await srv.connect({ transports: ['polling', 'websocket'] });
+  await join(s2, appId, 'B');
+  await nt.waitFor((t) => t.includes('room_full'), 'room_full');
+  got = collect((push) => nt.listeners_.push(push), 'sio → nt');
+  for (let n = 0; n < N; n++) s2.emit('ice-candidate', { roomId: appId, targetUserId: 'A', candidate: candidateFor(n) });
+  assertInOrder(await got, 'Socket.io → nt');
+  got = collect((push) => s2.on('ice-candidate', (d) => push(JSON.stringify(d))), 'nt → sio');
+  for (let n = 0; n < N; n++) nt.json({ type: 'ice', cand: candidateFor(n) });
+  assertInOrder(await got, 'nt → Socket.io');
+});
+
+test('over the critical memory threshold a Socket.io connect gets connect_error', async (t) => {
+  const srv = await setup(t, { MEMORY_WARNING_THRESHOLD: '1', MEMORY_CRITICAL_THRESHOLD: '1', MEMORY_CHECK_INTERVAL: '20ms' });
+  // The first sample is taken at start; wait until the health endpoint reports it.
+  for (let i = 0; i < 100; i++) {
+    const h = await api(srv.http, 'GET', '/api/health');
+    if (h.body.memory.pressure === 'critical') break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const s = srv.socket();
+  const err = await next(s, 'connect_error');
+  assert.match(err.message, /memory critical/);
+  assert.equal(s.connected, false);
 });

@@ -31,9 +31,12 @@ pub enum JoinError {
         /// The contested id.
         peer: PeerId,
     },
-    /// The server is refusing new rooms and peers (memory pressure or shutdown).
-    #[error("server is not admitting new peers right now")]
+    /// The server is refusing new rooms (memory pressure or shutdown).
+    #[error("server is not admitting new rooms right now")]
     NotAdmitting,
+    /// The creating client has created as many rooms as its budget allows for now.
+    #[error("too many rooms created from this address; try again later")]
+    CreationRateLimited,
 }
 
 /// Why a signal could not be relayed.

@@ -48,6 +48,6 @@ pub use id::{ConnId, DialectTag, PeerId, RoomId};
 pub use limits::Limits;
 pub use peer::{CloseReason, Outbound, OutboxReceiver, PeerHandle, Received, SendError, outbox};
 pub use registry::{
-    CreateOptions, Delivery, JoinMode, JoinOptions, Membership, Registry, RegistryStats,
-    SweepPolicy, SweepReport, Target, unix_millis,
+    CreateOptions, CreationGate, Delivery, JoinMode, JoinOptions, Membership, Registry,
+    RegistryStats, SweepPolicy, SweepReport, Target, unix_millis,
 };

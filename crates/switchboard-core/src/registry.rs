@@ -10,7 +10,7 @@
 //! else's `PeerJoined` are queued before any other operation can observe the new member.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,8 +46,20 @@ struct Shared {
     /// Invariant: never held across an `.await`.
     state: Mutex<State>,
     limits: Limits,
-    admitting: AtomicBool,
+    gate: Option<Arc<dyn CreationGate>>,
     backplane: Arc<dyn Backplane>,
+}
+
+/// The server's say on whether a new room may be created: asked, inside the registry's
+/// critical section, at the moment a join or `create_room` would create one (never for a
+/// join into an existing room). It must not block.
+pub trait CreationGate: Send + Sync + 'static {
+    /// Whether `creator` (the client address, when known) may create a room now.
+    ///
+    /// # Errors
+    /// Why not: [`JoinError::NotAdmitting`] (overload, shutdown) or
+    /// [`JoinError::CreationRateLimited`] (the client's budget is spent).
+    fn allow(&self, creator: Option<IpAddr>) -> Result<(), JoinError>;
 }
 
 #[derive(Default)]
@@ -73,7 +85,7 @@ struct Room {
     last_activity: Instant,
     /// When the room last became empty. `None` while it has members, and for a room created
     /// empty (through the API) that nobody has joined yet: such a room waits for its first
-    /// member until the inactivity timeout, whatever its empty grace.
+    /// member for the sweep policy's `unjoined_ttl`, whatever its empty grace.
     empty_since: Option<Instant>,
     members: Vec<Member>,
 }
@@ -109,6 +121,8 @@ pub struct CreateOptions {
     /// How long the room may go without activity before it is closed; the sweep policy's
     /// timeout when `None` (the rendezvous dialect's `ROOM_TTL` sets it).
     pub inactivity_timeout: Option<Duration>,
+    /// The client creating it, for the [`CreationGate`]'s per-client budget.
+    pub creator: Option<IpAddr>,
 }
 
 /// Whether a join may, must or must not create the room.
@@ -171,8 +185,11 @@ pub struct SweepReport {
 /// When the sweep removes rooms.
 #[derive(Clone, Copy, Debug)]
 pub struct SweepPolicy {
-    /// An empty room is removed after this long (unless it has its own grace).
+    /// A room emptied by its last member leaving is removed after this long (unless it
+    /// has its own grace).
     pub empty_grace: Duration,
+    /// A room created empty that nobody has joined is removed after this long.
+    pub unjoined_ttl: Duration,
     /// A room with no activity for this long is closed, members or not.
     pub inactivity_timeout: Duration,
     /// Remove every empty room now, grace or not (memory pressure).
@@ -180,18 +197,31 @@ pub struct SweepPolicy {
 }
 
 impl Registry {
-    /// A single-node registry.
+    /// A single-node registry that creates rooms up to its limits.
     pub fn new(limits: Limits) -> Self {
-        Self::with_backplane(limits, Arc::new(LocalOnly))
+        Self::build(limits, None, Arc::new(LocalOnly))
+    }
+
+    /// A single-node registry that asks `gate` before creating a room.
+    pub fn with_gate(limits: Limits, gate: Arc<dyn CreationGate>) -> Self {
+        Self::build(limits, Some(gate), Arc::new(LocalOnly))
     }
 
     /// A registry that forwards room events through `backplane`.
     pub fn with_backplane(limits: Limits, backplane: Arc<dyn Backplane>) -> Self {
+        Self::build(limits, None, backplane)
+    }
+
+    fn build(
+        limits: Limits,
+        gate: Option<Arc<dyn CreationGate>>,
+        backplane: Arc<dyn Backplane>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 limits,
-                admitting: AtomicBool::new(true),
+                gate,
                 backplane,
             }),
         }
@@ -207,16 +237,6 @@ impl Registry {
         &self.shared.backplane
     }
 
-    /// Stops (or resumes) admitting new rooms; joins into existing rooms still work.
-    pub fn set_admitting(&self, admitting: bool) {
-        self.shared.admitting.store(admitting, Ordering::Relaxed);
-    }
-
-    /// Whether new rooms are admitted.
-    pub fn is_admitting(&self) -> bool {
-        self.shared.admitting.load(Ordering::Relaxed)
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing every room, so recover the guard rather than poisoning
@@ -230,28 +250,35 @@ impl Registry {
     /// Creates an empty room (the HTTP API's `POST /api/rooms`).
     ///
     /// # Errors
-    /// [`JoinError::RoomExists`], [`JoinError::TooManyRooms`], [`JoinError::NotAdmitting`].
+    /// [`JoinError::RoomExists`], [`JoinError::TooManyRooms`], or the [`CreationGate`]'s
+    /// refusal.
     pub fn create_room(&self, id: RoomId, opts: CreateOptions) -> Result<RoomSnapshot, JoinError> {
         let mut state = self.lock();
         if state.rooms.contains_key(&id) {
             return Err(JoinError::RoomExists(id));
         }
-        self.check_room_admission(&state)?;
+        self.check_room_admission(&state, opts.creator)?;
         let room = new_room(&mut state, opts);
         let snapshot = room.snapshot(&id);
         state.rooms.insert(id, room);
         Ok(snapshot)
     }
 
-    fn check_room_admission(&self, state: &State) -> Result<(), JoinError> {
-        if !self.is_admitting() {
-            return Err(JoinError::NotAdmitting);
-        }
+    /// The room limit first (so a full server does not spend a client's budget), then the
+    /// server's gate.
+    fn check_room_admission(
+        &self,
+        state: &State,
+        creator: Option<IpAddr>,
+    ) -> Result<(), JoinError> {
         let max = self.shared.limits.max_rooms;
         if max != 0 && state.rooms.len() >= max {
             return Err(JoinError::TooManyRooms(max));
         }
-        Ok(())
+        match &self.shared.gate {
+            Some(gate) => gate.allow(creator),
+            None => Ok(()),
+        }
     }
 
     /// Adds `peer` to `room`. On success the joiner's outbox has received
@@ -279,7 +306,7 @@ impl Registry {
             (JoinMode::Create, true) => return Err(JoinError::RoomExists(room_id)),
             (_, true) => false,
             (_, false) => {
-                self.check_room_admission(&state)?;
+                self.check_room_admission(&state, opts.create.creator)?;
                 let mut create = opts.create;
                 create.host = Some(peer.clone());
                 create.host_name.clone_from(&opts.name);
@@ -483,10 +510,14 @@ impl Registry {
             let idle_after = room.inactivity_timeout.unwrap_or(policy.inactivity_timeout);
             let idle = now.duration_since(room.last_activity) >= idle_after;
             if room.members.is_empty() {
-                let grace = room.empty_grace.unwrap_or(policy.empty_grace);
-                let grace_over = room
-                    .empty_since
-                    .is_some_and(|since| now.duration_since(since) >= grace);
+                let grace_over = match room.empty_since {
+                    Some(since) => {
+                        let grace = room.empty_grace.unwrap_or(policy.empty_grace);
+                        now.duration_since(since) >= grace
+                    }
+                    // Never joined: nothing has touched it since it was created.
+                    None => now.duration_since(room.last_activity) >= policy.unjoined_ttl,
+                };
                 let expired = policy.force_empty || grace_over || idle;
                 if expired {
                     report.empty_removed += 1;
@@ -533,6 +564,23 @@ impl Registry {
     /// How many members a room has, without copying it.
     pub fn member_count(&self, id: &RoomId) -> Option<usize> {
         self.lock().rooms.get(id).map(|r| r.members.len())
+    }
+
+    /// Counts only the members whose dialect satisfies `pick`, and the rooms holding at
+    /// least one of them (per-dialect gauges).
+    pub fn stats_where(&self, pick: impl Fn(DialectTag) -> bool) -> RegistryStats {
+        let state = self.lock();
+        let mut out = RegistryStats::default();
+        for room in state.rooms.values() {
+            let n = room
+                .members
+                .iter()
+                .filter(|m| pick(m.handle.dialect()))
+                .count();
+            out.peers += n;
+            out.rooms += usize::from(n > 0);
+        }
+        out
     }
 
     /// Room and peer counts.

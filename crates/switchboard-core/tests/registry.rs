@@ -50,6 +50,7 @@ fn join(
 fn policy() -> SweepPolicy {
     SweepPolicy {
         empty_grace: Duration::from_secs(30),
+        unjoined_ttl: Duration::from_secs(60),
         inactivity_timeout: Duration::from_secs(3600),
         force_empty: false,
     }
@@ -121,17 +122,74 @@ fn join_errors_are_typed() {
         join(&reg, "other", "d", &d, JoinMode::CreateOrJoin),
         Err(JoinError::TooManyRooms(1))
     ));
-    reg.set_admitting(false);
-    drop(_ma);
-    drop(_mb);
-    reg.sweep(SweepPolicy {
-        force_empty: true,
-        ..policy()
-    });
+}
+
+/// A gate that refuses creation, and counts how often it was asked.
+struct Closed(std::sync::atomic::AtomicUsize);
+
+impl CreationGate for Closed {
+    fn allow(&self, creator: Option<std::net::IpAddr>) -> Result<(), JoinError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match creator {
+            Some(_) => Err(JoinError::CreationRateLimited),
+            None => Err(JoinError::NotAdmitting),
+        }
+    }
+}
+
+#[test]
+fn the_creation_gate_decides_new_rooms_only() {
+    let open = Registry::new(Limits::default());
+    let gate = std::sync::Arc::new(Closed(Default::default()));
+    let reg = Registry::with_gate(Limits::default(), gate.clone());
+    let (a, b) = (peer(8), peer(8));
     assert!(matches!(
-        join(&reg, "new", "d", &d, JoinMode::CreateOrJoin),
+        join(&reg, "new", "a", &a, JoinMode::CreateOrJoin),
         Err(JoinError::NotAdmitting)
     ));
+    let from = CreateOptions {
+        creator: Some("127.0.0.2".parse().unwrap()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        reg.create_room("api".into(), from),
+        Err(JoinError::CreationRateLimited)
+    ));
+    assert_eq!(gate.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+    // Joining a room that exists never asks the gate.
+    let _ma = join(&open, "r", "a", &a, JoinMode::Create).unwrap();
+    drop(open);
+    assert!(reg.room(&"r".into()).is_none());
+    assert!(matches!(
+        join(&reg, "r", "b", &b, JoinMode::Existing),
+        Err(JoinError::RoomNotFound(_))
+    ));
+    assert_eq!(gate.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[test]
+fn a_full_server_does_not_spend_the_gate() {
+    let gate = std::sync::Arc::new(Closed(Default::default()));
+    let reg = Registry::with_gate(
+        Limits {
+            max_rooms: 0,
+            ..Limits::default()
+        },
+        gate.clone(),
+    );
+    let a = peer(8);
+    let _ = join(&reg, "x", "a", &a, JoinMode::CreateOrJoin);
+    assert_eq!(gate.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let full = Registry::with_gate(
+        Limits {
+            max_rooms: 1,
+            ..Limits::default()
+        },
+        gate.clone(),
+    );
+    full.create_room("only".into(), CreateOptions::default())
+        .unwrap_err();
+    assert_eq!(gate.0.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
 
 #[test]
@@ -335,7 +393,7 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
 
     assert_eq!(reg.sweep(policy()), SweepReport::default());
     tokio::time::advance(Duration::from_secs(31)).await;
-    // "left" emptied 31 s ago; "api" was never joined, so it waits for a first member.
+    // "left" emptied 31 s ago; "api" was never joined and waits up to 60 s for a member.
     assert_eq!(
         reg.sweep(policy()),
         SweepReport {
@@ -345,12 +403,22 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
     );
     assert!(reg.room(&"busy".into()).is_some());
     assert!(reg.room(&"api".into()).is_some());
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(
+        reg.sweep(policy()),
+        SweepReport {
+            empty_removed: 1,
+            idle_closed: 0
+        },
+        "an unjoined room goes after unjoined_ttl"
+    );
+    assert!(reg.room(&"api".into()).is_none());
 
     tokio::time::advance(Duration::from_secs(3600)).await;
     assert_eq!(
         reg.sweep(policy()),
         SweepReport {
-            empty_removed: 1,
+            empty_removed: 0,
             idle_closed: 1
         }
     );
@@ -362,4 +430,20 @@ async fn empty_rooms_go_after_their_grace_and_idle_rooms_are_closed() {
         }
     ));
     assert_eq!(reg.stats(), RegistryStats { rooms: 0, peers: 0 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_room_created_empty_then_joined_follows_the_empty_grace() {
+    let reg = Registry::new(Limits::default());
+    let a = peer(8);
+    reg.create_room("api".into(), CreateOptions::default())
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(50)).await;
+    let m = join(&reg, "api", "a", &a, JoinMode::Existing).unwrap();
+    drop(m);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    // 70 s since creation, but it was joined: the 30 s empty grace counts from the leave.
+    assert_eq!(reg.sweep(policy()), SweepReport::default());
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(reg.sweep(policy()).empty_removed, 1);
 }

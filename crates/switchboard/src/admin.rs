@@ -10,6 +10,7 @@ use axum::routing::get;
 
 use crate::http::error::ApiError;
 use crate::memory;
+use crate::protocol::tags;
 use crate::state::AppState;
 
 /// The probe and metrics routes; `/metrics` is mounted at `metrics_path`.
@@ -61,8 +62,13 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let m = &app.metrics;
     m.rooms_active.set(s.rooms as i64);
     m.peers_active.set(s.peers as i64);
-    m.nt.rooms_active.set(s.rooms as i64);
-    m.nt.peers_active.set(s.peers as i64);
+    // Seed 004's gauges count its own protocol: peers connected through `/ws` (both forms)
+    // and the rooms holding them.
+    let nt = app
+        .registry
+        .stats_where(|d| d == tags::RENDEZVOUS || d == tags::NT);
+    m.nt.rooms_active.set(nt.rooms as i64);
+    m.nt.peers_active.set(nt.peers as i64);
     m.resident_memory.set(memory::current_rss() as i64);
     (
         [(

@@ -20,12 +20,15 @@
 //! which is how tests run it on port 0.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod protocol;
+pub mod rate;
 pub mod shutdown;
 pub mod state;
 pub mod transport;
@@ -36,7 +39,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
@@ -46,6 +49,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::client_ip::ClientIp;
 pub use crate::config::Config;
 pub use crate::shutdown::Shutdown;
 pub use crate::state::AppState;
@@ -94,7 +98,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUpgrade {
 /// Admits a WebSocket request and runs `session` on it (426 without an upgrade).
 fn accept<S: protocol::Session>(
     app: AppState,
-    peer: SocketAddr,
+    client: ClientIp,
     headers: &HeaderMap,
     ws: MaybeUpgrade,
     session: S,
@@ -102,29 +106,29 @@ fn accept<S: protocol::Session>(
     let Some(ws) = ws.0 else {
         return axum::http::StatusCode::UPGRADE_REQUIRED.into_response();
     };
-    match transport::ws::admit(&app, headers, peer) {
+    match admission::admit_connection(&app, headers, client.0) {
         Ok(slot) => transport::ws::upgrade(app, ws, slot, session),
-        Err(e) => e.into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }
 
 async fn octate_ws(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientIp,
     headers: HeaderMap,
     ws: MaybeUpgrade,
 ) -> Response {
-    accept(app, peer, &headers, ws, OctateSession::new())
+    accept(app, client, &headers, ws, OctateSession::new())
 }
 
 async fn root(
     state: State<AppState>,
-    connect: ConnectInfo<SocketAddr>,
+    client: ClientIp,
     headers: HeaderMap,
     ws: MaybeUpgrade,
 ) -> Response {
     if ws.0.is_some() {
-        return octate_ws(state, connect, headers, ws).await;
+        return octate_ws(state, client, headers, ws).await;
     }
     http::root(state).await.into_response()
 }
@@ -133,24 +137,24 @@ async fn root(
 /// nt-backend-wrtc dialect; neither is 400.
 async fn rendezvous_ws(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientIp,
     headers: HeaderMap,
     uri: axum::http::Uri,
     ws: MaybeUpgrade,
 ) -> Response {
-    protocol::rendezvous::upgrade_request(app, peer, &headers, &uri, ws.0)
+    protocol::rendezvous::upgrade_request(app, client, &headers, &uri, ws.0)
 }
 
 /// `GET /y-webrtc`: the y-webrtc signaling dialect.
 async fn ywebrtc_ws(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientIp,
     headers: HeaderMap,
     ws: MaybeUpgrade,
 ) -> Response {
     accept(
         app,
-        peer,
+        client,
         &headers,
         ws,
         protocol::ywebrtc::YWebrtcSession::new(),
@@ -180,10 +184,29 @@ fn cors(config: &Config) -> CorsLayer {
     }
 }
 
+/// The layers every listener shares, innermost first: the request body limit, the
+/// per-client HTTP rate limit, the client address (which the rate limit reads, so it runs
+/// first), CORS and request tracing.
+fn common_layers(router: Router<AppState>, app: AppState) -> Router {
+    let body_limit = app.config.max_frame_bytes.get().max(16 << 10);
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            rate::http_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            client_ip::resolve_layer,
+        ))
+        .layer(cors(&app.config))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
 /// The HTTP listener's router: API, probes, and every WebSocket endpoint.
 pub fn http_app(app: AppState) -> Router {
-    let body_limit = app.config.max_frame_bytes.max(16 << 10);
-    Router::new()
+    let routes = Router::new()
         .route("/", get(root))
         .route("/signaling", any(octate_ws))
         .route("/ws", any(rendezvous_ws))
@@ -194,33 +217,25 @@ pub fn http_app(app: AppState) -> Router {
         .merge(admin::router(&app.config.metrics_route))
         .merge(http::demo::router(&app.config))
         .fallback(http::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            http::ratelimit::limit,
-        ))
-        .layer(protocol::socketio::layer(app.clone()))
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(cors(&app.config))
-        .layer(TraceLayer::new_for_http())
-        .with_state(app)
+        .layer(protocol::socketio::layer(app.clone()));
+    common_layers(routes, app)
 }
 
 /// The signaling listener's router: OctateCode on any path.
 pub fn signaling_app(app: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", any(octate_ws))
-        .route("/{*path}", any(octate_ws))
-        .with_state(app)
+        .route("/{*path}", any(octate_ws));
+    common_layers(routes, app)
 }
 
 /// The Socket.io listener's router: the Vibe REST API (seed 003) and Socket.io at
 /// `/socket.io/`.
 pub fn socketio_app(app: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(protocol::socketio::rest_router())
-        .layer(protocol::socketio::layer(app.clone()))
-        .layer(cors(&app.config))
-        .with_state(app)
+        .layer(protocol::socketio::layer(app.clone()));
+    common_layers(routes, app)
 }
 
 /// Signaling frames are small and latency-bound: without `TCP_NODELAY`, Nagle's algorithm
@@ -264,7 +279,7 @@ pub async fn serve(
         async move {
             shutdown_signal.await;
             tracing::info!("shutdown: closing connections");
-            let clean = app.shutdown.drain(app.config.shutdown_timeout).await;
+            let clean = app.shutdown.drain(app.config.shutdown_timeout.get()).await;
             if !clean {
                 tracing::warn!("shutdown: grace period over with connections still open");
             }
@@ -288,7 +303,7 @@ fn spawn_lifecycle(app: &AppState) {
     let sweeper = app.clone();
     tokio::spawn(async move {
         let token = sweeper.shutdown.token().clone();
-        let mut tick = tokio::time::interval(sweeper.config.cleanup_check_interval);
+        let mut tick = tokio::time::interval(sweeper.config.sweep_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -296,6 +311,7 @@ fn spawn_lifecycle(app: &AppState) {
                 _ = tick.tick() => {
                     let r = sweeper.registry.sweep(http::sweep_policy(&sweeper, false));
                     sweeper.http_rate.prune();
+                    sweeper.creation.prune();
                     if r.empty_removed + r.idle_closed > 0 {
                         tracing::info!(empty_removed = r.empty_removed, idle_closed = r.idle_closed, "room sweep");
                     }
@@ -306,14 +322,14 @@ fn spawn_lifecycle(app: &AppState) {
     let watcher = app.clone();
     tokio::spawn(async move {
         let token = watcher.shutdown.token().clone();
-        let mut tick = tokio::time::interval(watcher.config.memory_check_interval);
+        let mut tick = tokio::time::interval(watcher.config.memory_check_interval.get());
         let mut last = memory::Pressure::Normal;
         loop {
             tokio::select! {
                 () = token.cancelled() => break,
                 _ = tick.tick() => {
                     let cfg = &watcher.config;
-                    let level = watcher.memory.record(memory::current_rss(), cfg.memory_warning_bytes, cfg.memory_critical_bytes);
+                    let level = watcher.memory.record(memory::current_rss(), cfg.memory_warning_bytes(), cfg.memory_critical_bytes());
                     if level != memory::Pressure::Normal {
                         let r = watcher.registry.sweep(http::sweep_policy(&watcher, true));
                         memory::release_free_memory();

@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use switchboard::config::{Args, Config, LogFormat};
+use switchboard::config::{Config, LoadError, LogFormat};
 use switchboard::{AppState, Listeners, Shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -12,10 +11,11 @@ use tracing_subscriber::EnvFilter;
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let config = match Config::from_args(&args) {
+    let config = match Config::load() {
         Ok(c) => c,
-        Err(e) => {
+        // --help, --version, or a flag clap cannot read: clap prints and picks the status.
+        Err(LoadError::Cli(e)) => e.exit(),
+        Err(LoadError::Invalid(e)) => {
             eprintln!("switchboard: {e}");
             return ExitCode::from(EX_USAGE);
         }
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             http = ?http,
             signaling = ?signaling,
             socketio = ?socketio,
-            mode = ?config.mode,
+            production = config.is_production(),
             "switchboard listening"
         );
         // A plain line for scripts and tests that start the binary on port 0.
@@ -98,8 +98,8 @@ fn init_tracing(config: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.log_format {
+    match config.effective_log_format() {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text | LogFormat::Auto => builder.init(),
     }
 }

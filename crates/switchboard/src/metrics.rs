@@ -137,16 +137,17 @@ fn rtt_histogram() -> Histogram {
 /// The nt-backend-wrtc series under their original, unprefixed names (`nt_*`).
 #[derive(Clone)]
 pub struct NtMetrics {
-    /// Successful `/ws?appID=` upgrades, including ones then refused as `side X busy`.
+    /// Successful `/ws` upgrades of both forms (`?room=` and `?appID=`), including ones then
+    /// refused (`side X busy`, an invalid key, a full room).
     pub ws_connections: Counter,
-    /// nt connections refused after the upgrade (`side X busy`, a full room) and messages
-    /// ignored as malformed.
+    /// `/ws` connections refused after the upgrade, rendezvous error replies, and nt
+    /// messages ignored as malformed.
     pub ws_errors: Counter,
-    /// Messages received on nt connections, by type.
+    /// Messages received on `/ws` connections, by type (nt's and rendezvous's types).
     pub ws_messages: Family<NtTypeLabel, Counter>,
-    /// Rooms alive (set at scrape time from the registry).
+    /// Rooms holding `/ws` peers (set at scrape time from the registry).
     pub rooms_active: Gauge,
-    /// Peers in rooms (set at scrape time from the registry).
+    /// Peers connected through `/ws` (set at scrape time from the registry).
     pub peers_active: Gauge,
     /// Relayed signaling messages (`offer`, `answer`, `ice`, `sender_ready`) and mailbox
     /// `send`s received, by type.
@@ -283,8 +284,16 @@ impl Metrics {
             "nt dialect messages received, by type",
             nt.ws_messages.clone(),
         );
-        ntr.register("nt_rooms_active", "Rooms alive", nt.rooms_active.clone());
-        ntr.register("nt_peers_active", "Peers in rooms", nt.peers_active.clone());
+        ntr.register(
+            "nt_rooms_active",
+            "Rooms holding peers connected through /ws",
+            nt.rooms_active.clone(),
+        );
+        ntr.register(
+            "nt_peers_active",
+            "Peers connected through /ws (rendezvous and nt)",
+            nt.peers_active.clone(),
+        );
         ntr.register(
             "nt_signal_messages",
             "nt dialect signaling messages received, by type",

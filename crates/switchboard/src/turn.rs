@@ -53,7 +53,7 @@ fn now_unix() -> u64 {
 pub fn ice_servers_at(config: &Config, user: Option<&str>, now_unix: u64) -> Vec<Value> {
     let mut out = Vec::new();
     if !config.stun_urls.is_empty() {
-        out.push(json!({ "urls": config.stun_urls }));
+        out.push(json!({ "urls": config.stun_urls.as_slice() }));
     }
     if !config.turn_urls.is_empty() {
         match config.turn_secret.as_deref() {
@@ -62,13 +62,16 @@ pub fn ice_servers_at(config: &Config, user: Option<&str>, now_unix: u64) -> Vec
                     Some(u) => u.to_owned(),
                     None => random_user(),
                 };
-                let name = username(now_unix.saturating_add(config.turn_ttl.as_secs()), &user);
+                let name = username(
+                    now_unix.saturating_add(config.turn_ttl.get().as_secs()),
+                    &user,
+                );
                 let cred = credential(secret, &name);
-                out.push(json!({ "urls": config.turn_urls, "username": name, "credential": cred }));
+                out.push(json!({ "urls": config.turn_urls.as_slice(), "username": name, "credential": cred }));
             }
             // Without a secret the TURN server is assumed open (or credentials are handed
             // out elsewhere): list the URLs alone.
-            None => out.push(json!({ "urls": config.turn_urls })),
+            None => out.push(json!({ "urls": config.turn_urls.as_slice() })),
         }
     }
     out
@@ -81,7 +84,7 @@ pub fn ice_servers(config: &Config, user: Option<&str>) -> Vec<Value> {
 
 /// The `GET /api/ice-servers` body: `{"iceServers": [...], "ttl": seconds}`.
 pub fn response(config: &Config, user: Option<&str>) -> Value {
-    json!({ "iceServers": ice_servers(config, user), "ttl": config.turn_ttl.as_secs() })
+    json!({ "iceServers": ice_servers(config, user), "ttl": config.turn_ttl.get().as_secs() })
 }
 
 #[cfg(test)]
@@ -112,10 +115,10 @@ mod tests {
 
     fn turn_config() -> Config {
         Config {
-            stun_urls: vec!["stun:127.0.0.1:3478".into()],
-            turn_urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+            stun_urls: "stun:127.0.0.1:3478".parse().unwrap(),
+            turn_urls: "turn:127.0.0.1:3478?transport=udp".parse().unwrap(),
             turn_secret: Some("north".into()),
-            turn_ttl: Duration::from_secs(300),
+            turn_ttl: crate::config::Span::secs(300),
             ..Config::default()
         }
     }
@@ -146,12 +149,10 @@ mod tests {
 
     #[test]
     fn settings_parse_and_validate() {
-        use crate::config::Args;
-        use clap::Parser;
         let parse = |extra: &[&str]| {
             let mut argv = vec!["switchboard"];
             argv.extend_from_slice(extra);
-            Config::from_args(&Args::try_parse_from(argv).expect("flags parse"))
+            Config::parse_without_env(argv)
         };
         let c = parse(&[
             "--stun-urls",
@@ -164,10 +165,10 @@ mod tests {
             "10m",
         ])
         .expect("valid");
-        assert_eq!(c.stun_urls, ["stun:a:3478", "stun:b:3478"]);
-        assert_eq!(c.turn_urls.len(), 2);
+        assert_eq!(c.stun_urls.as_slice(), ["stun:a:3478", "stun:b:3478"]);
+        assert_eq!(c.turn_urls.as_slice().len(), 2);
         assert_eq!(c.turn_secret.as_deref(), Some("s3"));
-        assert_eq!(c.turn_ttl, Duration::from_secs(600));
+        assert_eq!(c.turn_ttl, crate::config::Span::secs(600));
         let e = parse(&[
             "--turn-urls",
             "http://x",
@@ -177,13 +178,13 @@ mod tests {
             "turn:x",
         ])
         .expect_err("invalid");
-        let all = e.0.join("\n");
+        let all = e.to_string();
         assert!(
             all.contains("TURN_URLS") && all.contains("TURN_TTL") && all.contains("STUN_URLS"),
             "{all}"
         );
         let e = parse(&["--turn-secret", "s3"]).expect_err("secret without URLs");
-        assert!(e.0.join("\n").contains("TURN_SECRET"));
+        assert!(e.to_string().contains("TURN_SECRET"));
     }
 
     #[tokio::test]

@@ -5,10 +5,8 @@ mod support;
 
 use std::net::SocketAddr;
 
-use clap::Parser;
 use support::*;
 use switchboard::Config;
-use switchboard::config::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One GET over a raw socket: status, lower-cased headers, body.
@@ -178,16 +176,21 @@ fn demo_settings_are_parsed_and_validated() {
     let parse = |v: &[&str]| {
         let mut argv = vec!["switchboard"];
         argv.extend_from_slice(v);
-        Config::from_args(&Args::try_parse_from(argv).unwrap())
+        Config::parse_without_env(argv)
     };
     let c = parse(&[]).unwrap();
     assert!(c.demo);
     assert_eq!(c.demo_yjs_url, "https://esm.sh/yjs@13");
     assert!(!parse(&["--demo", "off"]).unwrap().demo);
-    assert!(parse(&["--demo", "ON"]).unwrap().demo);
-    let e = parse(&["--demo", "maybe", "--demo-yjs-url", "javascript:alert(1)"]).unwrap_err();
+    assert!(parse(&["--demo", "on"]).unwrap().demo);
+    assert!(parse(&["--demo", "maybe"]).is_err());
+    let e = parse(&["--demo-yjs-url", "javascript:alert(1)"]).unwrap_err();
+    assert!(e.to_string().contains("DEMO_YJS_URL"), "{e}");
+    // Every bad setting at once, as for the others.
+    let e =
+        Config::load_from(["switchboard", "--demo", "maybe", "--demo-yjs-url", "x"]).unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("DEMO=\"maybe\""), "{text}");
+    assert!(text.contains("DEMO") && text.contains("maybe"), "{text}");
     assert!(text.contains("DEMO_YJS_URL"), "{text}");
     assert_eq!(
         parse(&["--demo-yjs-url", "/static/yjs.mjs"])

@@ -5,7 +5,6 @@ mod support;
 use serde_json::json;
 use support::*;
 use switchboard::Config;
-use switchboard::config::Mode;
 
 #[tokio::test]
 async fn monitoring_endpoints_answer_json() {
@@ -269,7 +268,7 @@ async fn maintenance_cleans_up_and_returns_memory() {
 #[tokio::test]
 async fn production_guards_tokens_listings_and_maintenance_with_the_admin_key() {
     let config = Config {
-        mode: Mode::Production,
+        production: true,
         auth_secret: "a-production-secret-of-some-length".into(),
         admin_api_key: Some("admin-key".into()),
         ..test_config()
@@ -315,7 +314,7 @@ async fn production_guards_tokens_listings_and_maintenance_with_the_admin_key() 
 #[tokio::test]
 async fn cors_and_websocket_origin_follow_cors_origins() {
     let config = Config {
-        cors_origins: vec!["http://app.example".into()],
+        cors_origins: switchboard::config::List(vec!["http://app.example".into()]),
         ..test_config()
     };
     let s = TestServer::with(config).await;

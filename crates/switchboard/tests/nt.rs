@@ -176,7 +176,7 @@ async fn upgrade_query_is_validated_in_order() {
     server.stop().await;
 
     let config = Config {
-        cors_origins: vec!["https://app.example".into()],
+        cors_origins: switchboard::config::List(vec!["https://app.example".into()]),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -253,7 +253,7 @@ async fn rendezvous_codes_are_single_use() {
 #[tokio::test]
 async fn rendezvous_codes_expire_after_room_ttl() {
     let config = Config {
-        room_ttl: Duration::from_millis(100),
+        room_ttl: Duration::from_millis(100).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -292,17 +292,10 @@ async fn raw_client_sees_text_frames_only() {
     server.stop().await;
 }
 
-/// The value of an unlabelled series in a Prometheus text exposition.
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
-}
-
 #[tokio::test]
 async fn telemetry_and_ping_round_trips_fill_the_session_series() {
     let config = Config {
-        ping_interval: Duration::from_millis(100),
+        ping_interval: Duration::from_millis(100).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;

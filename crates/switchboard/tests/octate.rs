@@ -211,7 +211,7 @@ async fn a_spoofed_user_id_is_refused_and_nothing_is_relayed() {
 #[tokio::test]
 async fn every_auth_failure_gives_its_own_error() {
     let config = Config {
-        mode: switchboard::config::Mode::Production,
+        production: true,
         auth_secret: "a-production-secret-of-some-length".into(),
         admin_api_key: Some("admin-key".into()),
         ..test_config()
@@ -301,10 +301,10 @@ async fn every_auth_failure_gives_its_own_error() {
 #[tokio::test]
 async fn production_closes_a_socket_that_never_authenticates() {
     let config = Config {
-        mode: switchboard::config::Mode::Production,
+        production: true,
         auth_secret: "a-production-secret-of-some-length".into(),
         admin_api_key: Some("k".into()),
-        auth_timeout: Duration::from_millis(300),
+        auth_timeout: Duration::from_millis(300).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -336,7 +336,7 @@ async fn a_full_room_refuses_the_next_peer() {
 #[tokio::test]
 async fn bad_input_gets_an_error_and_the_connection_and_others_keep_working() {
     let server = TestServer::with(Config {
-        max_frame_bytes: 4096,
+        max_frame_bytes: switchboard::config::Size(4096),
         ..test_config()
     })
     .await;
@@ -437,8 +437,8 @@ async fn a_flood_is_rate_limited_with_errors_then_closed() {
 #[tokio::test]
 async fn a_silent_peer_is_removed_and_the_room_told() {
     let config = Config {
-        ping_interval: Duration::from_millis(100),
-        peer_heartbeat_timeout: Duration::from_millis(400),
+        ping_interval: Duration::from_millis(100).into(),
+        peer_heartbeat_timeout: Duration::from_millis(400).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -482,9 +482,9 @@ async fn a_closed_socket_produces_peer_left_exactly_once() {
 #[tokio::test]
 async fn empty_rooms_are_removed_after_the_grace_and_idle_rooms_closed() {
     let config = Config {
-        cleanup_check_interval: Duration::from_millis(50),
-        empty_room_grace: Duration::from_millis(200),
-        room_inactivity_timeout: Duration::from_millis(700),
+        cleanup_check_interval: Duration::from_millis(50).into(),
+        empty_room_grace: Duration::from_millis(200).into(),
+        room_inactivity_timeout: Duration::from_millis(700).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;

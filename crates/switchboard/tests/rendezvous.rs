@@ -129,7 +129,7 @@ async fn full_room_duplicate_peer_and_non_join_first_are_refused() {
 #[tokio::test]
 async fn join_deadline_applies() {
     let config = Config {
-        auth_timeout: Duration::from_millis(200),
+        auth_timeout: Duration::from_millis(200).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -167,8 +167,8 @@ async fn errors_that_keep_the_connection() {
 #[tokio::test]
 async fn idle_room_expires_after_room_ttl() {
     let config = Config {
-        room_ttl: Duration::from_millis(300),
-        cleanup_check_interval: Duration::from_millis(50),
+        room_ttl: Duration::from_millis(300).into(),
+        cleanup_check_interval: Duration::from_millis(50).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -227,7 +227,7 @@ async fn pings_every_heartbeat() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let config = Config {
-        heartbeat: Duration::from_millis(100),
+        heartbeat: Duration::from_millis(100).into(),
         ..test_config()
     };
     let server = TestServer::with(config).await;
@@ -266,5 +266,59 @@ async fn an_nt_side_and_a_rendezvous_peer_share_a_room() {
         nt.recv_text().await,
         r#"{"type":"answer","sdp":{"type":"answer","sdp":"v=1"}}"#
     );
+    server.stop().await;
+}
+
+/// Seed 004 documents `nt_ws_connections_total`, `nt_ws_messages_total{type}`,
+/// `nt_ws_errors_total`, `nt_rooms_active` and `nt_peers_active` for its `/ws?room=`
+/// protocol: each moves with rendezvous joins, messages, errors and leaves.
+#[tokio::test]
+async fn the_seed_004_series_count_the_rendezvous_protocol() {
+    let server = TestServer::start().await;
+    let m = scrape(&server).await;
+    assert_eq!(series(&m, "nt_ws_connections_total"), 0.0);
+    assert_eq!(series(&m, "nt_rooms_active"), 0.0);
+    assert_eq!(series(&m, "nt_peers_active"), 0.0);
+    // Peers of other dialects are not seed 004's.
+    let mut oc = Client::connect(&server.signaling_url()).await;
+    oc.send(json!({"type":"auth","userId":"o","roomId":"other"}))
+        .await;
+    oc.recv_type("auth").await;
+    oc.send(json!({"type":"create-room","roomId":"other"}))
+        .await;
+    oc.recv_type("room-created").await;
+
+    let mut a = joined(&server, "metrics", "a").await;
+    let mut b = joined(&server, "metrics", "b").await;
+    a.recv_type("peer-joined").await;
+    let m = scrape(&server).await;
+    assert_eq!(series(&m, "nt_ws_connections_total"), 2.0);
+    assert_eq!(series(&m, r#"nt_ws_messages_total{type="join"}"#), 2.0);
+    assert_eq!(series(&m, "nt_rooms_active"), 1.0);
+    assert_eq!(series(&m, "nt_peers_active"), 2.0);
+    let errors = series_or(&m, "nt_ws_errors_total").unwrap_or(0.0);
+
+    a.send(json!({"type":"signal","to":"b","data":{"sdp":"x"}}))
+        .await;
+    b.recv_type("signal").await;
+    a.send(json!({"type":"signal","to":"nobody","data":{}}))
+        .await;
+    assert_eq!(a.recv_type("error").await["code"], "peer_not_found");
+    a.send_text("not json").await;
+    a.recv_type("error").await;
+    let m = scrape(&server).await;
+    assert_eq!(series(&m, r#"nt_ws_messages_total{type="signal"}"#), 2.0);
+    assert_eq!(series(&m, "nt_ws_errors_total"), errors + 2.0);
+
+    b.send(json!({"type":"leave"})).await;
+    a.recv_type("peer-left").await;
+    let m = scrape(&server).await;
+    assert_eq!(series(&m, r#"nt_ws_messages_total{type="leave"}"#), 1.0);
+    assert_eq!(series(&m, "nt_peers_active"), 1.0);
+    drop(a);
+    eventually(|| server.app.registry.room(&"metrics".into()).is_none()).await;
+    let m = scrape(&server).await;
+    assert_eq!(series(&m, "nt_rooms_active"), 0.0);
+    assert_eq!(series(&m, "nt_peers_active"), 0.0);
     server.stop().await;
 }

@@ -15,7 +15,6 @@
 
 pub mod demo;
 pub mod error;
-pub mod ratelimit;
 
 use axum::Json;
 use axum::Router;
@@ -28,6 +27,7 @@ use serde_json::{Value, json};
 use switchboard_core::{CreateOptions, JoinError, RoomId, SweepPolicy, unix_millis};
 
 use self::error::{ApiError, JsonBody};
+use crate::client_ip::ClientIp;
 use crate::memory::{self, Pressure};
 use crate::protocol::octate::{PeerInfo, RoomMetadata};
 use crate::state::AppState;
@@ -87,7 +87,7 @@ pub async fn not_found(uri: Uri) -> ApiError {
 }
 
 /// Requires the admin key in production.
-fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if !app.config.is_production() {
         return Ok(());
     }
@@ -116,8 +116,8 @@ fn memory_json(app: &AppState) -> Value {
         "rss": rss,
         "rssMB": mb(rss),
         "heapUsed": mb(rss),
-        "warningMB": mb(app.config.memory_warning_bytes),
-        "criticalMB": mb(app.config.memory_critical_bytes),
+        "warningMB": mb(app.config.memory_warning_bytes()),
+        "criticalMB": mb(app.config.memory_critical_bytes()),
         "pressure": match app.memory.pressure() {
             Pressure::Normal => "normal",
             Pressure::Warning => "warning",
@@ -149,18 +149,18 @@ async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<V
             "totalConnections": s.peers,
             "connectedClients": app.connections.open(),
             "backplane": app.registry.backplane().name(),
-            "admittingRooms": app.registry.is_admitting() && !app.memory.is_critical(),
+            "admittingRooms": !app.shutdown.is_draining() && !app.memory.is_critical(),
         },
         "memory": memory_json(&app),
         "thresholds": {
-            "warning": mb(app.config.memory_warning_bytes),
-            "critical": mb(app.config.memory_critical_bytes),
+            "warning": mb(app.config.memory_warning_bytes()),
+            "critical": mb(app.config.memory_critical_bytes()),
             "unit": "MB",
         },
         "limits": {
             "maxPeersPerRoom": app.config.max_peers_per_room,
             "maxRooms": app.config.max_rooms,
-            "maxFrameBytes": app.config.max_frame_bytes,
+            "maxFrameBytes": app.config.max_frame_bytes.get(),
             "maxMessagesPerSecond": app.config.max_messages_per_second,
             "maxConnectionsPerIp": app.config.max_connections_per_ip,
             "maxConnections": app.config.max_connections,
@@ -334,6 +334,7 @@ struct CreateRoomRequest {
 
 async fn create_room(
     State(app): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateRoomRequest>,
 ) -> Result<Response, ApiError> {
@@ -355,14 +356,6 @@ async fn create_room(
             "roomId is longer than 256 characters",
         ));
     }
-    if app.memory.is_critical() {
-        app.metrics.limit("memory");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Server is low on memory; not creating rooms",
-        )
-        .code("overloaded"));
-    }
     let mut attributes = Vec::new();
     if let Some(f) = body.file_id {
         attributes.push(("fileId".into(), f.into()));
@@ -375,30 +368,13 @@ async fn create_room(
             .map(|h| h.as_str().into()),
         host_name: body.host_name.map(Into::into),
         attributes,
+        creator: Some(client.0),
         ..CreateOptions::default()
     };
     let snapshot = app
         .registry
         .create_room(RoomId::new(&id), opts)
-        .map_err(|e| match e {
-            JoinError::RoomExists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "Room already exists").code("room_exists")
-            }
-            JoinError::TooManyRooms(n) => {
-                app.metrics.limit("rooms");
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("Room limit reached ({n} rooms)"),
-                )
-                .code("too_many_rooms")
-            }
-            JoinError::NotAdmitting => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Server is not admitting new rooms",
-            )
-            .code("overloaded"),
-            other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
-        })?;
+        .map_err(|e| creation_error(&app, &e))?;
     let meta =
         serde_json::to_value(RoomMetadata::from_snapshot(&snapshot)).expect("metadata serialises");
     let body = if snake {
@@ -409,6 +385,37 @@ async fn create_room(
         m
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// How a refused room creation reads over HTTP, on every port.
+pub fn creation_error(app: &AppState, e: &JoinError) -> ApiError {
+    match e {
+        JoinError::RoomExists(_) => {
+            ApiError::new(StatusCode::CONFLICT, "Room already exists").code("room_exists")
+        }
+        JoinError::TooManyRooms(n) => {
+            app.metrics.limit("rooms");
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Room limit reached ({n} rooms)"),
+            )
+            .code("too_many_rooms")
+        }
+        JoinError::CreationRateLimited => {
+            app.metrics.limit("room_creations");
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                .code("creation_rate_limited")
+        }
+        JoinError::NotAdmitting => {
+            app.metrics.limit("memory");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server is not accepting new rooms right now",
+            )
+            .code("overloaded")
+        }
+        other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+    }
 }
 
 fn room_or_404(app: &AppState, id: &str) -> Result<switchboard_core::RoomSnapshot, ApiError> {
@@ -492,8 +499,9 @@ async fn room_peers(
 /// The sweep as the cleanup task and `POST /api/maintenance/cleanup` run it.
 pub fn sweep_policy(app: &AppState, force_empty: bool) -> SweepPolicy {
     SweepPolicy {
-        empty_grace: app.config.empty_room_grace,
-        inactivity_timeout: app.config.room_inactivity_timeout,
+        empty_grace: app.config.empty_room_grace.get(),
+        unjoined_ttl: app.config.unjoined_room_ttl.get(),
+        inactivity_timeout: app.config.room_inactivity_timeout.get(),
         force_empty,
     }
 }

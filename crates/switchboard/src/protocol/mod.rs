@@ -53,6 +53,8 @@ pub struct Context<'a> {
     pub app: &'a AppState,
     /// This connection's outbox handle (to join rooms with and to queue replies).
     pub handle: &'a PeerHandle,
+    /// The client's address (for the room creation budget).
+    pub client: std::net::IpAddr,
 }
 
 impl Context<'_> {
@@ -113,7 +115,7 @@ pub trait Session: Send + 'static {
 
     /// The WebSocket ping interval for this dialect. Default: `PING_INTERVAL`.
     fn ping_interval(&self, app: &AppState) -> std::time::Duration {
-        app.config.ping_interval
+        app.config.ping_interval.get()
     }
 
     /// Whether the deadline applies to this session at all.

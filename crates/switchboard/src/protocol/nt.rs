@@ -28,7 +28,6 @@
 //!   `{"type":"answer","sdp":…}` and `{"type":"ice","cand":…}`; other kinds are not shown.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +44,7 @@ use switchboard_core::{
 };
 
 use super::{Context, Flow, Session, push_json_str, raw_slice, signal_body, tags};
+use crate::client_ip::ClientIp;
 use crate::http::error::plain_text as text;
 use crate::metrics::{NtBytesLabels, NtModeLabel, NtReasonLabel, NtTypeLabel};
 use crate::state::AppState;
@@ -415,6 +415,7 @@ impl Session for NtSession {
             create: CreateOptions {
                 capacity: Some(2),
                 empty_grace: Some(Duration::ZERO),
+                creator: Some(cx.client),
                 ..CreateOptions::default()
             },
         };
@@ -442,8 +443,13 @@ impl Session for NtSession {
                 cx.app.metrics.limit("room_full");
                 Flow::Close(close::POLICY, "room full".into())
             }
-            Err(_) => {
-                cx.app.metrics.limit("rooms");
+            Err(e) => {
+                cx.app.metrics.nt.ws_errors.inc();
+                cx.app.metrics.limit(match e {
+                    JoinError::CreationRateLimited => "room_creations",
+                    JoinError::NotAdmitting => "memory",
+                    _ => "rooms",
+                });
                 Flow::Close(close::TRY_AGAIN_LATER, "try again later".into())
             }
         }
@@ -550,7 +556,7 @@ impl Drop for NtSession {
 /// `GET /ws?appID=…&side=…`: the checks in the original's order, then the upgrade.
 pub fn upgrade_request(
     app: AppState,
-    peer: SocketAddr,
+    client: ClientIp,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     ws: Option<WebSocketUpgrade>,
@@ -564,12 +570,12 @@ pub fn upgrade_request(
     let Some(side) = params.get("side").and_then(|s| Side::parse(s)) else {
         return text(StatusCode::BAD_REQUEST, "invalid side\n");
     };
-    let slot = match crate::transport::ws::admit(&app, headers, peer) {
-        Ok(slot) => slot,
-        Err(e) => return e.into_response(),
-    };
     let Some(ws) = ws else {
         return text(StatusCode::BAD_REQUEST, "Bad Request\n");
+    };
+    let slot = match crate::admission::admit_connection(&app, headers, client.0) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal.into_response(),
     };
     app.metrics.nt.ws_connections.inc();
     let room = RoomId::new(app_id.hyphenated().to_string().as_str());
@@ -627,7 +633,7 @@ pub async fn code(
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
     let now = SystemTime::now();
-    let expires = now + app.config.room_ttl;
+    let expires = now + app.config.room_ttl.get();
     let app_id = uuid::Uuid::new_v4();
     let code = {
         let mut codes = lock(&app.nt.codes);

@@ -194,6 +194,10 @@ impl From<JoinError> for Refusal {
             JoinError::NotAdmitting => {
                 Self::new("overloaded", "Server is not accepting new rooms right now")
             }
+            JoinError::CreationRateLimited => Self::new(
+                "creation_rate_limited",
+                "Too many rooms created from this address; try again later",
+            ),
         }
     }
 }
@@ -340,13 +344,10 @@ impl OctateSession {
             create: CreateOptions {
                 name: data.room_name.as_deref().map(Arc::from),
                 attributes,
+                creator: Some(cx.client),
                 ..CreateOptions::default()
             },
         };
-        if mode == JoinMode::Create && cx.app.memory.is_critical() {
-            cx.app.metrics.limit("memory");
-            return Err(JoinError::NotAdmitting.into());
-        }
         match cx.app.registry.join(room, user, cx.handle.clone(), opts) {
             Ok(m) => {
                 self.auth_room = Some(m.room().clone());
@@ -357,6 +358,8 @@ impl OctateSession {
                 match &e {
                     JoinError::RoomFull { .. } => cx.app.metrics.limit("room_full"),
                     JoinError::TooManyRooms(_) => cx.app.metrics.limit("rooms"),
+                    JoinError::CreationRateLimited => cx.app.metrics.limit("room_creations"),
+                    JoinError::NotAdmitting => cx.app.metrics.limit("memory"),
                     _ => {}
                 }
                 Err(e.into())

@@ -31,7 +31,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{Query, WebSocketUpgrade};
@@ -47,6 +46,7 @@ use switchboard_core::{
 };
 
 use super::{Context, Flow, Session, push_json_str, raw_slice, signal_body, tags};
+use crate::client_ip::ClientIp;
 use crate::http::error::plain_text as text;
 use crate::state::AppState;
 use crate::transport::ws::close;
@@ -136,13 +136,15 @@ impl RendezvousSession {
         message: &str,
         reason: &'static str,
     ) -> Flow {
-        cx.app.metrics.error(code);
-        cx.reply(self.error_frame(code, message));
+        self.error(cx, code, message);
         Flow::Close(close::POLICY, Cow::Borrowed(reason))
     }
 
+    /// An error reply; counted in `switchboard_errors_total` and, as seed 004 documents for
+    /// `/ws`, in `nt_ws_errors_total`.
     fn error(&self, cx: &Context<'_>, code: &'static str, message: &str) -> Flow {
         cx.app.metrics.error(code);
+        cx.app.metrics.nt.ws_errors.inc();
         cx.reply(self.error_frame(code, message));
         Flow::Continue
     }
@@ -171,15 +173,11 @@ impl RendezvousSession {
             create: CreateOptions {
                 capacity: (cfg.rendezvous_max_peers != 0).then_some(cfg.rendezvous_max_peers),
                 empty_grace: Some(Duration::ZERO),
-                inactivity_timeout: Some(cfg.room_ttl),
+                inactivity_timeout: Some(cfg.room_ttl.get()),
+                creator: Some(cx.client),
                 ..CreateOptions::default()
             },
         };
-        if cx.app.memory.is_critical() {
-            cx.app.metrics.limit("memory");
-            cx.reply(self.error_frame("overloaded", "Server is overloaded; try again later"));
-            return Flow::Close(close::TRY_AGAIN_LATER, "server overloaded".into());
-        }
         match cx.app.registry.join(
             self.room.clone(),
             PeerId::new(&peer),
@@ -206,10 +204,23 @@ impl RendezvousSession {
                 "Another connection in this room already uses this peerId",
                 "peer id taken",
             ),
+            Err(JoinError::CreationRateLimited) => {
+                cx.app.metrics.limit("room_creations");
+                cx.app.metrics.nt.ws_errors.inc();
+                cx.app.metrics.error("creation_rate_limited");
+                cx.reply(self.error_frame(
+                    "creation_rate_limited",
+                    "Too many rooms created from this address; try again later",
+                ));
+                Flow::Close(close::TRY_AGAIN_LATER, "try again later".into())
+            }
             Err(e) => {
-                if matches!(e, JoinError::TooManyRooms(_)) {
-                    cx.app.metrics.limit("rooms");
+                match e {
+                    JoinError::TooManyRooms(_) => cx.app.metrics.limit("rooms"),
+                    JoinError::NotAdmitting => cx.app.metrics.limit("memory"),
+                    _ => {}
                 }
+                cx.app.metrics.nt.ws_errors.inc();
                 cx.app.metrics.error("overloaded");
                 cx.reply(self.error_frame("overloaded", &e.to_string()));
                 Flow::Close(close::TRY_AGAIN_LATER, "try again later".into())
@@ -278,7 +289,14 @@ impl Session for RendezvousSession {
             Err(_) => return self.error(cx, "bad_json", "Invalid JSON message"),
         };
         let kind = msg.kind.as_deref().unwrap_or("");
-        cx.app.metrics.message(Self::NAME, kind_label(kind));
+        let label = kind_label(kind);
+        cx.app.metrics.message(Self::NAME, label);
+        cx.app
+            .metrics
+            .nt
+            .ws_messages
+            .get_or_create(&crate::metrics::NtTypeLabel { r#type: label })
+            .inc();
         if !self.joined {
             return if kind == "join" {
                 self.join(cx, &msg)
@@ -332,7 +350,7 @@ impl Session for RendezvousSession {
     }
 
     fn ping_interval(&self, app: &AppState) -> Duration {
-        app.config.heartbeat
+        app.config.heartbeat.get()
     }
 
     fn needs_establishing(&self, _app: &AppState) -> bool {
@@ -411,10 +429,11 @@ pub fn render_event(event: &Event) -> Bytes {
 }
 
 /// `GET /ws`: routes on the query (`room=` → rendezvous, `appID=` → nt, neither → 400
-/// `missing room or appID`), then checks and upgrades.
+/// `missing room or appID`), then checks and upgrades. Every upgrade of either form counts
+/// in `nt_ws_connections_total`, as seed 004 documents the series for `/ws`.
 pub fn upgrade_request(
     app: AppState,
-    peer: SocketAddr,
+    client: ClientIp,
     headers: &HeaderMap,
     uri: &Uri,
     ws: Option<WebSocketUpgrade>,
@@ -424,20 +443,21 @@ pub fn upgrade_request(
     };
     let Some(room) = params.get("room") else {
         if params.contains_key("appID") {
-            return super::nt::upgrade_request(app, peer, headers, &params, ws);
+            return super::nt::upgrade_request(app, client, headers, &params, ws);
         }
         return text(StatusCode::BAD_REQUEST, "missing room or appID\n");
     };
     if room.is_empty() || room.chars().count() > MAX_ROOM {
         return text(StatusCode::BAD_REQUEST, "invalid room\n");
     }
-    let slot = match crate::transport::ws::admit(&app, headers, peer) {
-        Ok(slot) => slot,
-        Err(e) => return e.into_response(),
-    };
     let Some(ws) = ws else {
         return StatusCode::UPGRADE_REQUIRED.into_response();
     };
+    let slot = match crate::admission::admit_connection(&app, headers, client.0) {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal.into_response(),
+    };
+    app.metrics.nt.ws_connections.inc();
     let session = RendezvousSession::new(&app, room, params.get("key").map(String::as_str));
     crate::transport::ws::upgrade(app, ws, slot, session)
 }

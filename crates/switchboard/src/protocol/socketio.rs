@@ -17,18 +17,16 @@
 //! with; a disconnect leaves every room (the others hear `user-left`) and a room left empty
 //! by a Socket.io peer is removed; a missing or malformed payload gets `error`.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -45,15 +43,30 @@ use switchboard_core::{
 };
 
 use super::{signal_body, tags};
+use crate::admission::ConnectionSlot;
+use crate::client_ip::{self, ClientIp};
 use crate::metrics::DialectLabel;
-use crate::state::{AppState, ConnectionSlot};
+use crate::rate::{MessageLimit, Verdict};
+use crate::state::AppState;
+use tokio::sync::mpsc;
 
 /// The dialect's name in metrics.
 pub const NAME: &str = "socketio";
 /// Rooms one socket may be in at once.
 pub const MAX_ROOMS_PER_SOCKET: usize = 64;
-/// Consecutive rate-limited events after which the socket is disconnected.
-const RATE_STRIKES: u32 = 50;
+/// Events received but not yet handled, per socket. The socket's task handles them in
+/// microseconds; a client that gets this far ahead is flooding and is disconnected.
+const INBOUND_CAPACITY: usize = 1024;
+/// How soon a socket whose Engine.IO channel was full is tried again.
+const EMIT_RETRY: Duration = Duration::from_millis(2);
+/// The events this dialect handles.
+const EVENTS: [&str; 5] = [
+    "join-room",
+    "leave-room",
+    "offer",
+    "answer",
+    "ice-candidate",
+];
 /// The room attribute holding the ISO-8601 creation time of REST-created rooms.
 const CREATED_AT: &str = "createdAt";
 
@@ -85,10 +98,14 @@ impl<'de> Deserialize<'de> for Args {
 struct Conn {
     handle: PeerHandle,
     rooms: Mutex<HashMap<RoomId, Membership>>,
-    /// `MAX_MESSAGES_PER_SECOND` (burst twice that), as on the WebSocket dialects.
-    limiter: Option<governor::DefaultDirectRateLimiter>,
-    /// Consecutive rate-limited events; [`RATE_STRIKES`] of them disconnect the socket.
-    strikes: AtomicU32,
+}
+
+/// What the socket's handlers hand to its task, in arrival order.
+enum Inbound {
+    /// An event and all its arguments.
+    Event(&'static str, Vec<Value>),
+    /// The socket disconnected: handle what came before, then stop.
+    Disconnected,
 }
 
 impl Conn {
@@ -107,7 +124,7 @@ impl Conn {
 
 /// The Socket.io layer (Engine.IO v4 at `/socket.io/`) with its handlers.
 pub fn layer(app: AppState) -> SocketIoLayer {
-    let max_payload = (app.config.max_frame_bytes as u64).max(64 << 10);
+    let max_payload = (app.config.max_frame_bytes.get() as u64).max(64 << 10);
     let (layer, io) = SocketIo::builder()
         .max_payload(max_payload)
         .ping_interval(Duration::from_secs(25))
@@ -126,109 +143,134 @@ pub fn layer(app: AppState) -> SocketIoLayer {
     layer
 }
 
-fn emit_error(conn: &Conn, s: &SocketRef, message: &str) {
-    emit(conn, s, "error", &json!({ "message": message }));
+/// The socket's outgoing events, in order. Engine.IO's own per-socket channel is small and
+/// offers no way to wait for room, only `try_send`; when it is full the events wait here
+/// and the task retries shortly, taking nothing more from the peer's outbox meanwhile. The
+/// outbox then fills like any other dialect's, and a peer that stays behind is closed as a
+/// slow consumer: a burst is delivered late rather than lost.
+struct Emitter {
+    s: SocketRef,
+    pending: VecDeque<(Cow<'static, str>, Value)>,
+    /// When the channel was first found full, while events wait.
+    stalled_since: Option<tokio::time::Instant>,
 }
 
-/// Emits an event; a full socketioxide channel closes the socket as a slow consumer.
-fn emit(conn: &Conn, s: &SocketRef, event: &str, data: &Value) -> bool {
-    match s.emit(event, data) {
-        Ok(()) => true,
-        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-            conn.handle.close(CloseReason::SlowConsumer);
-            false
+impl Emitter {
+    fn new(s: SocketRef) -> Self {
+        Self {
+            s,
+            pending: VecDeque::new(),
+            stalled_since: None,
         }
-        Err(e) => {
-            // Only a socket that is already gone should get here; say so if not.
-            if s.connected() {
-                tracing::warn!(event, error = %e, "socket.io emit to a connected socket failed");
+    }
+
+    fn error(&mut self, message: &str) {
+        self.push("error".into(), json!({ "message": message }));
+    }
+
+    /// Queues an event behind the waiting ones and sends what the channel takes.
+    fn push(&mut self, event: Cow<'static, str>, data: Value) {
+        self.pending.push_back((event, data));
+        self.flush();
+    }
+
+    /// Sends waiting events until the channel is full.
+    fn flush(&mut self) {
+        while let Some((event, data)) = self.pending.front() {
+            match self.s.emit(&**event, data) {
+                Ok(()) => {}
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    self.stalled_since
+                        .get_or_insert_with(tokio::time::Instant::now);
+                    return;
+                }
+                Err(e) => {
+                    // Only a socket that is already gone should get here; say so if not.
+                    if self.s.connected() {
+                        tracing::warn!(%event, error = %e, "socket.io emit to a connected socket failed");
+                    }
+                }
             }
-            false
+            self.pending.pop_front();
         }
+        self.stalled_since = None;
+        if self.pending.capacity() > 16 {
+            self.pending = VecDeque::new();
+        }
+    }
+
+    fn is_stalled(&self) -> bool {
+        self.stalled_since.is_some()
     }
 }
 
 /// Admits a socket and wires it to the core, or says why not.
+///
+/// socketioxide spawns every `async` event handler as its own task, so two events of one
+/// socket would race on the multi-threaded runtime (a candidate could overtake the offer it
+/// belongs to). The handlers registered here therefore do their work *synchronously*, in
+/// the closure that socketioxide calls in arrival order, before it spawns the (empty)
+/// future: they only push the event into the socket's queue. One task per socket ([`run`])
+/// takes events from that queue strictly in order, and also drains the socket's outbox.
 fn on_connect(app: &AppState, s: SocketRef) -> Result<(), &'static str> {
     let parts = s.req_parts();
-    if app.shutdown.is_draining() {
-        return Err("Server is shutting down");
-    }
-    if let Some(origin) = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        && !crate::transport::ws::origin_allowed(&app.config.cors_origins, origin)
-    {
-        app.metrics.error("forbidden_origin");
-        return Err("Origin not allowed");
-    }
-    let slot = match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => match app.connections.acquire(addr.ip()) {
-            Ok(slot) => Some(slot),
-            Err(_) => {
-                app.metrics.limit("connections");
-                return Err("Too many connections");
-            }
-        },
-        None => None,
-    };
+    let client = client_ip::from_parts(&parts.extensions);
+    let slot = crate::admission::admit_connection(app, &parts.headers, client.0)
+        .map_err(crate::admission::Refusal::message)?;
     let (handle, rx) = outbox(ConnId::next(), tags::SOCKETIO, app.config.outbox_capacity);
-    let limiter = NonZeroU32::new(app.config.max_messages_per_second).map(|rate| {
-        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is non-zero"));
-        governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
-    });
     let conn = Arc::new(Conn {
         handle,
         rooms: Mutex::new(HashMap::new()),
-        limiter,
-        strikes: AtomicU32::new(0),
     });
-    for event in [
-        "join-room",
-        "leave-room",
-        "offer",
-        "answer",
-        "ice-candidate",
-    ] {
-        let (app, conn) = (app.clone(), Arc::clone(&conn));
+    let (tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+    for event in EVENTS {
+        let (tx, app) = (tx.clone(), app.clone());
         s.on(event, move |s: SocketRef, args: TryData<Args>| {
-            let (app, conn) = (app.clone(), Arc::clone(&conn));
-            async move {
-                let args = args.0.map(|a| a.0).unwrap_or_default();
-                on_event(&app, &conn, &s, event, &args);
+            let args = args.0.map(|a| a.0).unwrap_or_default();
+            if tx.try_send(Inbound::Event(event, args)).is_err() {
+                app.metrics.limit("inbound_queue");
+                let _ = s.disconnect();
             }
+            std::future::ready(())
         });
     }
     {
         let conn = Arc::clone(&conn);
         s.on_disconnect(move || {
-            let conn = Arc::clone(&conn);
-            async move {
-                conn.leave_all();
+            if tx.try_send(Inbound::Disconnected).is_err() {
+                // The queue is full or gone: stop the task through the outbox instead.
                 conn.handle.close(CloseReason::Shutdown);
             }
+            std::future::ready(())
         });
     }
     let tracker = app.shutdown.tracker().clone();
-    tokio::spawn(tracker.track_future(drain(app.clone(), conn, s, rx, slot)));
+    tokio::spawn(tracker.track_future(run(app.clone(), conn, s, inbound, rx, slot)));
     Ok(())
 }
 
-fn on_event(app: &AppState, conn: &Conn, s: &SocketRef, event: &'static str, args: &[Value]) {
-    if let Some(l) = &conn.limiter {
-        if l.check().is_err() {
+fn on_event(
+    app: &AppState,
+    conn: &Conn,
+    out: &mut Emitter,
+    rate: &mut MessageLimit,
+    event: &'static str,
+    args: &[Value],
+) {
+    match rate.check() {
+        Verdict::Allow => {}
+        Verdict::Refuse => {
             app.metrics.limit("rate");
             app.metrics.error("rate_limited");
-            if conn.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= RATE_STRIKES {
-                conn.leave_all();
-                let _ = s.clone().disconnect();
-            } else {
-                emit_error(conn, s, "Too many messages; slow down");
-            }
+            out.error("Too many messages; slow down");
             return;
         }
-        conn.strikes.store(0, Ordering::Relaxed);
+        Verdict::Close => {
+            app.metrics.limit("rate");
+            conn.leave_all();
+            let _ = out.s.clone().disconnect();
+            return;
+        }
     }
     app.metrics.message(NAME, event);
     let result = match event {
@@ -243,7 +285,7 @@ fn on_event(app: &AppState, conn: &Conn, s: &SocketRef, event: &'static str, arg
     };
     if let Err((code, message)) = result {
         app.metrics.error(code);
-        emit_error(conn, s, &message);
+        out.error(&message);
     }
 }
 
@@ -400,19 +442,23 @@ fn truncate(s: &str) -> &str {
     }
 }
 
-/// Drains the socket's outbox into socket.io events until the socket or the server goes.
-async fn drain(
+/// One socket's task: handles its events in arrival order and emits what arrives in its
+/// outbox, until the socket or the server goes.
+async fn run(
     app: AppState,
     conn: Arc<Conn>,
     s: SocketRef,
+    mut inbound: mpsc::Receiver<Inbound>,
     mut rx: OutboxReceiver,
-    slot: Option<ConnectionSlot>,
+    slot: ConnectionSlot,
 ) {
     let _slot = slot;
     let label = DialectLabel { dialect: NAME };
     app.metrics.connections.get_or_create(&label).inc();
     let active = app.metrics.connections_active.get_or_create(&label).clone();
     active.inc();
+    let mut rate = MessageLimit::new(app.config.max_messages_per_second);
+    let mut out = Emitter::new(s.clone());
     let shutdown = app.shutdown.token().cancelled();
     tokio::pin!(shutdown);
     loop {
@@ -422,11 +468,26 @@ async fn drain(
                 conn.handle.close(CloseReason::Shutdown);
                 break;
             }
-            received = rx.recv() => match received {
-                Received::Item(Outbound::Event(env)) => render(&app, &conn, &s, &env),
+            msg = inbound.recv() => match msg {
+                Some(Inbound::Event(event, args)) => on_event(&app, &conn, &mut out, &mut rate, event, &args),
+                Some(Inbound::Disconnected) | None => break,
+            },
+            received = rx.recv(), if !out.is_stalled() => match received {
+                Received::Item(Outbound::Event(env)) => render(&app, &conn, &mut out, &env),
                 Received::Item(Outbound::Frame(_)) => {}
                 Received::Closed(_) => break,
             },
+            () = tokio::time::sleep(EMIT_RETRY), if out.is_stalled() => {
+                out.flush();
+                let too_long = out.stalled_since.is_some_and(|t| t.elapsed() > crate::transport::ws::WRITE_TIMEOUT);
+                if too_long {
+                    conn.handle.close(CloseReason::SlowConsumer);
+                }
+                // The outbox filled up behind the stalled channel (or the timeout above).
+                if conn.handle.is_closing() {
+                    break;
+                }
+            }
         }
     }
     conn.leave_all();
@@ -451,8 +512,8 @@ async fn drain(
     active.dec();
 }
 
-fn event_name(kind: &SignalKind) -> &str {
-    match kind {
+fn event_name(kind: &SignalKind) -> Cow<'static, str> {
+    Cow::Borrowed(match kind {
         SignalKind::Offer => "offer",
         SignalKind::Answer => "answer",
         SignalKind::Candidate => "ice-candidate",
@@ -460,12 +521,12 @@ fn event_name(kind: &SignalKind) -> &str {
         SignalKind::Cursor => "cursor-update",
         SignalKind::Generic => "signal",
         SignalKind::Publish => "publish",
-        SignalKind::Other(name) => name,
-    }
+        SignalKind::Other(name) => return Cow::Owned(name.to_string()),
+    })
 }
 
 /// Emits a core event as socket.io events.
-fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
+fn render(app: &AppState, conn: &Conn, out: &mut Emitter, env: &Envelope) {
     match &env.event {
         Event::Joined { room, me, .. } => {
             let participants: Vec<&str> = room
@@ -476,24 +537,19 @@ fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
                 .collect();
             let data = json!({ "participants": participants, "roomId": room.id.as_str() });
             // The seed's name and the original server's name, both.
-            if emit(conn, s, "room-users", &data) {
-                emit(conn, s, "room-participants", &data);
-            }
+            out.push("room-users".into(), data.clone());
+            out.push("room-participants".into(), data);
         }
         Event::PeerJoined { room, peer } => {
-            emit(
-                conn,
-                s,
-                "user-joined",
-                &json!({ "userId": peer.id.as_str(), "roomId": room.as_str() }),
+            out.push(
+                "user-joined".into(),
+                json!({ "userId": peer.id.as_str(), "roomId": room.as_str() }),
             );
         }
         Event::PeerLeft { room, peer } => {
-            emit(
-                conn,
-                s,
-                "user-left",
-                &json!({ "userId": peer.as_str(), "roomId": room.as_str() }),
+            out.push(
+                "user-left".into(),
+                json!({ "userId": peer.as_str(), "roomId": room.as_str() }),
             );
         }
         Event::Signal(sig) => {
@@ -508,7 +564,7 @@ fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
             }
             data.insert("roomId".into(), Value::String(sig.room.as_str().into()));
             data.insert(super::body_key(&sig.kind).unwrap_or("data").into(), body);
-            emit(conn, s, event_name(&sig.kind), &Value::Object(data));
+            out.push(event_name(&sig.kind), Value::Object(data));
         }
         Event::RoomClosed { room, reason } => {
             conn.rooms().remove(room);
@@ -516,11 +572,9 @@ fn render(app: &AppState, conn: &Conn, s: &SocketRef, env: &Envelope) {
                 RoomClosedReason::Inactive => "Room closed for inactivity",
                 RoomClosedReason::Deleted => "Room deleted",
             };
-            emit(
-                conn,
-                s,
-                "error",
-                &json!({ "message": why, "roomId": room.as_str() }),
+            out.push(
+                "error".into(),
+                json!({ "message": why, "roomId": room.as_str() }),
             );
         }
     }
@@ -553,73 +607,77 @@ pub fn iso8601(ms: u64) -> String {
     )
 }
 
-fn room_json(r: &RoomSnapshot) -> Value {
+/// A room in seed 003's shape. When `names` is false the participants are withheld:
+/// `participants` is empty and `participantCount` says how many there are.
+fn room_json(r: &RoomSnapshot, names: bool) -> Value {
     let created = r
         .attributes
         .iter()
         .find(|(k, _)| &**k == CREATED_AT)
         .map_or_else(|| iso8601(r.created_at_ms), |(_, v)| v.to_string());
-    json!({
-        "id": r.id.as_str(),
-        "participants": r.members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
-        "createdAt": created,
-    })
+    if names {
+        let participants: Vec<&str> = r.members.iter().map(|m| m.id.as_str()).collect();
+        json!({ "id": r.id.as_str(), "participants": participants, "createdAt": created })
+    } else {
+        json!({
+            "id": r.id.as_str(),
+            "participants": [],
+            "participantCount": r.members.len(),
+            "createdAt": created,
+        })
+    }
 }
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "timestamp": iso8601(switchboard_core::unix_millis()) }))
 }
 
-async fn list_rooms(State(app): State<AppState>) -> Json<Value> {
+/// `GET /api/rooms`: every room (but y-webrtc topics) with its participants. It names
+/// participants, so in production it needs the admin key, as on `PORT`.
+async fn list_rooms(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = crate::http::require_admin(&app, &headers) {
+        return e.into_response();
+    }
     let rooms: Vec<Value> = app
         .registry
         .rooms()
         .iter()
         .filter(|r| !r.id.as_str().starts_with(super::ywebrtc::ROOM_PREFIX))
-        .map(room_json)
+        .map(|r| room_json(r, true))
         .collect();
-    Json(json!({ "rooms": rooms }))
+    Json(json!({ "rooms": rooms })).into_response()
 }
 
-async fn create_room(State(app): State<AppState>) -> Response {
-    if app.memory.is_critical() {
-        app.metrics.limit("memory");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "Server is not accepting new rooms right now"})),
-        )
-            .into_response();
-    }
+/// `POST /api/rooms`: a fresh room with an unguessable id. Open to anyone (Vibe clients
+/// create rooms themselves), within the client's room creation budget.
+async fn create_room(State(app): State<AppState>, client: ClientIp) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
     let now = switchboard_core::unix_millis();
     let opts = CreateOptions {
         attributes: vec![(Arc::from(CREATED_AT), Arc::from(iso8601(now).as_str()))],
-        // Waits for its first member up to the inactivity timeout (the core's rule for rooms
-        // created empty), and goes the moment its last member leaves, as Vibe's did.
+        // Waits for its first member up to UNJOINED_ROOM_TTL, and goes the moment its last
+        // member leaves, as Vibe's did.
         empty_grace: Some(std::time::Duration::ZERO),
+        creator: Some(client.0),
         ..CreateOptions::default()
     };
     match app.registry.create_room(RoomId::new(&id), opts) {
         Ok(_) => Json(json!({ "roomId": id })).into_response(),
-        Err(JoinError::TooManyRooms(n)) => {
-            app.metrics.limit("rooms");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": format!("Room limit reached ({n} rooms)")})),
-            )
-                .into_response()
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => crate::http::creation_error(&app, &e).into_response(),
     }
 }
 
-async fn get_room(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+/// `GET /api/rooms/{id}`: anyone who knows a room's id (an unguessable UUID when it came
+/// from `POST /api/rooms`) may see that it exists; in production only the admin key also
+/// shows who is in it.
+async fn get_room(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let participants = crate::http::require_admin(&app, &headers).is_ok();
     match app.registry.room(&RoomId::new(&id)) {
-        Some(r) => Json(room_json(&r)).into_response(),
+        Some(r) => Json(room_json(&r, participants)).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": "Room not found"})),

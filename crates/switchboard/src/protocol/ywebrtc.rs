@@ -154,19 +154,13 @@ impl YWebrtcSession {
                     format!("A connection may subscribe to at most {MAX_TOPICS} topics"),
                 ));
             }
-            if cx.app.memory.is_critical() {
-                cx.app.metrics.limit("memory");
-                return Err((
-                    "overloaded",
-                    "Server is not accepting new topics right now".to_owned(),
-                ));
-            }
             let opts = JoinOptions {
                 mode: JoinMode::CreateOrJoin,
                 name: None,
                 create: CreateOptions {
                     name: Some(topic.as_str().into()),
                     empty_grace: Some(Duration::ZERO),
+                    creator: Some(cx.client),
                     ..CreateOptions::default()
                 },
             };
@@ -190,6 +184,17 @@ impl YWebrtcSession {
                         JoinError::TooManyRooms(n) => {
                             cx.app.metrics.limit("rooms");
                             ("too_many_rooms", format!("Room limit reached ({n} rooms)"))
+                        }
+                        JoinError::NotAdmitting => {
+                            cx.app.metrics.limit("memory");
+                            (
+                                "overloaded",
+                                "Server is not accepting new topics right now".to_owned(),
+                            )
+                        }
+                        JoinError::CreationRateLimited => {
+                            cx.app.metrics.limit("room_creations");
+                            ("creation_rate_limited", e.to_string())
                         }
                         other => ("subscribe_failed", other.to_string()),
                     };

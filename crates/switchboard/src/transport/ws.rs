@@ -1,7 +1,6 @@
 //! The WebSocket connection driver shared by every WebSocket dialect.
 //!
-//! Admission ([`admit`]) runs before the upgrade: shutdown, the Origin allow-list and the
-//! connection limits. After the upgrade one task per connection runs [`drive`]: it reads
+//! Admission ([`crate::admission`]) has run before the upgrade. After it one task per connection runs [`drive`]: it reads
 //! frames, enforces the frame-size and message-rate limits, hands text to the session,
 //! drains the connection's bounded outbox to the socket (a batch at a time, one flush per
 //! batch), pings on an interval (first ping jittered) and closes a peer that went silent.
@@ -12,24 +11,21 @@
 //! the room hears `peer-left` exactly once.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
-use governor::{Quota, RateLimiter};
 use rand::Rng;
 use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, outbox};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
-use crate::http::error::ApiError;
+use crate::admission::ConnectionSlot;
 use crate::metrics::DialectLabel;
 use crate::protocol::{Context, Flow, Session};
-use crate::state::{AppState, ConnectionRefused, ConnectionSlot};
+use crate::rate::{MessageLimit, Verdict};
+use crate::state::AppState;
 
 /// How long one batch of writes may take before the peer is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,8 +33,6 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Frames written per flush at most.
 const WRITE_BATCH: usize = 64;
-/// Consecutive rate-limited messages after which the connection is closed.
-const RATE_STRIKES: u32 = 50;
 
 /// WebSocket close codes used across dialects (RFC 6455 §7.4.1).
 pub mod close {
@@ -56,60 +50,6 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-/// Checks a WebSocket request before upgrading it.
-///
-/// # Errors
-/// The HTTP response refusing it: 503 while draining, 403 for a disallowed Origin, 429 over
-/// a connection limit.
-pub fn admit(
-    app: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<ConnectionSlot, ApiError> {
-    if app.shutdown.is_draining() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Server is shutting down",
-        ));
-    }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && !origin_allowed(&app.config.cors_origins, origin)
-    {
-        app.metrics.error("forbidden_origin");
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "Origin not allowed"));
-    }
-    app.connections.acquire(peer.ip()).map_err(|why| {
-        let (limit, msg) = match why {
-            ConnectionRefused::Total => ("connections", "Too many connections"),
-            ConnectionRefused::PerIp => (
-                "connections_per_ip",
-                "Too many connections from this address",
-            ),
-        };
-        app.metrics.limit(limit);
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg)
-    })
-}
-
-/// Whether `origin` is allowed: any when the list is empty; otherwise an exact match of the
-/// origin or of its host name.
-pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
-    if allowed.is_empty() || allowed.iter().any(|a| a == "*") {
-        return true;
-    }
-    let origin = origin.trim_end_matches('/');
-    let host = origin
-        .split("://")
-        .nth(1)
-        .unwrap_or(origin)
-        .split(':')
-        .next()
-        .unwrap_or("");
-    allowed
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(origin) || a.eq_ignore_ascii_case(host))
-}
-
 /// Upgrades an admitted request and runs `session` on the socket as a tracked task.
 pub fn upgrade<S: Session>(
     app: AppState,
@@ -117,13 +57,13 @@ pub fn upgrade<S: Session>(
     slot: ConnectionSlot,
     session: S,
 ) -> Response {
-    let hard_cap = (app.config.max_frame_bytes * 4).max(1 << 20);
+    let hard_cap = app.config.hard_frame_cap();
     let tracker = app.shutdown.tracker().clone();
     let ws = ws
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
-        .read_buffer_size(app.config.ws_read_buffer)
-        .write_buffer_size(app.config.ws_write_buffer);
+        .read_buffer_size(app.config.ws_read_buffer.get())
+        .write_buffer_size(app.config.ws_write_buffer.get());
     // axum keeps this closure inside the connection's task for the task's whole life (even
     // after calling it), so it carries one pointer to the session rather than the session:
     // 128 bytes less per connection (see BENCHMARKS.md, idle memory).
@@ -242,18 +182,6 @@ pub fn drive<S: Session>(
         let (handle, mut outbox_rx) = outbox(conn, S::TAG, app.config.outbox_capacity);
         tracing::debug!(%conn, dialect = S::NAME, "connection open");
 
-        if app.memory.is_critical() {
-            app.metrics.limit("memory");
-            Box::pin(send_close(
-                &mut socket,
-                close::TRY_AGAIN_LATER,
-                "server overloaded: memory critical".into(),
-            ))
-            .await;
-            active.dec();
-            return;
-        }
-
         let cfg = &app.config;
         let ping_every = session.ping_interval(&app);
         let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
@@ -267,12 +195,8 @@ pub fn drive<S: Session>(
         let mut seen = false;
         let deadline = session
             .needs_establishing(&app)
-            .then(|| Instant::now() + cfg.auth_timeout);
-        let limiter = NonZeroU32::new(cfg.max_messages_per_second).map(|rate| {
-            let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is non-zero"));
-            RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-        });
-        let mut strikes = 0u32;
+            .then(|| Instant::now() + cfg.auth_timeout.get());
+        let mut rate = MessageLimit::new(cfg.max_messages_per_second);
         let bytes_in = app
             .metrics
             .bytes
@@ -284,9 +208,11 @@ pub fn drive<S: Session>(
             .get_or_create(&crate::metrics::DirectionLabels { direction: "out" })
             .clone();
 
+        let client = slot.ip();
         let mut opened = Some(session.on_open(&Context {
             app: &app,
             handle: &handle,
+            client,
         }));
         // Futures that live for the whole connection are pinned once: re-creating the close
         // future every iteration would register and deregister a waiter (two mutex operations)
@@ -303,6 +229,7 @@ pub fn drive<S: Session>(
             let cx = Context {
                 app: &app,
                 handle: &handle,
+                client,
             };
             tokio::select! {
                 biased;
@@ -389,25 +316,25 @@ pub fn drive<S: Session>(
                         }
                     };
                     bytes_in.inc_by(data.len() as u64);
-                    if data.len() > cfg.max_frame_bytes {
+                    if data.len() > cfg.max_frame_bytes.get() {
                         app.metrics.limit("frame_size");
                         app.metrics.error("frame_too_large");
                         let msg = format!("Message of {} bytes exceeds the {} byte limit", data.len(), cfg.max_frame_bytes);
                         cx.reply(session.error_frame("frame_too_large", &msg));
                         continue;
                     }
-                    if let Some(l) = &limiter {
-                        if l.check().is_err() {
+                    match rate.check() {
+                        Verdict::Allow => {}
+                        Verdict::Refuse => {
                             app.metrics.limit("rate");
                             app.metrics.error("rate_limited");
-                            strikes += 1;
-                            if strikes >= RATE_STRIKES {
-                                break Some((close::POLICY, "rate limit exceeded".into()));
-                            }
                             cx.reply(session.error_frame("rate_limited", "Too many messages; slow down"));
                             continue;
                         }
-                        strikes = 0;
+                        Verdict::Close => {
+                            app.metrics.limit("rate");
+                            break Some((close::POLICY, "rate limit exceeded".into()));
+                        }
                     }
                     let flow = if text { session.on_text(&cx, data) } else { session.on_binary(&cx, data) };
                     if let Flow::Close(code, reason) = flow {
@@ -418,7 +345,7 @@ pub fn drive<S: Session>(
                     if std::mem::take(&mut seen) {
                         last_seen = Instant::now();
                     }
-                    if last_seen.elapsed() > cfg.peer_heartbeat_timeout {
+                    if last_seen.elapsed() > cfg.peer_heartbeat_timeout.get() {
                         app.metrics.error("heartbeat_timeout");
                         break Some((close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str().into()));
                     }
@@ -452,8 +379,6 @@ pub fn drive<S: Session>(
 
 #[cfg(test)]
 mod tests {
-    use super::origin_allowed;
-
     #[test]
     fn a_pong_echoing_our_ping_gives_the_round_trip() {
         let rtt = super::ping_rtt(&super::ping_payload()).expect("our own payload");
@@ -463,15 +388,5 @@ mod tests {
         assert_eq!(super::ping_rtt(b"1"), None, "older than a minute");
         let future = (super::unix_nanos() + 10_000_000_000).to_string();
         assert_eq!(super::ping_rtt(future.as_bytes()), None);
-    }
-
-    #[test]
-    fn origins_match_exactly_or_by_host() {
-        let allowed = vec!["http://localhost:3000".to_owned(), "example.com".to_owned()];
-        assert!(origin_allowed(&allowed, "http://localhost:3000"));
-        assert!(origin_allowed(&allowed, "https://example.com"));
-        assert!(!origin_allowed(&allowed, "http://localhost:3001"));
-        assert!(!origin_allowed(&allowed, "http://evil.example.org"));
-        assert!(origin_allowed(&[], "http://anything"));
     }
 }

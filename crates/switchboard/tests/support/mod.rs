@@ -102,12 +102,41 @@ impl Drop for TestServer {
     }
 }
 
+/// The HTTP status a WebSocket upgrade to `url` gets: 101 when it is accepted.
+pub async fn ws_status(url: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::Error;
+    match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("an answer in time")
+    {
+        Ok(_) => 101,
+        Err(Error::Http(res)) => res.status().as_u16(),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
 /// A WebSocket client speaking JSON.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Client {
+    /// Connects from the loopback address `from` (see [`tcp_from`]).
+    pub async fn connect_from(from: std::net::IpAddr, url: &str) -> Self {
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap();
+        let addr: SocketAddr = host.parse().unwrap();
+        let tcp = MaybeTlsStream::Plain(tcp_from(from, addr).await);
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::client_async(url, tcp))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Self { ws }
+    }
+
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
             .await
@@ -222,8 +251,56 @@ pub async fn http_raw(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    http_raw_from(LOCAL, method, addr, path, body, headers).await
+}
+
+/// The default client address.
+pub const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8), so
+/// that one test can be several clients as per-IP limits see them.
+pub async fn tcp_from(from: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from, 0)).unwrap();
+    sock.connect(addr).await.unwrap()
+}
+
+/// [`http`] from the loopback address `from`.
+pub async fn http_from(
+    from: std::net::IpAddr,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let (status, text) = http_raw_from(
+        from,
+        method,
+        addr,
+        path,
+        body.map(|b| b.to_string()).as_deref(),
+        headers,
+    )
+    .await;
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, v)
+}
+
+pub async fn http_raw_from(
+    from: std::net::IpAddr,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut s = tcp_from(from, addr).await;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -278,5 +355,47 @@ pub async fn eventually(mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(start.elapsed() < PATIENCE, "condition not reached in time");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of a series (name and labels exactly as exposed, e.g.
+/// `nt_ws_messages_total{type="join"}`) in a Prometheus text exposition.
+pub fn series(text: &str, name: &str) -> f64 {
+    series_or(text, name).unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
+/// Like [`series`], `None` when the series is absent.
+pub fn series_or(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A scrape of `/metrics` on the HTTP port.
+pub async fn scrape(server: &TestServer) -> String {
+    let (status, text) = http_raw("GET", server.http, "/metrics", None, &[]).await;
+    assert_eq!(status, 200);
+    text
+}
+
+impl Client {
+    /// Connects with extra request headers; the refusal's HTTP status when refused.
+    pub async fn try_connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::Error;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("an answer in time")
+        {
+            Ok((ws, _)) => Ok(Self { ws }),
+            Err(Error::Http(res)) => Err(res.status().as_u16()),
+            Err(e) => panic!("{url}: {e}"),
+        }
     }
 }

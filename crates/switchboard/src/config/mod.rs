@@ -1,0 +1,817 @@
+//! Configuration: one typed [`Config`], parsed by clap from command-line flags and
+//! environment variables (the seeds' names where they had one).
+//!
+//! Each setting's default is written once, as its `default_value_t`; `Config::default()`
+//! is the same parse with nothing set, so `--help`, the README's table (a test compares
+//! them) and the embedded defaults cannot drift apart. Values are typed as they are
+//! written: durations ([`Span`]: `250ms`, `30s`, `5m`, `3h`, or a bare number of
+//! milliseconds as in the OctateCode seed), sizes ([`Size`]: `512`, `64k`, `1m`), comma
+//! lists ([`List`]) and address ranges ([`Cidrs`]).
+//!
+//! [`Config::load`] reports every invalid setting at once (bad values and cross-field
+//! rules alike), and `main` exits with status 64 (`EX_USAGE`) before binding any port.
+
+mod values;
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+pub use self::values::{Cidrs, List, Size, Span};
+
+/// The secret the OctateCode seed shipped with; refused in production.
+pub const DEFAULT_AUTH_SECRET: &str = "dev-secret-change-in-production";
+
+/// The validated configuration. Every field is a flag and an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: a WebRTC signaling and rendezvous server",
+    long_about = "Switchboard introduces WebRTC peers: it authenticates them, keeps rooms, \
+                  relays SDP offers/answers and ICE candidates, and notices when peers vanish. \
+                  It speaks the OctateCode, Socket.io, rendezvous (nt-backend-wrtc) and y-webrtc \
+                  signaling dialects. Every flag can also be set by its environment variable. \
+                  Durations take ms/s/m/h/d (a bare number is milliseconds); sizes take k/m/g."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub host: IpAddr,
+    /// HTTP API port; every WebSocket endpoint is also served here.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// OctateCode signaling WebSocket port (any path).
+    #[arg(long, env = "SIGNALING_PORT", default_value_t = 3001)]
+    pub signaling_port: u16,
+    /// Socket.io (seed 003) port: the Vibe REST API and Socket.io at `/socket.io/`.
+    #[arg(long, env = "SOCKETIO_PORT", default_value_t = 4000)]
+    pub socketio_port: u16,
+    /// development or production (production requires tokens and an admin key).
+    #[arg(long, env = "NODE_ENV", default_value_t = NodeEnv::Development)]
+    pub node_env: NodeEnv,
+    /// Same as NODE_ENV=production.
+    #[arg(long)]
+    pub production: bool,
+    /// Comma-separated allowed origins for CORS and the WebSocket Origin check; empty allows any.
+    #[arg(long, env = "CORS_ORIGINS", default_value_t)]
+    pub cors_origins: List,
+    /// HMAC secret for signing and verifying JWT tokens (HS256).
+    #[arg(long, env = "AUTH_SECRET", default_value = DEFAULT_AUTH_SECRET, hide_env_values = true)]
+    pub auth_secret: String,
+    /// Lifetime of tokens issued by POST /api/auth/token.
+    #[arg(long, env = "TOKEN_TTL", default_value_t = Span::secs(3600))]
+    pub token_ttl: Span,
+    /// Bearer key for token issuing and the admin endpoints (required in production).
+    #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<String>,
+    /// A room with no activity for this long is closed.
+    #[arg(long, env = "ROOM_INACTIVITY_TIMEOUT", default_value_t = Span::secs(3 * 3600))]
+    pub room_inactivity_timeout: Span,
+    /// A peer that sends nothing (not even a pong) for this long is removed.
+    #[arg(long, env = "PEER_HEARTBEAT_TIMEOUT", default_value_t = Span::secs(60))]
+    pub peer_heartbeat_timeout: Span,
+    /// How often the room sweep runs (at least as often as UNJOINED_ROOM_TTL).
+    #[arg(long, env = "CLEANUP_CHECK_INTERVAL", default_value_t = Span::secs(60))]
+    pub cleanup_check_interval: Span,
+    /// How long a room emptied by its last member leaving survives.
+    #[arg(long, env = "EMPTY_ROOM_GRACE", default_value_t = Span::secs(30))]
+    pub empty_room_grace: Span,
+    /// How long a room created empty (POST /api/rooms) waits for its first member.
+    #[arg(long, env = "UNJOINED_ROOM_TTL", default_value_t = Span::secs(60))]
+    pub unjoined_room_ttl: Span,
+    /// WebSocket ping interval (the first ping of each connection is jittered).
+    #[arg(long, env = "PING_INTERVAL", default_value_t = Span::secs(25))]
+    pub ping_interval: Span,
+    /// Resident memory (MB) above which empty rooms are swept at once.
+    #[arg(long, env = "MEMORY_WARNING_THRESHOLD", default_value_t = 200)]
+    pub memory_warning_threshold: u64,
+    /// Resident memory (MB) above which new connections and rooms are refused.
+    #[arg(long, env = "MEMORY_CRITICAL_THRESHOLD", default_value_t = 300)]
+    pub memory_critical_threshold: u64,
+    /// How often resident memory is sampled.
+    #[arg(long, env = "MEMORY_CHECK_INTERVAL", default_value_t = Span::secs(5))]
+    pub memory_check_interval: Span,
+    /// Peers per room, 0 = unlimited.
+    #[arg(long, env = "MAX_PEERS_PER_ROOM", default_value_t = 0)]
+    pub max_peers_per_room: usize,
+    /// Rooms alive at once, 0 = unlimited.
+    #[arg(long, env = "MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: usize,
+    /// Rooms one client IP may create per minute, in every dialect together (0 = unlimited).
+    #[arg(long, env = "ROOM_CREATIONS_PER_MINUTE", default_value_t = 60)]
+    pub room_creations_per_minute: u32,
+    /// Largest accepted WebSocket message; larger ones get an error reply (4x this closes).
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = Size(64 << 10))]
+    pub max_frame_bytes: Size,
+    /// Messages per second per connection (burst of twice that), 0 = unlimited.
+    #[arg(long, env = "MAX_MESSAGES_PER_SECOND", default_value_t = 100)]
+    pub max_messages_per_second: u32,
+    /// HTTP requests per second per client IP on every port (burst of twice that), 0 = unlimited.
+    #[arg(long, env = "HTTP_REQUESTS_PER_SECOND", default_value_t = 50)]
+    pub http_requests_per_second: u32,
+    /// Concurrent WebSocket and Socket.io connections per client IP, 0 = unlimited.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// Concurrent WebSocket and Socket.io connections in total, 0 = unlimited.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Proxies whose X-Forwarded-For / Forwarded headers name the client (comma list of
+    /// addresses or CIDR ranges); from anyone else these headers are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value_t)]
+    pub trusted_proxies: Cidrs,
+    /// WebSocket read buffer per connection and the most read per read call (smaller saves
+    /// idle memory, larger saves read calls under load).
+    #[arg(long, env = "WS_READ_BUFFER", default_value_t = Size(512))]
+    pub ws_read_buffer: Size,
+    /// WebSocket write buffer: frames are batched up to this before a socket write.
+    #[arg(long, env = "WS_WRITE_BUFFER", default_value_t = Size(8 << 10))]
+    pub ws_write_buffer: Size,
+    /// Events a peer's outbox holds before the peer is closed as too slow.
+    #[arg(long, env = "OUTBOX_CAPACITY", default_value_t = 256)]
+    pub outbox_capacity: usize,
+    /// Deadline to authenticate (production) or join (rendezvous) after connecting.
+    #[arg(long, env = "AUTH_TIMEOUT", default_value_t = Span::secs(10))]
+    pub auth_timeout: Span,
+    /// Shared key the rendezvous dialect (`/ws?room=`) requires as `?key=`; unset: none.
+    #[arg(long, env = "RENDEZVOUS_WS_KEY", hide_env_values = true)]
+    pub rendezvous_ws_key: Option<String>,
+    /// Rendezvous rooms idle this long are closed; rendezvous codes live this long.
+    #[arg(long, env = "ROOM_TTL", default_value_t = Span::secs(600))]
+    pub room_ttl: Span,
+    /// WebSocket ping interval of the rendezvous dialect (`/ws?room=`).
+    #[arg(long, env = "HEARTBEAT", default_value_t = Span::secs(20))]
+    pub heartbeat: Span,
+    /// Peers per rendezvous room (`/ws?room=`), 0 = only the server-wide limit.
+    #[arg(long, env = "RENDEZVOUS_MAX_PEERS", default_value_t = 2)]
+    pub rendezvous_max_peers: usize,
+    /// How long shutdown waits for peers to receive their close frames.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = Span::secs(10))]
+    pub shutdown_timeout: Span,
+    /// Runtime worker threads; 0 = one per CPU core this process may run on.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+    /// Path of the Prometheus endpoint on PORT (nt-backend-wrtc's `METRICS_ROUTE`).
+    #[arg(long, env = "METRICS_ROUTE", default_value = "/metrics")]
+    pub metrics_route: String,
+    /// trace, debug, info, warn or error (or a tracing filter directive).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// text, json, or auto (json in production, text otherwise).
+    #[arg(long, env = "LOG_FORMAT", default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// Comma-separated STUN URLs handed to clients (GET /api/ice-servers, OctateCode auth).
+    #[arg(long, env = "STUN_URLS", default_value_t)]
+    pub stun_urls: List,
+    /// Comma-separated TURN URLs handed to clients, e.g. turn:host:3478?transport=udp.
+    #[arg(long, env = "TURN_URLS", default_value_t)]
+    pub turn_urls: List,
+    /// coturn `static-auth-secret`: with it, TURN credentials follow the TURN REST scheme.
+    #[arg(long, env = "TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Lifetime of handed-out TURN credentials.
+    #[arg(long, env = "TURN_TTL", default_value_t = Span::secs(3600))]
+    pub turn_ttl: Span,
+    /// Serve the browser SDK (/sdk/switchboard.js) and the demo editor (/demo/) on PORT: on or off.
+    #[arg(long, env = "DEMO", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
+    /// ES-module URL of Yjs in the demo's import map (a public CDN by default).
+    #[arg(long, env = "DEMO_YJS_URL", default_value = "https://esm.sh/yjs@13")]
+    pub demo_yjs_url: String,
+}
+
+/// `NODE_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodeEnv {
+    /// Tokens optional, admin endpoints open.
+    #[value(alias = "dev", alias = "test")]
+    Development,
+    /// Tokens required, admin endpoints need `ADMIN_API_KEY`, secrets must be set.
+    #[value(alias = "prod")]
+    Production,
+}
+
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON in production, text otherwise.
+    Auto,
+    /// Human-readable lines.
+    #[value(alias = "plain")]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+macro_rules! display_value_enum {
+    ($($ty:ty),*) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let v = self.to_possible_value().expect("no variant is skipped");
+                f.write_str(v.get_name())
+            }
+        }
+    )*};
+}
+display_value_enum!(NodeEnv, LogFormat);
+
+impl Default for Config {
+    /// The embedded defaults: the parse of an empty command line with no environment.
+    fn default() -> Self {
+        Self::parse_without_env(["switchboard"]).expect("the embedded defaults parse")
+    }
+}
+
+/// Every invalid setting, one per line, naming its environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Why [`Config::load_from`] did not return a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `--help`, `--version`, an unknown flag, a missing value: clap's own message, to be
+    /// printed with [`clap::Error::exit`].
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    /// Settings with invalid values or that contradict each other.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+impl Config {
+    /// Loads the configuration from the process's arguments and environment.
+    ///
+    /// # Errors
+    /// See [`LoadError`].
+    pub fn load() -> Result<Self, LoadError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// Loads the configuration from `args` and the process environment: every value is
+    /// checked first, so that all bad ones are reported together, then the cross-field
+    /// rules.
+    ///
+    /// # Errors
+    /// See [`LoadError`].
+    pub fn load_from<I, T>(args: I) -> Result<Self, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cmd = Self::command();
+        let checked = check_values(&cmd, &args)?;
+        if !checked.problems.is_empty() {
+            // Report the cross-field rules too, judged with the good values and the
+            // defaults in place of the bad ones.
+            let mut problems = checked.problems;
+            if let Ok(partial) = Self::from_matches(&Self::command_without_env(), checked.good)
+                && let Err(more) = partial.validate()
+            {
+                problems.extend(more.0);
+            }
+            return Err(ConfigError(problems).into());
+        }
+        let config = Self::from_matches(&cmd, args)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses `args` alone, ignoring the environment (for `Default` and tests).
+    ///
+    /// # Errors
+    /// See [`LoadError`].
+    pub fn parse_without_env<I, T>(args: I) -> Result<Self, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let config = Self::from_matches(&Self::command_without_env(), args)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn command_without_env() -> clap::Command {
+        Self::command().mut_args(|a| a.env(None::<&str>))
+    }
+
+    fn from_matches<I, T>(cmd: &clap::Command, args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut config = Self::from_arg_matches(&cmd.clone().try_get_matches_from(args)?)?;
+        config.normalise();
+        Ok(config)
+    }
+
+    /// Empty strings in optional secrets mean "unset"; origins compare without a trailing
+    /// slash.
+    fn normalise(&mut self) {
+        for opt in [
+            &mut self.admin_api_key,
+            &mut self.rendezvous_ws_key,
+            &mut self.turn_secret,
+        ] {
+            if opt.as_deref().is_some_and(str::is_empty) {
+                *opt = None;
+            }
+        }
+        for o in &mut self.cors_origins.0 {
+            while o.ends_with('/') {
+                o.pop();
+            }
+        }
+        self.metrics_route = self.metrics_route.trim().to_owned();
+    }
+
+    /// The rules that involve more than one setting, or more than a value's type.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] listing every broken rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let mut rule = |broken: bool, msg: String| {
+            if broken {
+                p.push(format!("  {msg}"));
+            }
+        };
+        for (var, v) in [
+            ("ROOM_TTL", self.room_ttl),
+            ("HEARTBEAT", self.heartbeat),
+            ("PING_INTERVAL", self.ping_interval),
+            ("CLEANUP_CHECK_INTERVAL", self.cleanup_check_interval),
+            ("MEMORY_CHECK_INTERVAL", self.memory_check_interval),
+            ("UNJOINED_ROOM_TTL", self.unjoined_room_ttl),
+        ] {
+            rule(v.is_zero(), format!("{var}: must be greater than zero"));
+        }
+        rule(
+            !self.ping_interval.is_zero() && self.peer_heartbeat_timeout <= self.ping_interval,
+            format!(
+                "PEER_HEARTBEAT_TIMEOUT={}: must be longer than PING_INTERVAL ({}) or every peer times out",
+                self.peer_heartbeat_timeout, self.ping_interval
+            ),
+        );
+        rule(
+            !self.heartbeat.is_zero() && self.peer_heartbeat_timeout <= self.heartbeat,
+            format!(
+                "HEARTBEAT={}: must be shorter than PEER_HEARTBEAT_TIMEOUT ({}) or every rendezvous peer times out",
+                self.heartbeat, self.peer_heartbeat_timeout
+            ),
+        );
+        rule(
+            self.memory_critical_threshold < self.memory_warning_threshold,
+            format!(
+                "MEMORY_CRITICAL_THRESHOLD={}: must not be below MEMORY_WARNING_THRESHOLD ({})",
+                self.memory_critical_threshold, self.memory_warning_threshold
+            ),
+        );
+        rule(
+            self.max_frame_bytes.get() < 1024,
+            format!(
+                "MAX_FRAME_BYTES={}: must be at least 1k",
+                self.max_frame_bytes
+            ),
+        );
+        rule(
+            self.ws_read_buffer.get() < 256,
+            format!(
+                "WS_READ_BUFFER={}: must be at least 256 bytes",
+                self.ws_read_buffer
+            ),
+        );
+        rule(
+            self.outbox_capacity == 0,
+            "OUTBOX_CAPACITY: must be at least 1".into(),
+        );
+        rule(
+            self.turn_ttl < Span::secs(1),
+            format!("TURN_TTL={}: must be at least 1s", self.turn_ttl),
+        );
+        for (var, urls, schemes) in [
+            ("STUN_URLS", &self.stun_urls, ["stun:", "stuns:"]),
+            ("TURN_URLS", &self.turn_urls, ["turn:", "turns:"]),
+        ] {
+            for u in urls
+                .iter()
+                .filter(|u| !schemes.iter().any(|s| u.starts_with(s)))
+            {
+                rule(
+                    true,
+                    format!(
+                        "{var}: {u:?} must start with {} or {}",
+                        schemes[0], schemes[1]
+                    ),
+                );
+            }
+        }
+        rule(
+            self.turn_secret.is_some() && self.turn_urls.is_empty(),
+            "TURN_SECRET: set, but TURN_URLS is empty".into(),
+        );
+        rule(
+            !["https://", "http://", "/"]
+                .iter()
+                .any(|s| self.demo_yjs_url.starts_with(s)),
+            format!(
+                "DEMO_YJS_URL={:?}: expected an http(s) URL or an absolute path",
+                self.demo_yjs_url
+            ),
+        );
+        if let Err(why) = check_metrics_route(&self.metrics_route) {
+            rule(
+                true,
+                format!("METRICS_ROUTE={:?}: {why}", self.metrics_route),
+            );
+        }
+        rule(
+            self.port != 0 && self.port == self.signaling_port,
+            format!(
+                "SIGNALING_PORT={}: must differ from PORT",
+                self.signaling_port
+            ),
+        );
+        rule(
+            self.socketio_port != 0
+                && (self.socketio_port == self.port || self.socketio_port == self.signaling_port),
+            format!(
+                "SOCKETIO_PORT={}: must differ from PORT and SIGNALING_PORT",
+                self.socketio_port
+            ),
+        );
+        if self.is_production() {
+            rule(
+                self.auth_secret == DEFAULT_AUTH_SECRET || self.auth_secret.len() < 16,
+                "AUTH_SECRET: production needs a secret of at least 16 characters other than the default".into(),
+            );
+            rule(
+                self.admin_api_key.is_none(),
+                "ADMIN_API_KEY: production needs an admin key for token issuing and the admin API"
+                    .into(),
+            );
+        } else {
+            rule(
+                self.auth_secret.is_empty(),
+                "AUTH_SECRET: must not be empty".into(),
+            );
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(p))
+        }
+    }
+
+    /// Whether production rules apply (`NODE_ENV=production` or `--production`).
+    pub fn is_production(&self) -> bool {
+        self.production || self.node_env == NodeEnv::Production
+    }
+
+    /// The log format in effect (`auto` resolved).
+    pub fn effective_log_format(&self) -> LogFormat {
+        match self.log_format {
+            LogFormat::Auto if self.is_production() => LogFormat::Json,
+            LogFormat::Auto => LogFormat::Text,
+            other => other,
+        }
+    }
+
+    /// `MEMORY_WARNING_THRESHOLD` in bytes.
+    pub fn memory_warning_bytes(&self) -> u64 {
+        self.memory_warning_threshold.saturating_mul(1 << 20)
+    }
+
+    /// `MEMORY_CRITICAL_THRESHOLD` in bytes.
+    pub fn memory_critical_bytes(&self) -> u64 {
+        self.memory_critical_threshold.saturating_mul(1 << 20)
+    }
+
+    /// The largest message any connection may send before it is closed with 1009 (four
+    /// times `MAX_FRAME_BYTES`, at least 1 MiB); messages between the two get an error reply.
+    pub fn hard_frame_cap(&self) -> usize {
+        self.max_frame_bytes.get().saturating_mul(4).max(1 << 20)
+    }
+
+    /// How often the room sweep runs: `CLEANUP_CHECK_INTERVAL`, or more often when a room
+    /// created empty would otherwise outlive `UNJOINED_ROOM_TTL` by more than half of it.
+    pub fn sweep_interval(&self) -> Duration {
+        self.cleanup_check_interval
+            .get()
+            .min(self.unjoined_room_ttl.get() / 2)
+            .max(Duration::from_millis(10))
+    }
+
+    /// The registry limits derived from this configuration.
+    pub fn limits(&self) -> switchboard_core::Limits {
+        switchboard_core::Limits {
+            max_peers_per_room: self.max_peers_per_room,
+            max_rooms: self.max_rooms,
+            outbox_capacity: self.outbox_capacity,
+        }
+    }
+}
+
+/// What [`check_values`] found.
+struct Checked {
+    /// One line per bad value.
+    problems: Vec<String>,
+    /// A command line (no environment needed) that sets every good value given, flags or
+    /// environment alike, and leaves the bad ones at their defaults.
+    good: Vec<OsString>,
+}
+
+/// Runs every given value through its setting's parser, so that all bad values are
+/// reported at once (clap alone stops at the first). Flags and arguments clap cannot
+/// match at all are left to clap's own error.
+fn check_values(cmd: &clap::Command, args: &[OsString]) -> Result<Checked, LoadError> {
+    use clap::parser::ValueSource;
+    // The same command with every value taken as a plain string: it matches whatever the
+    // real one would, without judging the values.
+    let raw_cmd = cmd.clone().mut_args(|a| {
+        if a.get_action().takes_values() {
+            a.value_parser(clap::builder::ValueParser::os_string())
+        } else {
+            a
+        }
+    });
+    let raw = raw_cmd.try_get_matches_from(args)?;
+    let mut checked = Checked {
+        problems: Vec::new(),
+        good: vec![OsString::from("switchboard")],
+    };
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        let long = arg.get_long().unwrap_or(id);
+        if !matches!(
+            raw.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        if !arg.get_action().takes_values() {
+            if raw.get_flag(id) {
+                checked.good.push(format!("--{long}").into());
+            }
+            continue;
+        }
+        let Ok(Some(values)) = raw.try_get_raw(id) else {
+            continue;
+        };
+        // The setting alone, with its real parser, judges each value.
+        let alone = clap::Command::new("switchboard")
+            .no_binary_name(true)
+            .arg(arg.clone().env(None::<&str>).default_value(None::<&str>));
+        for v in values {
+            let mut flag = OsString::from(format!("--{long}="));
+            flag.push(v);
+            match alone.clone().try_get_matches_from([flag.clone()]) {
+                Ok(_) => checked.good.push(flag),
+                Err(e) => {
+                    let name = arg
+                        .get_env()
+                        .map_or_else(|| format!("--{long}"), |e| e.to_string_lossy().into_owned());
+                    checked.problems.push(format!(
+                        "  {name}={:?}: {}",
+                        v.to_string_lossy(),
+                        clap_reason(&e)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(checked)
+}
+
+/// The reason part of a clap value error, without its `error:` prefix and usage hints.
+fn clap_reason(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let valid = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(v)) => format!(" (expected one of: {})", v.join(", ")),
+        _ => String::new(),
+    };
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let reason = first.rsplit_once("': ").map_or(first, |(_, r)| r);
+    format!("{}{valid}", reason.trim_start_matches("error: "))
+}
+
+/// A value of type `T` for a setting, as clap's value parsers need it.
+impl FromStr for NodeEnv {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <Self as ValueEnum>::from_str(s, true)
+    }
+}
+
+/// Paths served on PORT that the metrics endpoint must not take over.
+const RESERVED_PATHS: [&str; 11] = [
+    "/",
+    "/signaling",
+    "/ws",
+    "/y-webrtc",
+    "/healthz",
+    "/readyz",
+    "/health",
+    "/stats",
+    "/info",
+    "/rendezvous/code",
+    "/rendezvous/redeem",
+];
+
+/// A metrics path is absolute, plain (no route parameters or wildcards), and clear of the
+/// server's own routes.
+fn check_metrics_route(path: &str) -> Result<(), String> {
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if !path.starts_with('/') || path.len() < 2 || !plain || path.contains("//") {
+        return Err("expected an absolute path of letters, digits, '/', '-', '_' or '.'".into());
+    }
+    let trimmed = path.trim_end_matches('/');
+    if RESERVED_PATHS.contains(&trimmed)
+        || trimmed.starts_with("/api/")
+        || trimmed == "/api"
+        || trimmed.starts_with("/socket.io")
+        || ["/demo", "/sdk"]
+            .iter()
+            .any(|r| trimmed == *r || trimmed.starts_with(&format!("{r}/")))
+    {
+        return Err("that path is already served by Switchboard".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, LoadError> {
+        let mut v = vec!["switchboard"];
+        v.extend_from_slice(extra);
+        Config::parse_without_env(v)
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let c = Config::default();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.signaling_port, 3001);
+        assert_eq!(c.room_inactivity_timeout, Span::secs(3 * 3600));
+        assert_eq!(c.max_frame_bytes, Size(65536));
+        assert!(!c.is_production());
+        assert_eq!(c.effective_log_format(), LogFormat::Text);
+        assert_eq!(c.admin_api_key, None);
+    }
+
+    /// `Config::default()` is what a server started with an empty environment runs with,
+    /// field by field.
+    #[test]
+    fn the_defaults_equal_the_parse_of_an_empty_environment() {
+        let loaded = Config::load_from(["switchboard"]);
+        // The test process's environment may set some variable; compare only when it sets
+        // none of ours.
+        let ours = Config::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_os_string()))
+            .any(|e| std::env::var_os(e).is_some());
+        if !ours {
+            assert_eq!(loaded.unwrap(), Config::default());
+        }
+        assert_eq!(parse(&[]).unwrap(), Config::default());
+    }
+
+    /// The README's configuration tables give each setting's default; they must be the
+    /// defaults `--help` prints and the server runs with.
+    #[test]
+    fn the_readme_tables_show_the_real_defaults() {
+        let readme = include_str!("../../../../README.md");
+        let cmd = Config::command();
+        let mut checked = 0;
+        for line in readme.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 4 {
+                continue;
+            }
+            let (var, default) = (cells[1].trim_matches('`'), cells[2]);
+            let Some(arg) = cmd
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == var))
+            else {
+                continue;
+            };
+            checked += 1;
+            let shown: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let shown = shown.join(",");
+            let documented = default.split('`').nth(1).unwrap_or("");
+            if shown.is_empty() {
+                assert!(
+                    documented.is_empty() || !default.starts_with('`'),
+                    "README says {var} defaults to {default}, but it has no default"
+                );
+            } else {
+                // Compare values, not spellings: `60s` and `1m` are one default.
+                let same = match (documented.parse::<Span>(), shown.parse::<Span>()) {
+                    (Ok(a), Ok(b)) if documented.parse::<u64>().is_err() => a == b,
+                    _ => match (documented.parse::<Size>(), shown.parse::<Size>()) {
+                        (Ok(a), Ok(b)) => a == b,
+                        _ => documented == shown,
+                    },
+                };
+                assert!(
+                    same,
+                    "README says {var} defaults to {documented:?}, the server to {shown:?}"
+                );
+            }
+        }
+        let missing: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .filter(|e| !readme.contains(&format!("| `{e}` ")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "settings missing from README: {missing:?}"
+        );
+        assert!(
+            checked >= 30,
+            "only {checked} settings found in README tables"
+        );
+    }
+
+    #[test]
+    fn the_metrics_route_is_configurable_but_cannot_shadow_a_route() {
+        let c = parse(&["--metrics-route", "/internal/prom"]).unwrap();
+        assert_eq!(c.metrics_route, "/internal/prom");
+        for bad in [
+            "metrics",
+            "/",
+            "/api/stats",
+            "/ws",
+            "/socket.io/x",
+            "/m/{id}",
+            "/a//b",
+        ] {
+            let e = parse(&["--metrics-route", bad]).unwrap_err();
+            assert!(e.to_string().contains("METRICS_ROUTE"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let err = Config::load_from([
+            "switchboard",
+            "--port",
+            "http",
+            "--ping-interval",
+            "never",
+            "--max-rooms=-3",
+            "--node-env",
+            "staging",
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for var in ["PORT=", "PING_INTERVAL=", "MAX_ROOMS=", "NODE_ENV="] {
+            assert!(text.contains(var), "{var} missing from:\n{text}");
+        }
+        assert!(
+            text.contains("development"),
+            "lists the valid values:\n{text}"
+        );
+    }
+
+    #[test]
+    fn production_refuses_the_default_secret_and_a_missing_admin_key() {
+        let err = parse(&["--production"]).unwrap_err().to_string();
+        assert!(err.contains("AUTH_SECRET"), "{err}");
+        assert!(err.contains("ADMIN_API_KEY"), "{err}");
+        let ok = parse(&[
+            "--node-env",
+            "prod",
+            "--auth-secret",
+            "a-long-enough-production-secret",
+            "--admin-api-key",
+            "k",
+        ])
+        .unwrap();
+        assert!(ok.is_production());
+        assert_eq!(ok.effective_log_format(), LogFormat::Json);
+    }
+
+    #[test]
+    fn empty_secrets_mean_unset() {
+        let c = parse(&["--admin-api-key", "", "--turn-secret="]).unwrap();
+        assert_eq!(c.admin_api_key, None);
+        assert_eq!(c.turn_secret, None);
+    }
+}

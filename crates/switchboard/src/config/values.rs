@@ -1,0 +1,241 @@
+//! The value types settings are written in: durations ([`Span`]), sizes ([`Size`]),
+//! comma lists ([`List`]) and address ranges ([`Cidrs`]). Each parses what an operator
+//! types and displays in the same form, so `--help` shows the default exactly as it would
+//! be written in the environment.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// A duration: `250ms`, `30s`, `5m`, `3h`, `1d` (anything `humantime` reads, `1h 30m`
+/// included); a bare number is milliseconds, as in the OctateCode seed
+/// (`ROOM_INACTIVITY_TIMEOUT=10800000`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span(pub Duration);
+
+impl Span {
+    /// `n` seconds.
+    pub const fn secs(n: u64) -> Self {
+        Self(Duration::from_secs(n))
+    }
+    /// `n` milliseconds.
+    pub const fn millis(n: u64) -> Self {
+        Self(Duration::from_millis(n))
+    }
+    /// The duration.
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+    /// Whether it is zero.
+    pub const fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+impl From<Duration> for Span {
+    fn from(d: Duration) -> Self {
+        Self(d)
+    }
+}
+
+impl From<Span> for Duration {
+    fn from(s: Span) -> Self {
+        s.0
+    }
+}
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        let v = v.trim();
+        if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            return v
+                .parse::<u64>()
+                .map(Self::millis)
+                .map_err(|_| "number of milliseconds too large".to_owned());
+        }
+        humantime::parse_duration(v).map(Self).map_err(|_| {
+            "expected a duration such as 250ms, 30s, 5m, 3h or a number of milliseconds".to_owned()
+        })
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            return f.write_str("0s");
+        }
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A size in bytes: `512`, `64k`, `1m`, `1g` (binary multiples).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Size(pub usize);
+
+impl Size {
+    /// The size in bytes.
+    pub const fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        let v = v.trim().to_ascii_lowercase();
+        let (num, shift) = match v.as_bytes().last() {
+            Some(b'k') => (&v[..v.len() - 1], 10),
+            Some(b'm') => (&v[..v.len() - 1], 20),
+            Some(b'g') => (&v[..v.len() - 1], 30),
+            _ => (v.as_str(), 0),
+        };
+        num.trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_mul(1 << shift))
+            .map(Self)
+            .ok_or_else(|| {
+                "expected a non-negative whole number of bytes (k, m and g suffixes allowed)"
+                    .to_owned()
+            })
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (shift, unit) in [(30, "g"), (20, "m"), (10, "k")] {
+            if n != 0 && n.is_multiple_of(1 << shift) {
+                return write!(f, "{}{unit}", n >> shift);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
+/// A comma-separated list; entries are trimmed and empty ones dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct List(pub Vec<String>);
+
+impl List {
+    /// The entries.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Iterates over the entries.
+    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.0.iter()
+    }
+}
+
+impl FromStr for List {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        Ok(Self(
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+}
+
+impl fmt::Display for List {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+/// A comma-separated list of address ranges (`10.0.0.0/8`, `::1/128`); a bare address is
+/// a range of one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Cidrs(pub Vec<IpNet>);
+
+impl Cidrs {
+    /// Whether `ip` falls in one of the ranges. An IPv4-mapped IPv6 address counts as its
+    /// IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromStr for Cidrs {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map(|n| n.trunc())
+                    .map_err(|_| format!("{s:?} is not an address or a CIDR range"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl fmt::Display for Cidrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_take_units_and_bare_milliseconds_and_print_back() {
+        assert_eq!("10800000".parse(), Ok(Span::secs(10800)));
+        assert_eq!("250ms".parse(), Ok(Span::millis(250)));
+        assert_eq!("5m".parse(), Ok(Span::secs(300)));
+        assert_eq!("1h 30m".parse(), Ok(Span::secs(5400)));
+        assert!("soon".parse::<Span>().is_err());
+        assert!("5 fortnights".parse::<Span>().is_err());
+        for s in ["3h", "250ms", "25s", "10m", "0s"] {
+            assert_eq!(s.parse::<Span>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_print_back() {
+        assert_eq!("64k".parse(), Ok(Size(65536)));
+        assert_eq!("1M".parse(), Ok(Size(1 << 20)));
+        assert_eq!("512".parse(), Ok(Size(512)));
+        assert!("-3".parse::<Size>().is_err());
+        assert!("99999999999999999999g".parse::<Size>().is_err());
+        for s in ["64k", "512", "1m", "0"] {
+            assert_eq!(s.parse::<Size>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn cidr_lists_take_ranges_and_bare_addresses() {
+        let c: Cidrs = "10.0.0.0/8, 127.0.0.1 ,::1".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.contains("127.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(c.contains("::1".parse().unwrap()));
+        assert!(!c.contains("127.0.0.2".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidrs>().is_err());
+        assert!("proxy".parse::<Cidrs>().is_err());
+        assert_eq!("".parse::<Cidrs>().unwrap(), Cidrs::default());
+    }
+}
