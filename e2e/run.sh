@@ -31,11 +31,15 @@ if [ -z "${SWITCHBOARD_BIN:-}" ]; then
 fi
 [ -x "$SWITCHBOARD_BIN" ] || die "no server binary at $SWITCHBOARD_BIN"
 
-step "run the suite in a network namespace with only lo"
-# The namespace dies with the last process in it; suite.mjs stops everything it started by PID.
-exec timeout --kill-after=15 660 unshare --net -- bash -c '
+step "run the suites in a network namespace with only lo"
+# The namespace dies with the last process in it; each suite stops everything it started by PID.
+# suite.mjs: every dialect and coturn; demo.mjs: the browser SDK, the Yjs provider and /demo/.
+exec timeout --kill-after=15 1200 unshare --net -- bash -c '
   set -e
   ip link set lo up
   ip -br addr
-  exec node "$0/suite.mjs"
+  status=0
+  if [ -z "${E2E_SUITES:-}" ] || [[ ",$E2E_SUITES," == *,suite,* ]]; then node "$0/suite.mjs" || status=$?; fi
+  if [ -z "${E2E_SUITES:-}" ] || [[ ",$E2E_SUITES," == *,demo,* ]]; then node "$0/demo.mjs" || status=$?; fi
+  exit $status
 ' "$here"

@@ -6,97 +6,24 @@
 // (default /usr/bin/chromium), TURNSERVER (default /usr/sbin/turnserver or PATH),
 // E2E_ONLY (comma list; a scenario runs when its name contains one of them, e.g. "octate,y-webrtc"), E2E_ALLOW_NETWORK=1 to skip the loopback-only check.
 
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, dirname, extname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
-import dgram from 'node:dgram';
+import {
+  say, elapsed, withTimeout, checkLoopbackOnly, children, start, stopAll, killAllSync, waitForLine,
+  startCoturn, launchChromium,
+} from './procs.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
 const SERVER_BIN = process.env.SWITCHBOARD_BIN || join(repo, 'target/debug/switchboard');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TURNSERVER = process.env.TURNSERVER || ['/usr/bin/turnserver', '/usr/sbin/turnserver'].find(existsSync) || 'turnserver';
 const ONLY = (process.env.E2E_ONLY || '').split(',').filter(Boolean);
 const SUITE_DEADLINE_MS = 8 * 60 * 1000;
 const SCENARIO_MS = 60 * 1000;
 const t0 = Date.now();
-const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-const say = (...a) => console.log(`[${elapsed()}]`, ...a);
-
-function withTimeout(promise, ms, step) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${step}`)), ms); }),
-  ]).finally(() => clearTimeout(t));
-}
-
-// --- loopback only -----------------------------------------------------------------------------
-function checkLoopbackOnly() {
-  const bad = Object.entries(networkInterfaces())
-    .flatMap(([name, addrs]) => (addrs || []).filter((a) => !a.internal).map((a) => `${name} ${a.address}`));
-  if (bad.length && process.env.E2E_ALLOW_NETWORK !== '1') {
-    throw new Error(`refusing to run: non-loopback addresses present (${bad.join(', ')}); run through e2e/run.sh, which uses a network namespace with only lo`);
-  }
-}
-
-// --- processes -----------------------------------------------------------------------------------
-const children = [];
-function start(name, cmd, args, env) {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const rec = { name, child, out: [], exited: null };
-  const keep = (chunk) => {
-    for (const line of chunk.toString().split('\n')) if (line) { rec.out.push(line); if (rec.out.length > 400) rec.out.shift(); }
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.on('exit', (code, sig) => { rec.exited = { code, sig }; });
-  child.on('error', (e) => { rec.exited = { error: e.message }; });
-  children.push(rec);
-  return rec;
-}
-async function stopAll() {
-  for (const rec of children.reverse()) {
-    if (rec.exited || !rec.child.pid) continue;
-    rec.child.kill('SIGTERM');
-    const done = await withTimeout(new Promise((r) => rec.child.once('exit', () => r(true))), 5000, `stop ${rec.name}`).catch(() => false);
-    if (!done) rec.child.kill('SIGKILL');
-    say(`stopped ${rec.name} (pid ${rec.child.pid})`);
-  }
-}
-function waitForLine(rec, re, ms) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const check = () => {
-      const hit = rec.out.map((l) => l.match(re)).find(Boolean);
-      if (hit) return resolve(hit);
-      if (rec.exited) return reject(new Error(`${rec.name} exited ${JSON.stringify(rec.exited)}:\n${rec.out.join('\n')}`));
-      setTimeout(check, 50);
-    };
-    check();
-  }), ms, `${rec.name} to print ${re}`);
-}
-async function freePort() {
-  // A port that is free for both TCP and UDP on 127.0.0.1 (coturn listens on both).
-  for (let i = 0; i < 20; i++) {
-    const port = await new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-    });
-    const udpFree = await new Promise((resolve) => {
-      const u = dgram.createSocket('udp4');
-      u.once('error', () => resolve(false));
-      u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
-    });
-    if (udpFree) return port;
-  }
-  throw new Error('no free port');
-}
 
 // --- static pages ------------------------------------------------------------------------------
 async function buildBundle(outDir) {
@@ -228,18 +155,7 @@ async function main() {
     say(`static pages at ${origin}`);
 
     // 2. coturn with a fresh shared secret.
-    const turnSecret = randomBytes(18).toString('base64url');
-    const turnPort = await freePort();
-    const coturn = start('coturn', TURNSERVER, [
-      '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${turnPort}`,
-      '--use-auth-secret', `--static-auth-secret=${turnSecret}`, '--realm=switchboard.e2e',
-      '--no-tls', '--no-dtls', '--allow-loopback-peers', '--no-cli', '--log-file=stdout', '--simple-log', '--verbose',
-      '--fingerprint', `--pidfile=${join(work, 'turnserver.pid')}`, `--userdb=${join(work, 'turndb')}`,
-      '--min-port=40000', '--max-port=40999', '--no-software-attribute',
-    ]);
-    await waitForLine(coturn, /listener opened on|Total General servers|IPv4. UDP listener opened/i, 15000)
-      .catch((e) => { throw new Error(`coturn start: ${e.message}\n${coturn.out.join('\n')}`); });
-    say(`coturn on 127.0.0.1:${turnPort} (pid ${coturn.child.pid})`);
+    const { coturn, turnSecret, turnPort } = await startCoturn(work);
 
     // 3. Switchboard on free ports with the same secret.
     const sb = start('switchboard', SERVER_BIN, [], {
@@ -254,19 +170,7 @@ async function main() {
     const wsHttp = `ws://${addrs.http}`;
 
     // 4. Chromium, loopback only (this whole process runs in a namespace with only lo).
-    const { chromium } = await import('playwright-core');
-    browser = await withTimeout(chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run',
-        '--allow-loopback-in-peer-connection',
-        // A fake microphone, granted without a prompt: pages with capture permission get host
-        // candidates from every interface (here: lo), see unlockHostCandidates in harness.js.
-        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-        // Host candidates as plain IPs (not mDNS .local names) so the pair can be checked.
-        '--disable-features=WebRtcHideLocalIpsWithMdns'],
-    }), 30000, 'launch chromium');
+    browser = await launchChromium();
     say(`chromium ${browser.version()}`);
 
     // 5. Scenarios.
@@ -369,7 +273,7 @@ for (const ev of ['uncaughtException', 'unhandledRejection']) {
   process.on(ev, async (e) => { say(`FAIL ${ev}: ${e && e.stack || e}`); await stopAll(); process.exit(1); });
 }
 // Last resort, synchronous: nothing this suite started outlives it.
-process.on('exit', () => { for (const c of children) if (!c.exited && c.child.pid) try { c.child.kill('SIGKILL'); } catch {} });
+process.on('exit', killAllSync);
 const hard = setTimeout(async () => { say('suite deadline (10 min) passed'); await stopAll(); process.exit(124); }, 10 * 60 * 1000);
 try {
   await main();

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite on a fresh machine, installing what it needs:
 #   1. system packages (Node.js/npm, Debian's chromium, coturn) when missing, via apt-get;
-#   2. cargo fmt --check and clippy -D warnings;
-#   3. the Rust unit and integration tests (real server on port 0, real WebSocket clients);
-#   4. the Node test with the real socket.io-client;
-#   5. the headless-Chromium end-to-end suite (WebRTC through every dialect, TURN via coturn),
-#      inside a network namespace that has only loopback;
-#   6. the load tool's quick mode, as a smoke test.
+#   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
+#      esbuild build; the Yjs provider's unit tests with real Yjs docs;
+#   3. cargo fmt --check and clippy -D warnings;
+#   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients);
+#   5. the Node test with the real socket.io-client;
+#   6. the headless-Chromium end-to-end suites (WebRTC through every dialect, TURN via coturn;
+#      the SDK, the Yjs provider and the /demo/ editor), inside a network namespace that has
+#      only loopback;
+#   7. the load tool's quick mode, as a smoke test.
 # Every step prints a banner; the first failing step stops the run with its name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +37,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "all present"
+fi
+
+if [ -f clients/js/package.json ]; then
+  CURRENT="browser SDK: committed clients/js/dist equals a fresh build"
+  step "$CURRENT"
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && node build.mjs --check)
+fi
+
+if [ -f clients/yjs/package.json ]; then
+  CURRENT="Yjs provider unit tests (real Yjs docs)"
+  step "$CURRENT"
+  (cd clients/yjs && npm ci --no-audit --no-fund --loglevel=error && npm test)
 fi
 
 CURRENT="cargo fmt --check"

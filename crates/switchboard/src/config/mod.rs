@@ -175,6 +175,13 @@ pub struct Config {
     /// Lifetime of handed-out TURN credentials.
     #[arg(long, env = "TURN_TTL", default_value_t = Span::secs(3600))]
     pub turn_ttl: Span,
+    /// Serve the browser SDK (/sdk/switchboard.js) and the demo editor (/demo/) on PORT: on or off.
+    #[arg(long, env = "DEMO", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
+    /// ES-module URL of Yjs in the demo's import map (a public CDN by default).
+    #[arg(long, env = "DEMO_YJS_URL", default_value = "https://esm.sh/yjs@13")]
+    pub demo_yjs_url: String,
 }
 
 /// `NODE_ENV`.
@@ -408,6 +415,15 @@ impl Config {
             self.turn_secret.is_some() && self.turn_urls.is_empty(),
             "TURN_SECRET: set, but TURN_URLS is empty".into(),
         );
+        rule(
+            !["https://", "http://", "/"]
+                .iter()
+                .any(|s| self.demo_yjs_url.starts_with(s)),
+            format!(
+                "DEMO_YJS_URL={:?}: expected an http(s) URL or an absolute path",
+                self.demo_yjs_url
+            ),
+        );
         if let Err(why) = check_metrics_route(&self.metrics_route) {
             rule(
                 true,
@@ -623,6 +639,9 @@ fn check_metrics_route(path: &str) -> Result<(), String> {
         || trimmed.starts_with("/api/")
         || trimmed == "/api"
         || trimmed.starts_with("/socket.io")
+        || ["/demo", "/sdk"]
+            .iter()
+            .any(|r| trimmed == *r || trimmed.starts_with(&format!("{r}/")))
     {
         return Err("that path is already served by Switchboard".into());
     }

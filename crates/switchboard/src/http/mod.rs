@@ -8,11 +8,13 @@
 //! | [`vibe`] | the Vibe REST API on `SOCKETIO_PORT` (`/health`, `/api/rooms`) |
 //! | [`rendezvous`] | nt-backend-wrtc's `/rendezvous/code` and `/rendezvous/redeem` |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`demo`] | the browser SDK at `/sdk/` and the collaborative-editor demo at `/demo/` (`DEMO=off` removes them) |
 //! | [`error`] | `ApiError`, the JSON error body every route uses |
 //!
 //! Socket.io itself (`/socket.io/`) is a layer from [`crate::transport::socketio`].
 
 pub mod api;
+pub mod demo;
 pub mod error;
 pub mod probes;
 pub mod rendezvous;
@@ -83,6 +85,7 @@ pub fn http_app(app: AppState) -> Router {
         .route("/y-webrtc", any(upgrade::ywebrtc))
         .merge(rendezvous::router())
         .merge(api::router())
+        .merge(demo::router(&app.config))
         .merge(probes::router(&app.config.metrics_route))
         .fallback(not_found)
         .layer(transport::socketio::layer(app.clone()));

@@ -1,0 +1,175 @@
+//! The browser SDK and the collaborative-editor demo, embedded in the binary at compile time
+//! so that `cargo run --release` serves them on a fresh clone without Node (`DEMO=on`, the
+//! default; `DEMO=off` serves neither).
+//!
+//! | Route | What |
+//! |---|---|
+//! | `GET /sdk/switchboard.js` | the SDK (`clients/js/dist/switchboard.js`, an ES module exporting `Switchboard`) |
+//! | `GET /sdk/switchboard.d.ts` | its type declarations |
+//! | `GET /demo` | 308 to `/demo/` |
+//! | `GET /demo/` | the demo page, with `DEMO_YJS_URL` injected into its import map |
+//! | `GET /demo/{app.js, editor.js, style.css, switchboard-yjs.js}` | the demo's files and the Yjs provider (`clients/yjs/src/index.js`) |
+//!
+//! Every response carries a strong `ETag` (a hash of the body) and `Cache-Control: no-cache`:
+//! browsers revalidate and get `304 Not Modified` until the binary serves something else.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::config::Config;
+
+macro_rules! embed {
+    ($path:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../", $path))
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The demo page; its import map holds this placeholder (a JSON string) for `DEMO_YJS_URL`.
+const INDEX_HTML: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../demo/index.html"
+));
+const YJS_URL_PLACEHOLDER: &str = "\"__DEMO_YJS_URL__\"";
+
+/// Static files: route, content type, body.
+const FILES: [(&str, &str, &[u8]); 6] = [
+    (
+        "/sdk/switchboard.js",
+        JS,
+        embed!("clients/js/dist/switchboard.js"),
+    ),
+    (
+        "/sdk/switchboard.d.ts",
+        "application/typescript; charset=utf-8",
+        embed!("clients/js/dist/switchboard.d.ts"),
+    ),
+    ("/demo/app.js", JS, embed!("demo/app.js")),
+    ("/demo/editor.js", JS, embed!("demo/editor.js")),
+    (
+        "/demo/style.css",
+        "text/css; charset=utf-8",
+        embed!("demo/style.css"),
+    ),
+    (
+        "/demo/switchboard-yjs.js",
+        JS,
+        embed!("clients/yjs/src/index.js"),
+    ),
+];
+
+/// One servable body with its validator.
+struct Asset {
+    body: Bytes,
+    content_type: &'static str,
+    etag: HeaderValue,
+}
+
+impl Asset {
+    fn new(body: Bytes, content_type: &'static str) -> Arc<Self> {
+        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body)))
+            .expect("hex is a valid header value");
+        Arc::new(Self {
+            body,
+            content_type,
+            etag,
+        })
+    }
+
+    fn respond(&self, request: &HeaderMap) -> Response {
+        let cached = request
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim() == "*" || t.trim() == self.etag)
+            });
+        let headers = [
+            (header::ETAG, self.etag.clone()),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ];
+        if cached {
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+        (
+            headers,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(self.content_type),
+            )],
+            self.body.clone(),
+        )
+            .into_response()
+    }
+}
+
+/// 64-bit FNV-1a: a stable content hash for ETags (not for security).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The demo page with `yjs_url` in its import map, as a JSON string that cannot end the
+/// `<script>` element.
+pub fn index_html(yjs_url: &str) -> String {
+    let json = serde_json::Value::from(yjs_url)
+        .to_string()
+        .replace('<', "\\u003c");
+    INDEX_HTML.replacen(YJS_URL_PLACEHOLDER, &json, 1)
+}
+
+fn serve<S: Clone + Send + Sync + 'static>(asset: Arc<Asset>) -> axum::routing::MethodRouter<S> {
+    get(move |headers: HeaderMap| async move { asset.respond(&headers) })
+}
+
+/// The SDK and demo routes, or no routes when `DEMO=off`.
+pub fn router<S: Clone + Send + Sync + 'static>(config: &Config) -> Router<S> {
+    if !config.demo {
+        return Router::new();
+    }
+    let index = Asset::new(
+        Bytes::from(index_html(&config.demo_yjs_url)),
+        "text/html; charset=utf-8",
+    );
+    let mut routes = Router::new()
+        .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
+        .route("/demo/", serve(index.clone()))
+        .route("/demo/index.html", serve(index));
+    for (path, content_type, body) in FILES {
+        routes = routes.route(
+            path,
+            serve(Asset::new(Bytes::from_static(body), content_type)),
+        );
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_import_map_gets_the_configured_url_once_and_escaped() {
+        assert_eq!(INDEX_HTML.matches(YJS_URL_PLACEHOLDER).count(), 1);
+        let html = index_html("https://cdn.example/yjs@13?x=\"</script>");
+        assert!(html.contains(r#""https://cdn.example/yjs@13?x=\"\u003c/script>""#));
+        assert!(!html.contains("__DEMO_YJS_URL__"));
+    }
+
+    #[test]
+    fn etags_follow_content() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_ne!(fnv1a(b"a"), fnv1a(b"b"));
+    }
+}

@@ -1,0 +1,204 @@
+//! The embedded browser SDK and demo (`/sdk/switchboard.js`, `/demo/`), and `DEMO=off`,
+//! against the real server over raw HTTP.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use support::*;
+use switchboard::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One GET over a raw socket: status, lower-cased headers, body.
+async fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status.parse().unwrap(), headers, buf[split + 4..].to_vec())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn repo_file(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[tokio::test]
+async fn the_sdk_is_served_as_a_javascript_module_byte_for_byte() {
+    let s = TestServer::start().await;
+    let (status, headers, body) = get(s.http, "/sdk/switchboard.js", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+    assert_eq!(body, repo_file("clients/js/dist/switchboard.js"));
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("export {") && text.contains("Switchboard"),
+        "an ES module exporting Switchboard"
+    );
+
+    // Revalidation: the same ETag gives 304 with no body; another gives the file.
+    let etag = header(&headers, "etag").expect("an ETag").to_owned();
+    let (status, _, body) = get(
+        s.http,
+        "/sdk/switchboard.js",
+        &format!("If-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert_eq!((status, body.len()), (304, 0));
+    let (status, _, _) = get(s.http, "/sdk/switchboard.js", "If-None-Match: \"x\"\r\n").await;
+    assert_eq!(status, 200);
+
+    let (status, headers, body) = get(s.http, "/sdk/switchboard.d.ts", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        header(&headers, "content-type")
+            .unwrap()
+            .contains("typescript")
+    );
+    assert_eq!(body, repo_file("clients/js/dist/switchboard.d.ts"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_page_carries_the_configured_yjs_url_and_its_assets() {
+    let s = TestServer::with(Config {
+        demo_yjs_url: "/vendor/yjs.mjs".into(),
+        ..test_config()
+    })
+    .await;
+    let (status, headers, body) = get(s.http, "/demo/", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = String::from_utf8(body).unwrap();
+    assert!(
+        html.contains(
+            r#"<script type="importmap">{"imports": {"yjs": "/vendor/yjs.mjs"}}</script>"#
+        ),
+        "import map with DEMO_YJS_URL: {html}"
+    );
+    assert!(html.contains(r#"<script type="module" src="app.js">"#));
+
+    for (path, file, kind) in [
+        ("/demo/app.js", "demo/app.js", "text/javascript"),
+        ("/demo/editor.js", "demo/editor.js", "text/javascript"),
+        ("/demo/style.css", "demo/style.css", "text/css"),
+        (
+            "/demo/switchboard-yjs.js",
+            "clients/yjs/src/index.js",
+            "text/javascript",
+        ),
+    ] {
+        let (status, headers, body) = get(s.http, path, "").await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            header(&headers, "content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert_eq!(body, repo_file(file), "{path}");
+    }
+    // The app imports the SDK from the server, and Yjs through the import map.
+    let app = String::from_utf8(repo_file("demo/app.js")).unwrap();
+    assert!(app.contains("from '../sdk/switchboard.js'") && app.contains("from 'yjs'"));
+
+    let (status, headers, _) = get(s.http, "/demo", "").await;
+    assert_eq!(
+        (status, header(&headers, "location")),
+        (308, Some("/demo/"))
+    );
+    let (status, _, _) = get(s.http, "/demo/nope.js", "").await;
+    assert_eq!(status, 404);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_yjs_url_is_a_public_es_module_cdn() {
+    let s = TestServer::start().await;
+    let (_, _, body) = get(s.http, "/demo/", "").await;
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains(r#"{"yjs": "https://esm.sh/yjs@13"}"#)
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn demo_off_serves_neither_the_sdk_nor_the_demo() {
+    let s = TestServer::with(Config {
+        demo: false,
+        ..test_config()
+    })
+    .await;
+    for path in ["/sdk/switchboard.js", "/demo/", "/demo", "/demo/app.js"] {
+        let (status, _, body) = get(s.http, path, "").await;
+        assert_eq!(status, 404, "{path}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("Not found"),
+            "{path}"
+        );
+    }
+    // The rest of the server is untouched.
+    let (status, _) = http("GET", s.http, "/api/health", None, &[]).await;
+    assert_eq!(status, 200);
+    s.stop().await;
+}
+
+#[test]
+fn demo_settings_are_parsed_and_validated() {
+    let parse = |v: &[&str]| {
+        let mut argv = vec!["switchboard"];
+        argv.extend_from_slice(v);
+        Config::parse_without_env(argv)
+    };
+    let c = parse(&[]).unwrap();
+    assert!(c.demo);
+    assert_eq!(c.demo_yjs_url, "https://esm.sh/yjs@13");
+    assert!(!parse(&["--demo", "off"]).unwrap().demo);
+    assert!(parse(&["--demo", "on"]).unwrap().demo);
+    assert!(parse(&["--demo", "maybe"]).is_err());
+    let e = parse(&["--demo-yjs-url", "javascript:alert(1)"]).unwrap_err();
+    assert!(e.to_string().contains("DEMO_YJS_URL"), "{e}");
+    // Every bad setting at once, as for the others.
+    let e =
+        Config::load_from(["switchboard", "--demo", "maybe", "--demo-yjs-url", "x"]).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("DEMO") && text.contains("maybe"), "{text}");
+    assert!(text.contains("DEMO_YJS_URL"), "{text}");
+    assert_eq!(
+        parse(&["--demo-yjs-url", "/static/yjs.mjs"])
+            .unwrap()
+            .demo_yjs_url,
+        "/static/yjs.mjs"
+    );
+    // The metrics endpoint cannot take over the demo's routes.
+    assert!(parse(&["--metrics-route", "/demo/"]).is_err());
+    assert!(parse(&["--metrics-route", "/sdk/switchboard.js"]).is_err());
+}
