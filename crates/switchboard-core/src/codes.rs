@@ -51,7 +51,8 @@ pub struct LocalCodes {
 
 impl LocalCodes {
     /// Live codes now.
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    fn live(&self) -> usize {
         let now = SystemTime::now();
         self.lock().values().filter(|c| c.expires > now).count()
     }

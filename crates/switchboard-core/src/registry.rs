@@ -513,11 +513,6 @@ impl Registry {
         all
     }
 
-    /// How many members a room has, without copying it.
-    pub fn member_count(&self, id: &RoomId) -> Option<usize> {
-        self.lock().rooms.get(id).map(|r| r.members.len())
-    }
-
     /// Room and peer counts.
     pub fn stats_now(&self) -> RegistryStats {
         let state = self.lock();

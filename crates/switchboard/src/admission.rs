@@ -1,6 +1,6 @@
 //! One admission policy for every entry point.
 //!
-//! - [`admit_connection`] decides whether a new connection may open, for every WebSocket
+//! - [`Admission::admit`] decides whether a new connection may open, for every WebSocket
 //!   dialect (before the upgrade, as an HTTP status) and for Socket.io (at connect, as
 //!   `connect_error`), in this order: draining (503), `Origin` (403), memory over the
 //!   critical threshold (503), connection limits (429).
@@ -17,14 +17,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use switchboard_core::{CreationGate, JoinError};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::error::ApiError;
+use crate::config::Config;
 use crate::memory::MemoryGate;
+use crate::metrics::Metrics;
 use crate::rate::PerIp;
-use crate::state::AppState;
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,53 +78,77 @@ impl Refusal {
     }
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        ApiError::new(self.status(), self.message())
-            .code(self.code())
-            .into_response()
-    }
+/// Who may open a connection: the policy and what it reads.
+#[derive(Debug)]
+pub struct Admission {
+    cors_origins: Vec<String>,
+    memory: Arc<MemoryGate>,
+    draining: CancellationToken,
+    connections: Arc<ConnectionLimiter>,
+    metrics: Metrics,
 }
 
-/// Decides whether a connection from `client` (with these request headers) may open, and
-/// if so takes its place in the connection limits (released when the slot drops).
-///
-/// # Errors
-/// The [`Refusal`], already counted in the metrics.
-pub fn admit_connection(
-    app: &AppState,
-    headers: &HeaderMap,
-    client: IpAddr,
-) -> Result<ConnectionSlot, Refusal> {
-    let verdict = check(app, headers, client);
-    if let Err(r) = &verdict {
-        match r {
-            Refusal::Draining => {}
-            Refusal::ForbiddenOrigin | Refusal::MalformedOrigin => {
-                app.metrics.error("forbidden_origin");
+impl Admission {
+    /// The policy `config` sets, reading the memory gate and the shutdown token.
+    pub fn new(
+        config: &Config,
+        memory: Arc<MemoryGate>,
+        draining: CancellationToken,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            cors_origins: config.cors_origins.as_slice().to_vec(),
+            memory,
+            draining,
+            connections: Arc::new(ConnectionLimiter::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
+            metrics,
+        }
+    }
+
+    /// Decides whether a connection from `client` (with these request headers) may open,
+    /// and if so takes its place in the connection limits (released when the slot drops).
+    ///
+    /// # Errors
+    /// The [`Refusal`], already counted in the metrics.
+    pub fn admit(&self, headers: &HeaderMap, client: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        let verdict = self.check(headers, client);
+        if let Err(r) = &verdict {
+            match r {
+                Refusal::Draining => {}
+                Refusal::ForbiddenOrigin | Refusal::MalformedOrigin => {
+                    self.metrics.error("forbidden_origin");
+                }
+                Refusal::MemoryCritical => self.metrics.limit("memory"),
+                Refusal::TooManyConnections => self.metrics.limit("connections"),
+                Refusal::TooManyConnectionsFromIp => self.metrics.limit("connections_per_ip"),
             }
-            Refusal::MemoryCritical => app.metrics.limit("memory"),
-            Refusal::TooManyConnections => app.metrics.limit("connections"),
-            Refusal::TooManyConnectionsFromIp => app.metrics.limit("connections_per_ip"),
         }
+        verdict
     }
-    verdict
-}
 
-fn check(app: &AppState, headers: &HeaderMap, client: IpAddr) -> Result<ConnectionSlot, Refusal> {
-    if app.shutdown.is_draining() {
-        return Err(Refusal::Draining);
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().map_err(|_| Refusal::MalformedOrigin)?;
-        if !origin_allowed(app.config.cors_origins.as_slice(), origin) {
-            return Err(Refusal::ForbiddenOrigin);
+    fn check(&self, headers: &HeaderMap, client: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        if self.draining.is_cancelled() {
+            return Err(Refusal::Draining);
         }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().map_err(|_| Refusal::MalformedOrigin)?;
+            if !origin_allowed(&self.cors_origins, origin) {
+                return Err(Refusal::ForbiddenOrigin);
+            }
+        }
+        if self.memory.is_critical() {
+            return Err(Refusal::MemoryCritical);
+        }
+        self.connections.acquire(client)
     }
-    if app.memory.is_critical() {
-        return Err(Refusal::MemoryCritical);
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
-    app.connections.acquire(client)
 }
 
 /// Whether `origin` is allowed: any when the list is empty (or holds `*`); otherwise an

@@ -3,6 +3,10 @@
 //! A token's claims are `sub` (the user id), `room` (the room it admits to), `iat` and
 //! `exp` (Unix seconds). Any node that knows `AUTH_SECRET` verifies them, a restart does not
 //! invalidate them, and an application's own backend may mint them with any JWT library.
+//!
+//! `jsonwebtoken` does the JWT work; its cryptography comes from [`hs256`], a provider that
+//! knows HS256 and nothing else (any other `alg`, `none` included, is refused), so that
+//! none of the crate's RSA and ECDSA back ends is compiled in.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -92,6 +96,7 @@ fn now_secs() -> u64 {
 impl Authenticator {
     /// Builds an authenticator for `secret`; tokens live `ttl`.
     pub fn new(secret: &str, ttl: Duration, admin_key: Option<String>) -> Self {
+        hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -152,11 +157,6 @@ impl Authenticator {
         Ok(claims)
     }
 
-    /// Whether an admin key is configured.
-    pub fn has_admin_key(&self) -> bool {
-        self.admin_key.is_some()
-    }
-
     /// Whether an `Authorization` header value carries the admin key. Compared in constant
     /// time so the key cannot be guessed byte by byte from response timing.
     pub fn is_admin(&self, authorization: Option<&str>) -> bool {
@@ -171,10 +171,78 @@ impl Authenticator {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
+/// `jsonwebtoken`'s crypto provider for HS256 only, on RustCrypto's `hmac` and `sha2`.
+pub mod hs256 {
+    use hmac::{Hmac, Mac};
+    use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
+    use jsonwebtoken::errors::{Error, ErrorKind};
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+    use sha2::Sha256;
+    use signature::{Signer, Verifier};
+
+    type HmacSha256 = Hmac<Sha256>;
+
+    struct Hs256(HmacSha256);
+
+    impl Hs256 {
+        fn new(secret: &[u8], alg: Algorithm) -> Result<Self, Error> {
+            if alg != Algorithm::HS256 {
+                return Err(ErrorKind::InvalidAlgorithm.into());
+            }
+            HmacSha256::new_from_slice(secret)
+                .map(Self)
+                .map_err(|_| ErrorKind::InvalidKeyFormat.into())
+        }
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+
+    impl Signer<Vec<u8>> for Hs256 {
+        fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
+            let mut mac = self.0.clone();
+            mac.update(msg);
+            Ok(mac.finalize().into_bytes().to_vec())
+        }
+    }
+
+    impl JwtSigner for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
+
+    impl Verifier<Vec<u8>> for Hs256 {
+        fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+            let mut mac = self.0.clone();
+            mac.update(msg);
+            // `verify_slice` compares in constant time.
+            mac.verify_slice(signature)
+                .map_err(signature::Error::from_source)
+        }
+    }
+
+    impl JwtVerifier for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
+
+    static PROVIDER: CryptoProvider = CryptoProvider {
+        signer_factory: |alg, key: &EncodingKey| {
+            Ok(Box::new(Hs256::new(key.try_get_hmac_secret()?, *alg)?))
+        },
+        verifier_factory: |alg, key: &DecodingKey| {
+            Ok(Box::new(Hs256::new(key.try_get_hmac_secret()?, *alg)?))
+        },
+        jwk_utils: JwkUtils::new_unimplemented(),
+    };
+
+    /// Makes this provider the process's (once; later calls do nothing).
+    pub fn install() {
+        let _ = PROVIDER.install_default();
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +290,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.verify(&t), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn only_hs256_is_accepted() {
+        let a = auth();
+        let claims = Claims {
+            sub: "alice".into(),
+            room: "r1".into(),
+            iat: now_secs(),
+            exp: now_secs() + 60,
+        };
+        // alg none: a header naming it, and no signature.
+        let b64 = |v: &[u8]| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+        };
+        let body = b64(&serde_json::to_vec(&claims).unwrap());
+        for alg in ["none", "HS384", "RS256", "ES256"] {
+            let head = b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes());
+            let forged = format!("{head}.{body}.");
+            assert!(a.verify(&forged).is_err(), "{alg} accepted");
+        }
+        assert!(a.verify(&a.issue("alice", "r1").token).is_ok());
     }
 
     #[test]

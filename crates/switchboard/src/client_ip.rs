@@ -10,16 +10,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::Response;
 
 use crate::config::Cidrs;
-use crate::state::AppState;
 
-/// The resolved client address, put into every request's extensions by [`resolve_layer`].
+/// The resolved client address, put into every request's extensions by the HTTP layer
+/// (`http::resolve_client`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
@@ -85,16 +83,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .split_once(']')
         .and_then(|(ip, _)| ip.parse::<IpAddr>().ok())
         .map(|ip| ip.to_canonical())
-}
-
-/// Middleware: resolves the client address once per request and stores it as a
-/// [`ClientIp`] extension for the rate limits, admission and handlers.
-pub async fn resolve_layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-        let ip = resolve(&app.config.trusted_proxies, peer.ip(), req.headers());
-        req.extensions_mut().insert(ClientIp(ip));
-    }
-    next.run(req).await
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {

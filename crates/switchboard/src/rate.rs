@@ -1,8 +1,8 @@
 //! Rate limits, all on `governor`, built here and nowhere else:
 //!
 //! - [`PerIp`]: keyed by client address ([`crate::client_ip`]); the HTTP request limit
-//!   (`HTTP_REQUESTS_PER_SECOND`, burst 2×, every listener) and the room creation budget
-//!   (`ROOM_CREATIONS_PER_MINUTE`, every dialect);
+//!   (`HTTP_REQUESTS_PER_SECOND`, burst 2×, every listener, applied by the HTTP layer) and
+//!   the room creation budget (`ROOM_CREATIONS_PER_MINUTE`, every dialect);
 //! - [`MessageLimit`]: one connection's messages (`MAX_MESSAGES_PER_SECOND`, burst 2×), with
 //!   the strike count after which the connection is closed.
 //!
@@ -13,15 +13,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-
-use crate::client_ip;
-use crate::http::error::ApiError;
-use crate::state::AppState;
 
 /// Consecutive rate-limited messages after which a connection is closed.
 pub const RATE_STRIKES: u32 = 50;
@@ -111,30 +103,6 @@ impl MessageLimit {
             Verdict::Refuse
         }
     }
-}
-
-/// Middleware: 429 when the client is over `HTTP_REQUESTS_PER_SECOND`. Applies to every
-/// request on every listener, WebSocket upgrades and Socket.io handshakes included; the
-/// requests of an established Engine.IO session (`sid=` in the query: polls and posts) are
-/// not counted here, because `MAX_MESSAGES_PER_SECOND` already limits its events.
-pub async fn http_limit(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let in_session = req.uri().path().starts_with("/socket.io")
-        && req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p.starts_with("sid=")));
-    if !in_session {
-        let ip = client_ip::from_parts(req.extensions()).0;
-        if !app.http_rate.check(ip) {
-            app.metrics.limit("http_rate");
-            return ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests; slow down",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]

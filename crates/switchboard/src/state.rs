@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use switchboard_core::{CodeBook, LocalCodes, MembershipService, Registry, unix_millis};
 
-use crate::admission::{ConnectionLimiter, CreationPolicy};
+use crate::admission::{Admission, CreationPolicy};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::memory::MemoryGate;
@@ -39,8 +39,8 @@ pub struct Inner {
     pub shutdown: Shutdown,
     /// Memory pressure.
     pub memory: Arc<MemoryGate>,
-    /// Open connections, per IP and in total.
-    pub connections: Arc<ConnectionLimiter>,
+    /// Who may connect (and how many are connected).
+    pub admission: Admission,
     /// Per-IP HTTP request rate limit.
     pub http_rate: crate::rate::PerIp,
     /// Who may create rooms (the registry asks it).
@@ -73,10 +73,13 @@ impl AppState {
             config.token_ttl.get(),
             config.admin_api_key.clone(),
         );
-        let connections = Arc::new(ConnectionLimiter::new(
-            config.max_connections,
-            config.max_connections_per_ip,
-        ));
+        let metrics = Metrics::new();
+        let admission = Admission::new(
+            &config,
+            Arc::clone(&memory),
+            shutdown.token().clone(),
+            metrics.clone(),
+        );
         let http_rate = crate::rate::PerIp::per_second(config.http_requests_per_second);
         Self(Arc::new(Inner {
             config,
@@ -84,10 +87,10 @@ impl AppState {
             registry,
             codes: Arc::new(LocalCodes::default()),
             auth,
-            metrics: Metrics::new(),
+            metrics,
             shutdown,
             memory,
-            connections,
+            admission,
             http_rate,
             creation,
             started: Instant::now(),

@@ -113,7 +113,7 @@ async fn connections_per_ip_are_capped_with_429() {
         .unwrap_err();
     assert!(err.to_string().contains("429"), "{err}");
     drop(_a);
-    eventually(|| s.app.connections.open() < 2).await;
+    eventually(|| s.app.admission.open_connections() < 2).await;
     assert!(
         tokio_tungstenite::connect_async(s.signaling_url())
             .await

@@ -291,16 +291,6 @@ impl Session {
         self.handle.dialect()
     }
 
-    /// The authenticated identity, if any.
-    pub fn identity(&self) -> Option<&Identity> {
-        self.identity.as_ref()
-    }
-
-    /// The rooms the connection is in.
-    pub fn rooms(&self) -> impl Iterator<Item = &RoomId> {
-        self.seats.iter().map(Seat::room)
-    }
-
     /// Leaves every room (each hears the peer left).
     pub fn leave_all(&mut self) {
         self.seats.clear();

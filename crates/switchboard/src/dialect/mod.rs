@@ -54,8 +54,6 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     /// Message too big.
     pub const TOO_BIG: u16 = 1009;
-    /// Internal error.
-    pub const INTERNAL: u16 = 1011;
     /// Try again later (overloaded).
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }

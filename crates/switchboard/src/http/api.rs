@@ -133,7 +133,7 @@ async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<V
             "startedAt": app.started_ms,
             "activeRooms": s.rooms,
             "totalConnections": s.peers,
-            "connectedClients": app.connections.open(),
+            "connectedClients": app.admission.open_connections(),
             "backplane": app.membership.name(),
             "admittingRooms": !app.shutdown.is_draining() && !app.memory.is_critical(),
         },

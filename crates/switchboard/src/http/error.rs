@@ -78,6 +78,14 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl IntoResponse for crate::admission::Refusal {
+    fn into_response(self) -> Response {
+        ApiError::new(self.status(), self.message())
+            .code(self.code())
+            .into_response()
+    }
+}
+
 /// A `text/plain` response, for the endpoints whose original answered in plain text
 /// (nt-backend-wrtc's `invalid appID\n`, `gone\n`, …).
 pub fn plain_text(status: StatusCode, body: &'static str) -> Response {

@@ -21,8 +21,13 @@ pub mod rendezvous;
 pub mod upgrade;
 pub mod vibe;
 
+use std::net::SocketAddr;
+
 use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::json;
 use switchboard_core::JoinError;
@@ -30,8 +35,9 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
+use crate::client_ip::{self, ClientIp};
 use crate::state::AppState;
-use crate::{client_ip, rate, transport};
+use crate::transport;
 
 /// The layers every listener shares, innermost first: the request body limit, the
 /// per-client HTTP rate limit, the client address (which the rate limit reads, so it runs
@@ -42,11 +48,11 @@ fn common_layers(router: Router<AppState>, app: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            rate::http_limit,
+            rate_limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            client_ip::resolve_layer,
+            resolve_client,
         ))
         .layer(cors(&app.config))
         .layer(TraceLayer::new_for_http())
@@ -104,6 +110,40 @@ pub fn signaling_app(app: AppState) -> Router {
 pub fn socketio_app(app: AppState) -> Router {
     let routes = vibe::router().layer(transport::socketio::layer(app.clone()));
     common_layers(routes, app)
+}
+
+/// Middleware: resolves the client address once per request ([`client_ip::resolve`]) and
+/// stores it as a [`ClientIp`] extension for the rate limits, admission and handlers.
+async fn resolve_client(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        let ip = client_ip::resolve(&app.config.trusted_proxies, peer.ip(), req.headers());
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    next.run(req).await
+}
+
+/// Middleware: 429 when the client is over `HTTP_REQUESTS_PER_SECOND`. Applies to every
+/// request on every listener, WebSocket upgrades and Socket.io handshakes included; the
+/// requests of an established Engine.IO session (`sid=` in the query: polls and posts) are
+/// not counted here, because `MAX_MESSAGES_PER_SECOND` already limits its events.
+async fn rate_limit(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let in_session = req.uri().path().starts_with("/socket.io")
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("sid=")));
+    if !in_session {
+        let ip = client_ip::from_parts(req.extensions()).0;
+        if !app.http_rate.check(ip) {
+            app.metrics.limit("http_rate");
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests; slow down",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// JSON 404 for every unknown path.

@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::error::plain_text as text;
-use crate::admission;
 use crate::client_ip::ClientIp;
 use crate::dialect::Codec;
 use crate::dialect::nt::{Nt, Side};
@@ -49,7 +48,7 @@ fn accept<C: Codec>(
     ws: WebSocketUpgrade,
     codec: C,
 ) -> Response {
-    match admission::admit_connection(&app, headers, client.0) {
+    match app.admission.admit(headers, client.0) {
         Ok(slot) => transport::ws::upgrade(app, ws, slot, codec),
         Err(refusal) => refusal.into_response(),
     }
@@ -142,7 +141,7 @@ fn counted<C: Codec>(
     ws: WebSocketUpgrade,
     codec: C,
 ) -> Response {
-    match admission::admit_connection(&app, headers, client.0) {
+    match app.admission.admit(headers, client.0) {
         Ok(slot) => {
             app.metrics.nt.ws_connections.inc();
             transport::ws::upgrade(app, ws, slot, codec)

@@ -95,7 +95,9 @@ pub fn layer(app: AppState) -> SocketIoLayer {
 fn on_connect(app: &AppState, s: SocketRef) -> Result<(), &'static str> {
     let parts = s.req_parts();
     let client = client_ip::from_parts(&parts.extensions);
-    let slot = crate::admission::admit_connection(app, &parts.headers, client.0)
+    let slot = app
+        .admission
+        .admit(&parts.headers, client.0)
         .map_err(Refusal::message)?;
     let (handle, rx) = outbox(ConnId::next(), TAG, app.config.outbox_capacity);
     let session = Session::new(handle.clone(), client.0);

@@ -25,7 +25,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use prometheus_client::metrics::counter::Counter;
-use rand::Rng;
+use rand::RngExt;
 use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, outbox};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
