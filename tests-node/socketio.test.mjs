@@ -441,9 +441,10 @@ test('one room, two dialects: a Socket.io client and an OctateCode client signal
   oc.json({ type: 'leave-room', roomId, userId: 'oc' });
   await oc.nextOf('peer-left');
   assert.equal((await left).userId, 'oc');
+  const rejoined = next(s, 'user-joined');
   oc.json({ type: 'join-room', roomId, userId: 'oc' });
   await oc.nextOf('room-joined');
-  await next(s, 'user-joined');
+  assert.equal((await rejoined).userId, 'oc');
   s.disconnect();
   const pl = await oc.nextOf('peer-left');
   assert.equal(pl.userId, 'sio');
@@ -619,4 +620,76 @@ test('over the critical memory threshold a Socket.io connect gets connect_error'
   const err = await next(s, 'connect_error');
   assert.match(err.message, /memory critical/);
   assert.equal(s.connected, false);
+});
+
+// ---- Security: tokens through the handshake's auth ---------------------------------------
+
+const PROD = {
+  NODE_ENV: 'production',
+  AUTH_SECRET: 'a-production-secret-of-some-length',
+  ADMIN_API_KEY: 'admin-key',
+  LOG_FORMAT: 'text',
+};
+const ADMIN = { Authorization: 'Bearer admin-key' };
+
+async function tokenFor(srv, userId, roomId) {
+  const res = await fetch(`${srv.http}/api/auth/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...ADMIN },
+    body: JSON.stringify({ userId, roomId }),
+  });
+  assert.equal(res.status, 200);
+  return (await res.json()).token;
+}
+
+test('in production a Socket.io client needs a token for its room, and joins as its user', async (t) => {
+  const srv = await setup(t, PROD);
+  // Creating a room on the Socket.io port needs the admin key when Socket.io needs tokens.
+  assert.equal((await fetch(`${srv.socketio}/api/rooms`, { method: 'POST' })).status, 401);
+  const res = await fetch(`${srv.socketio}/api/rooms`, { method: 'POST', headers: ADMIN });
+  const { roomId } = await res.json();
+
+  const anon = srv.socket();
+  const refused = await next(anon, 'connect_error');
+  assert.match(refused.message, /requires a token/);
+  const forged = srv.socket({ auth: { token: 'not.a.jwt' } });
+  assert.match((await next(forged, 'connect_error')).message, /Invalid or expired token/);
+
+  const alice = await srv.connect({ auth: { token: await tokenFor(srv, 'alice', roomId) } });
+  const errs = [];
+  alice.on('error', (e) => errs.push(e.message));
+  alice.emit('join-room', roomId, 'bob'); // not her id
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(errs, ['User ID mismatch: userId must be the authenticated user']);
+  await join(alice, roomId, 'alice');
+  const bob = await srv.connect({ auth: { token: await tokenFor(srv, 'bob', roomId) } });
+  const joined = next(alice, 'user-joined');
+  await join(bob, roomId, 'bob');
+  assert.equal((await joined).userId, 'bob');
+  // A token is for one room.
+  const elsewhere = await srv.connect({ auth: { token: await tokenFor(srv, 'carol', 'other') } });
+  const e = next(elsewhere, 'error');
+  elsewhere.emit('join-room', roomId, 'carol');
+  assert.match((await e).message, /Token is for room other/);
+  // The room's details name nobody without the admin key.
+  const detail = await (await fetch(`${srv.socketio}/api/rooms/${roomId}`)).json();
+  assert.deepEqual(detail.participants, []);
+  assert.equal(detail.participantCount, 2);
+});
+
+test('with Socket.io opened (REQUIRE_TOKEN without it), anonymous clients get anonymous rooms only', async (t) => {
+  const srv = await setup(t, { ...PROD, REQUIRE_TOKEN: 'octate,rendezvous,nt,ywebrtc' });
+  const { roomId } = await (await fetch(`${srv.socketio}/api/rooms`, { method: 'POST' })).json();
+  const vibe = await srv.connect();
+  await join(vibe, roomId, 'vibe-user');
+  // An OctateCode token room is closed to anonymous Socket.io clients.
+  const oc = await srv.octate();
+  const t2 = await tokenFor(srv, 'alice', 'token-room');
+  oc.json({ type: 'auth', userId: 'alice', roomId: 'token-room', data: { token: t2 } });
+  await oc.nextOf('auth');
+  oc.json({ type: 'create-room', roomId: 'token-room' });
+  await oc.nextOf('room-created');
+  const e = next(vibe, 'error');
+  vibe.emit('join-room', 'token-room', 'mallory');
+  assert.equal((await e).message, 'This room requires a token');
 });

@@ -37,6 +37,12 @@ pub enum JoinError {
     /// The creating client has created as many rooms as its budget allows for now.
     #[error("too many rooms created from this address; try again later")]
     CreationRateLimited,
+    /// The room admits only peers holding a token for it, and the joiner has none.
+    #[error("room {0} requires a token")]
+    TokenRequired(RoomId),
+    /// The joiner holds a token, and the room admits anonymous peers: the two never mix.
+    #[error("room {0} is not a token room")]
+    RoomNotSecured(RoomId),
     /// The membership service could not be reached (a cluster backend is down).
     #[error("membership service unavailable: {0}")]
     Unavailable(String),

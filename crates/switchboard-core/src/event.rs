@@ -99,6 +99,8 @@ pub struct RoomSnapshot {
     pub last_activity_ms: u64,
     /// The room's own peer cap, if tighter than the server's.
     pub capacity: Option<usize>,
+    /// Whether only token holders may join it.
+    pub secured: bool,
     /// Members in join order.
     pub members: Vec<MemberSummary>,
 }

@@ -16,6 +16,9 @@ pub struct Limits {
     pub mailbox_items: usize,
     /// Mailbox bytes kept per room, the oldest items going first. Default: 1 MiB.
     pub mailbox_bytes: usize,
+    /// Whether token holders are kept out of rooms that admit anonymous peers (secured and
+    /// anonymous rooms never mix). Default: `false`; the server sets it in production.
+    pub separate_secured: bool,
 }
 
 impl Default for Limits {
@@ -26,6 +29,7 @@ impl Default for Limits {
             outbox_capacity: 256,
             mailbox_items: 256,
             mailbox_bytes: 1 << 20,
+            separate_secured: false,
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct CreateOptions {
     pub inactivity_timeout: Option<Duration>,
     /// The client creating it, for the [`CreationGate`]'s per-client budget.
     pub creator: Option<IpAddr>,
+    /// Whether only peers holding a token for the room may join it (a room created by a
+    /// token holder, or by the admin API, is).
+    pub secured: bool,
 }
 
 /// Whether a join may, must or must not create the room.
@@ -69,6 +72,10 @@ pub struct JoinOptions {
     pub name: Option<Arc<str>>,
     /// Used when the join creates the room.
     pub create: CreateOptions,
+    /// Whether the joiner holds a verified token for this room. A secured room admits only
+    /// such joiners; with [`Limits::separate_secured`](crate::Limits) they join secured rooms
+    /// only.
+    pub authenticated: bool,
 }
 
 /// A join: who, where, how, and the outbox its events go to.

@@ -68,6 +68,7 @@ struct Room {
     host_name: Option<Arc<str>>,
     attributes: Vec<(Arc<str>, Arc<str>)>,
     capacity: Option<usize>,
+    secured: bool,
     empty_grace: Option<Duration>,
     inactivity_timeout: Option<Duration>,
     created_at_ms: u64,
@@ -198,6 +199,7 @@ impl Registry {
                 let mut create = opts.create;
                 create.host = Some(peer.clone());
                 create.host_name.clone_from(&opts.name);
+                create.secured = opts.authenticated;
                 let room = new_room(&mut state, create);
                 state.rooms.insert(room_id.clone(), room);
                 true
@@ -210,6 +212,14 @@ impl Registry {
         let room = rooms
             .get_mut(&room_id)
             .expect("room exists: checked or inserted above");
+        // A secured room admits token holders only; with `separate_secured`, token holders
+        // join secured rooms only.
+        if room.secured && !opts.authenticated {
+            return Err(JoinError::TokenRequired(room_id));
+        }
+        if !room.secured && opts.authenticated && self.shared.limits.separate_secured {
+            return Err(JoinError::RoomNotSecured(room_id));
+        }
         let rejoin = match room.members.iter().position(|m| m.id == peer) {
             Some(i) if room.members[i].handle.conn() == conn => {
                 room.members[i].serial = serial;
@@ -710,6 +720,7 @@ fn new_room(state: &mut State, opts: CreateOptions) -> Room {
         host_name: opts.host_name,
         attributes: opts.attributes,
         capacity: opts.capacity,
+        secured: opts.secured,
         empty_grace: opts.empty_grace,
         inactivity_timeout: opts.inactivity_timeout,
         created_at_ms: now_ms,
@@ -789,6 +800,7 @@ impl Room {
             created_at_ms: self.created_at_ms,
             last_activity_ms: self.last_activity_ms,
             capacity: self.capacity,
+            secured: self.secured,
             members: self.members.iter().map(Member::summary).collect(),
         }
     }

@@ -148,8 +148,12 @@ async fn in_production_only_the_admin_key_names_participants_on_any_port() {
     })
     .await;
     let admin = [("Authorization", "Bearer admin-key")];
-    let (st, body) = http("POST", s.socketio, "/api/rooms", None, &[]).await;
-    assert_eq!(st, 200, "Vibe clients create rooms without a key");
+    // Socket.io needs tokens here (REQUIRE_TOKEN's production default), so creating a room
+    // on its port needs the admin key too.
+    let (st, _) = http("POST", s.socketio, "/api/rooms", None, &[]).await;
+    assert_eq!(st, 401);
+    let (st, body) = http("POST", s.socketio, "/api/rooms", None, &admin).await;
+    assert_eq!(st, 200);
     let room = body["roomId"].as_str().unwrap().to_owned();
     let token = s.app.auth.issue("alice", &room).token;
     let mut alice = Client::connect(&s.signaling_url()).await;

@@ -64,6 +64,12 @@ pub enum CommandError {
     /// The rendezvous `key` is missing or wrong.
     #[error("Missing or wrong key")]
     InvalidKey,
+    /// The room admits only peers holding a token for it.
+    #[error("This room requires a token")]
+    TokenRequired,
+    /// A token holder may join token rooms only (anonymous and token rooms never mix).
+    #[error("A token holder may only join rooms created with a token")]
+    RoomNotSecured,
 
     // --- rooms ------------------------------------------------------------------------------
     /// The room does not exist.
@@ -153,6 +159,8 @@ impl CommandError {
             Self::UserMismatch => "user_mismatch",
             Self::RoomMismatch(_) => "room_mismatch",
             Self::InvalidKey => "invalid_key",
+            Self::TokenRequired => "token_required",
+            Self::RoomNotSecured => "room_not_secured",
             Self::RoomNotFound(_) => "room_not_found",
             Self::RoomExists(_) => "room_exists",
             Self::RoomFull { .. } => "room_full",
@@ -197,6 +205,8 @@ impl From<JoinError> for CommandError {
             JoinError::PeerIdTaken { peer, .. } => Self::PeerIdTaken(peer),
             JoinError::NotAdmitting => Self::Overloaded,
             JoinError::CreationRateLimited => Self::CreationRateLimited,
+            JoinError::TokenRequired(_) => Self::TokenRequired,
+            JoinError::RoomNotSecured(_) => Self::RoomNotSecured,
             JoinError::Unavailable(why) => Self::Unavailable(why),
         }
     }

@@ -96,6 +96,9 @@ pub enum PeerChoice {
     Generated,
     /// An id derived from the connection, unique on this server (`y-c123`).
     Connection,
+    /// A fixed slot of the room (the nt dialect's side `A`/`B`); a token binds the room, not
+    /// the slot.
+    Side(PeerId),
 }
 
 /// How many rooms the connection may be in.
@@ -260,18 +263,28 @@ pub struct Identity {
 pub struct Session {
     handle: PeerHandle,
     client: IpAddr,
+    /// Whether this connection's dialect must authenticate with a token (`REQUIRE_TOKEN`).
+    token_required: bool,
     identity: Option<Identity>,
     /// Most connections are in one room: its seat is kept inline, not on the heap.
     seats: SmallVec<[Seat; 1]>,
 }
 
 impl Session {
-    /// A session for the connection whose outbox is `handle`, from `client`.
-    pub fn new(handle: PeerHandle, client: IpAddr) -> Self {
+    /// A session for the connection whose outbox is `handle`, from `client`, holding
+    /// `identity` when the connection presented a verified token as it connected.
+    /// `token_required`: its dialect must present a token (`REQUIRE_TOKEN`).
+    pub fn new(
+        handle: PeerHandle,
+        client: IpAddr,
+        token_required: bool,
+        identity: Option<Identity>,
+    ) -> Self {
         Self {
             handle,
             client,
-            identity: None,
+            token_required,
+            identity,
             seats: SmallVec::new(),
         }
     }
@@ -371,7 +384,7 @@ impl Session {
                 app.auth.verify_for(&t, &user, &room)?;
                 true
             }
-            None if app.config.is_production() => return Err(CommandError::MissingToken),
+            None if self.token_required => return Err(CommandError::MissingToken),
             None => false,
         };
         // Re-authenticating replaces the identity: leave every room joined under the old one.
@@ -430,6 +443,13 @@ impl Session {
     /// (a y-webrtc topic already held).
     fn prepare_join(&mut self, j: Join) -> Result<Option<JoinRequest>, CommandError> {
         self.check_claim(&j.claim)?;
+        // A token names its holder: the holder joins as that user (slot dialects as their
+        // slot), and no one else can take that id with the token's room.
+        let token_user = self
+            .identity
+            .as_ref()
+            .filter(|id| id.token_bound)
+            .map(|id| &id.user);
         let peer = match j.peer {
             PeerChoice::Identity => self
                 .identity
@@ -437,9 +457,16 @@ impl Session {
                 .ok_or(CommandError::NotAuthenticated)?
                 .user
                 .clone(),
-            PeerChoice::Named(p) => p,
-            PeerChoice::Generated => PeerId::from(uuid::Uuid::new_v4().simple().to_string()),
+            PeerChoice::Named(p) => match token_user {
+                Some(user) if *user != p => return Err(CommandError::UserMismatch),
+                _ => p,
+            },
+            PeerChoice::Generated => match token_user {
+                Some(user) => user.clone(),
+                None => PeerId::from(uuid::Uuid::new_v4().simple().to_string()),
+            },
             PeerChoice::Connection => PeerId::from(format!("y-{}", self.conn())),
+            PeerChoice::Side(p) => p,
         };
         let room = match (j.room, &self.identity) {
             (Some(r), Some(id)) if id.token_bound && r != id.room => {
@@ -468,6 +495,9 @@ impl Session {
         }
         let mut create = j.create;
         create.creator = Some(self.client);
+        // The room was checked against the token's above: a token holder's join is an
+        // authenticated one.
+        let authenticated = token_user.is_some();
         Ok(Some(JoinRequest {
             room,
             peer,
@@ -476,6 +506,7 @@ impl Session {
                 mode: j.mode,
                 name: j.name,
                 create,
+                authenticated,
             },
         }))
     }

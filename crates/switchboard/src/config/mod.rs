@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-pub use self::values::{Cidrs, List, Size, Span};
+pub use self::values::{Cidrs, DIALECTS, Dialects, List, Size, Span};
 
 /// The secret the OctateCode seed shipped with; refused in production.
 pub const DEFAULT_AUTH_SECRET: &str = "dev-secret-change-in-production";
@@ -68,6 +68,10 @@ pub struct Config {
     /// Bearer key for token issuing and the admin endpoints (required in production).
     #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<String>,
+    /// Dialects whose connections must present a token: auto (all in production, none in
+    /// development), all, none, or a list of octate, socketio, rendezvous, nt, ywebrtc.
+    #[arg(long, env = "REQUIRE_TOKEN", default_value_t)]
+    pub require_token: Dialects,
     /// A room with no activity for this long is closed.
     #[arg(long, env = "ROOM_INACTIVITY_TIMEOUT", default_value_t = Span::secs(3 * 3600))]
     pub room_inactivity_timeout: Span,
@@ -133,6 +137,9 @@ pub struct Config {
     /// Events a peer's outbox holds before the peer is closed as too slow.
     #[arg(long, env = "OUTBOX_CAPACITY", default_value_t = 256)]
     pub outbox_capacity: usize,
+    /// Bytes a room's mailbox (the nt dialect's `send`) keeps at most; the oldest go first.
+    #[arg(long, env = "MAILBOX_MAX_BYTES", default_value_t = Size(1 << 20))]
+    pub mailbox_max_bytes: Size,
     /// Deadline to authenticate (production) or join (rendezvous) after connecting.
     #[arg(long, env = "AUTH_TIMEOUT", default_value_t = Span::secs(10))]
     pub auth_timeout: Span,
@@ -468,6 +475,11 @@ impl Config {
         }
     }
 
+    /// Whether connections of `dialect` must present a token (`REQUIRE_TOKEN`).
+    pub fn requires_token(&self, dialect: &str) -> bool {
+        self.require_token.contains(dialect, self.is_production())
+    }
+
     /// Whether production rules apply (`NODE_ENV=production` or `--production`).
     pub fn is_production(&self) -> bool {
         self.production || self.node_env == NodeEnv::Production
@@ -513,6 +525,8 @@ impl Config {
             max_peers_per_room: self.max_peers_per_room,
             max_rooms: self.max_rooms,
             outbox_capacity: self.outbox_capacity,
+            mailbox_bytes: self.mailbox_max_bytes.get(),
+            separate_secured: self.is_production(),
             ..switchboard_core::Limits::default()
         }
     }

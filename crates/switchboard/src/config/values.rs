@@ -197,6 +197,73 @@ impl fmt::Display for Cidrs {
     }
 }
 
+/// The dialect names settings may list.
+pub const DIALECTS: [&str; 5] = ["octate", "socketio", "rendezvous", "nt", "ywebrtc"];
+
+/// A choice of dialects: `auto` (the server decides by mode), `all`, `none`, or a comma
+/// list of names from [`DIALECTS`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Dialects {
+    /// The mode decides (production: all; development: none).
+    #[default]
+    Auto,
+    /// Every dialect.
+    All,
+    /// These.
+    Listed(Vec<String>),
+}
+
+impl Dialects {
+    /// Whether `dialect` is chosen, `auto` resolving to `production`.
+    pub fn contains(&self, dialect: &str, production: bool) -> bool {
+        match self {
+            Self::Auto => production,
+            Self::All => true,
+            Self::Listed(names) => names.iter().any(|n| n == dialect),
+        }
+    }
+}
+
+impl FromStr for Dialects {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "auto" => return Ok(Self::Auto),
+            "all" => return Ok(Self::All),
+            "none" | "" => return Ok(Self::Listed(Vec::new())),
+            _ => {}
+        }
+        let mut names = Vec::new();
+        for n in v
+            .split(',')
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+        {
+            if !DIALECTS.contains(&n.as_str()) {
+                return Err(format!(
+                    "{n:?} is not a dialect (expected auto, all, none, or a list of {})",
+                    DIALECTS.join(", ")
+                ));
+            }
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        Ok(Self::Listed(names))
+    }
+}
+
+impl fmt::Display for Dialects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::All => f.write_str("all"),
+            Self::Listed(n) if n.is_empty() => f.write_str("none"),
+            Self::Listed(n) => f.write_str(&n.join(",")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +290,18 @@ mod tests {
         assert!("99999999999999999999g".parse::<Size>().is_err());
         for s in ["64k", "512", "1m", "0"] {
             assert_eq!(s.parse::<Size>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn dialect_sets_take_keywords_and_names() {
+        assert_eq!("auto".parse(), Ok(Dialects::Auto));
+        let l: Dialects = "Octate, nt".parse().unwrap();
+        assert!(l.contains("nt", false) && !l.contains("socketio", true));
+        assert!(Dialects::Auto.contains("nt", true) && !Dialects::Auto.contains("nt", false));
+        assert!("octate,smtp".parse::<Dialects>().is_err());
+        for s in ["auto", "all", "none", "octate,nt"] {
+            assert_eq!(s.parse::<Dialects>().unwrap().to_string(), s);
         }
     }
 

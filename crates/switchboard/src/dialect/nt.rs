@@ -147,6 +147,11 @@ impl Nt {
         }
     }
 
+    /// The room: the appID.
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+
     fn command(label: &'static str, frame: &Bytes) -> Command {
         match label {
             "offer" | "answer" | "ice" | "sender_ready" => Command::Relay(Relay {
@@ -214,7 +219,7 @@ impl Codec for Nt {
     fn open(&mut self) -> Result<Option<Command>, CommandError> {
         Ok(Some(Command::Join(Join {
             room: Some(self.room.clone()),
-            peer: PeerChoice::Named(PeerId::new(self.side.as_str())),
+            peer: PeerChoice::Side(PeerId::new(self.side.as_str())),
             claim: Claim::None,
             mode: JoinMode::CreateOrJoin,
             name: None,
@@ -299,6 +304,9 @@ impl Codec for Nt {
                     },
                 ),
                 CommandError::RoomFull { .. } => Out::close(None, close::POLICY, "room full"),
+                CommandError::TokenRequired | CommandError::RoomNotSecured => {
+                    Out::close(None, close::POLICY, "unauthorized")
+                }
                 _ => Out::close(None, close::TRY_AGAIN_LATER, "try again later"),
             };
         }

@@ -32,11 +32,13 @@ use crate::command::{
 };
 
 /// One OctateCode connection's codec: it remembers who the connection authenticated as,
-/// for the `roomId` and `userId` of its error frames.
+/// for the `roomId` and `userId` of its error frames, and the token its URL carried
+/// (`?token=`), which an `auth` without a token of its own uses.
 #[derive(Debug, Default)]
 pub struct Octate {
     user: Option<PeerId>,
     room: Option<RoomId>,
+    url_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -147,7 +149,20 @@ impl Octate {
         Self::default()
     }
 
-    fn command(frame: &Bytes, kind: &str, msg: &Inbound<'_>) -> Result<Command, CommandError> {
+    /// A connection whose URL carried `?token=`.
+    pub fn with_url_token(token: Option<String>) -> Self {
+        Self {
+            url_token: token.filter(|t| !t.is_empty()),
+            ..Self::default()
+        }
+    }
+
+    fn command(
+        &self,
+        frame: &Bytes,
+        kind: &str,
+        msg: &Inbound<'_>,
+    ) -> Result<Command, CommandError> {
         let claim = || Claim::Identity(msg.user_id.as_deref().map(str::to_owned));
         let room = || non_empty(msg.room_id.as_deref()).map(RoomId::new);
         Ok(match kind {
@@ -164,6 +179,7 @@ impl Octate {
                     room: pick(&msg.room_id, &data.room_id),
                     token: non_empty(msg.token.as_deref())
                         .or(non_empty(data.token.as_deref()))
+                        .or(self.url_token.as_deref())
                         .map(str::to_owned),
                 }
             }
@@ -253,7 +269,7 @@ impl Codec for Octate {
         };
         Decoded {
             label: kind_label(kind),
-            command: Self::command(frame, kind, &msg),
+            command: self.command(frame, kind, &msg),
         }
     }
 

@@ -247,6 +247,10 @@ impl Codec for Rendezvous {
             CommandError::RoomFull { .. } => (close::POLICY, "room full"),
             CommandError::PeerIdTaken(_) => (close::POLICY, "peer id taken"),
             CommandError::InvalidPeerId => (close::POLICY, "invalid peer id"),
+            CommandError::TokenRequired
+            | CommandError::RoomNotSecured
+            | CommandError::UserMismatch
+            | CommandError::RoomMismatch(_) => (close::POLICY, "unauthorized"),
             CommandError::Overloaded
             | CommandError::CreationRateLimited
             | CommandError::TooManyRooms(_)

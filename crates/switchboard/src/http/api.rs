@@ -355,6 +355,8 @@ async fn create_room(
         host_name: body.host_name.map(Into::into),
         attributes,
         creator: Some(client.0),
+        // In production the admin key made it: token holders only.
+        secured: app.config.is_production(),
         ..CreateOptions::default()
     };
     let snapshot = app

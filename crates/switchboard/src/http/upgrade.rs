@@ -1,6 +1,8 @@
-//! The WebSocket endpoints: each admits the request ([`crate::admission`]), picks the
-//! dialect's codec from the route (and for `/ws`, from the query), and hands the upgraded
-//! socket to the driver ([`crate::transport::ws`]).
+//! The WebSocket endpoints: each admits the request ([`crate::admission`]), checks the
+//! token its URL carries (`?token=`; required for the dialects `REQUIRE_TOKEN` names, and
+//! bound to the room the URL names), picks the dialect's codec from the route (and for
+//! `/ws`, from the query), and hands the upgraded socket to the driver
+//! ([`crate::transport::ws`]).
 //!
 //! | Route | Dialect |
 //! |---|---|
@@ -16,13 +18,16 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::error::plain_text as text;
+use switchboard_core::{PeerId, RoomId};
+
+use super::error::{ApiError, plain_text as text};
 use crate::client_ip::ClientIp;
+use crate::command::Identity;
 use crate::dialect::Codec;
 use crate::dialect::nt::{Nt, Side};
 use crate::dialect::octate::Octate;
 use crate::dialect::rendezvous::{MAX_ROOM, Rendezvous};
-use crate::dialect::ywebrtc::YWebrtc;
+use crate::dialect::ywebrtc::{YWebrtc, topic_room};
 use crate::state::AppState;
 use crate::transport;
 
@@ -40,29 +45,81 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUpgrade {
     }
 }
 
-/// Admits an upgrade request and runs `codec`'s dialect on it.
+/// Admits an upgrade request and runs `codec`'s dialect on it, as `identity`.
 fn accept<C: Codec>(
     app: AppState,
     client: ClientIp,
     headers: &HeaderMap,
     ws: WebSocketUpgrade,
     codec: C,
+    identity: Option<Identity>,
 ) -> Response {
     match app.admission.admit(headers, client.0) {
-        Ok(slot) => transport::ws::upgrade(app, ws, slot, codec),
+        Ok(slot) => transport::ws::upgrade(app, ws, slot, codec, identity),
         Err(refusal) => refusal.into_response(),
     }
 }
 
-/// OctateCode (426 without an upgrade).
+/// `?token=` of a request's URL.
+fn url_token(uri: &Uri) -> Option<String> {
+    let Query(params) = Query::<HashMap<String, String>>::try_from_uri(uri).ok()?;
+    params.get("token").filter(|t| !t.is_empty()).cloned()
+}
+
+/// Who `token` authenticates, for a connection of `dialect` to `room` (the room the URL
+/// names; `None` takes the token's). A dialect `REQUIRE_TOKEN` names must present one.
+///
+/// # Errors
+/// 401 without a required token or with a bad one; 403 for a token of another room.
+pub fn authenticate(
+    app: &AppState,
+    dialect: &'static str,
+    token: Option<&str>,
+    room: Option<&RoomId>,
+) -> Result<Option<Identity>, ApiError> {
+    let Some(token) = token else {
+        if app.config.requires_token(dialect) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "This endpoint requires a token: ?token=<JWT from POST /api/auth/token>",
+            )
+            .code("token_required"));
+        }
+        return Ok(None);
+    };
+    let claims = app
+        .auth
+        .verify(token)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()).code(e.code()))?;
+    let room = match room {
+        Some(r) if r.as_str() != claims.room => {
+            let e = crate::auth::TokenError::RoomMismatch(claims.room);
+            return Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string()).code(e.code()));
+        }
+        Some(r) => r.clone(),
+        None => RoomId::from(claims.room),
+    };
+    Ok(Some(Identity {
+        user: PeerId::from(claims.sub),
+        room,
+        token_bound: true,
+    }))
+}
+
+/// OctateCode (426 without an upgrade). A `?token=` is used by an `auth` message that
+/// carries none (the token binds there, to the user and room `auth` names).
 pub async fn octate(
     State(app): State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
+    uri: Uri,
     ws: MaybeUpgrade,
 ) -> Response {
     match ws.0 {
-        Some(ws) => accept(app, client, &headers, ws, Octate::new()),
+        Some(ws) => {
+            let codec = Octate::with_url_token(url_token(&uri));
+            accept(app, client, &headers, ws, codec, None)
+        }
         None => StatusCode::UPGRADE_REQUIRED.into_response(),
     }
 }
@@ -72,25 +129,35 @@ pub async fn root(
     state: State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
+    uri: Uri,
     ws: MaybeUpgrade,
 ) -> Response {
     if ws.0.is_some() {
-        return octate(state, client, headers, ws).await;
+        return octate(state, client, headers, uri, ws).await;
     }
     super::api::root(state).await.into_response()
 }
 
-/// `GET /y-webrtc` (426 without an upgrade).
+/// `GET /y-webrtc` (426 without an upgrade). With `?token=`, the connection may subscribe
+/// to the token's room (as a topic) only.
 pub async fn ywebrtc(
     State(app): State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
+    uri: Uri,
     ws: MaybeUpgrade,
 ) -> Response {
-    match ws.0 {
-        Some(ws) => accept(app, client, &headers, ws, YWebrtc),
-        None => StatusCode::UPGRADE_REQUIRED.into_response(),
-    }
+    let Some(ws) = ws.0 else {
+        return StatusCode::UPGRADE_REQUIRED.into_response();
+    };
+    let identity = match authenticate(&app, YWebrtc::NAME, url_token(&uri).as_deref(), None) {
+        Ok(id) => id.map(|id| Identity {
+            room: topic_room(id.room.as_str()),
+            ..id
+        }),
+        Err(e) => return e.into_response(),
+    };
+    accept(app, client, &headers, ws, YWebrtc, identity)
 }
 
 /// `GET /ws`: `?room=` is the rendezvous dialect, `?appID=` the nt dialect (checked in the
@@ -113,8 +180,13 @@ pub async fn ws(
         let Some(ws) = ws.0 else {
             return StatusCode::UPGRADE_REQUIRED.into_response();
         };
+        let token = params.get("token").map(String::as_str);
+        let identity = match authenticate(&app, Rendezvous::NAME, token, Some(&RoomId::new(room))) {
+            Ok(id) => id,
+            Err(e) => return e.into_response(),
+        };
         let codec = Rendezvous::new(&app.config, room, params.get("key").map(String::as_str));
-        return counted(app, client, &headers, ws, codec);
+        return counted(app, client, &headers, ws, codec, identity);
     }
     if !params.contains_key("appID") {
         return text(StatusCode::BAD_REQUEST, "missing room or appID\n");
@@ -131,20 +203,28 @@ pub async fn ws(
     let Some(ws) = ws.0 else {
         return text(StatusCode::BAD_REQUEST, "Bad Request\n");
     };
-    counted(app, client, &headers, ws, Nt::new(&app_id, side))
+    let codec = Nt::new(&app_id, side);
+    let token = params.get("token").map(String::as_str);
+    let identity = match authenticate(&app, Nt::NAME, token, Some(codec.room())) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    counted(app, client, &headers, ws, codec, identity)
 }
 
+/// [`accept`] for `/ws`, counted in `nt_ws_connections_total`.
 fn counted<C: Codec>(
     app: AppState,
     client: ClientIp,
     headers: &HeaderMap,
     ws: WebSocketUpgrade,
     codec: C,
+    identity: Option<Identity>,
 ) -> Response {
     match app.admission.admit(headers, client.0) {
         Ok(slot) => {
             app.metrics.nt.ws_connections.inc();
-            transport::ws::upgrade(app, ws, slot, codec)
+            transport::ws::upgrade(app, ws, slot, codec, identity)
         }
         Err(refusal) => refusal.into_response(),
     }

@@ -79,8 +79,18 @@ async fn list_rooms(State(app): State<AppState>, headers: HeaderMap) -> Response
 }
 
 /// `POST /api/rooms`: a fresh room with an unguessable id. Open to anyone (Vibe clients
-/// create rooms themselves), within the client's room creation budget.
-async fn create_room(State(app): State<AppState>, client: ClientIp) -> Response {
+/// create rooms themselves), within the client's room creation budget — unless Socket.io
+/// connections need a token (`REQUIRE_TOKEN`): then it needs the admin key, and the room
+/// admits token holders only.
+async fn create_room(
+    State(app): State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    let secured = app.config.requires_token(crate::dialect::socketio::NAME);
+    if secured && let Err(e) = require_admin(&app, &headers) {
+        return e.into_response();
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let now = switchboard_core::unix_millis();
     let opts = CreateOptions {
@@ -89,6 +99,7 @@ async fn create_room(State(app): State<AppState>, client: ClientIp) -> Response 
         // member leaves, as Vibe's did.
         empty_grace: Some(std::time::Duration::ZERO),
         creator: Some(client.0),
+        secured,
         ..CreateOptions::default()
     };
     match app.membership.create_room(RoomId::new(&id), opts).await {

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -21,12 +22,14 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
-use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, outbox};
-use tokio::sync::mpsc;
+use switchboard_core::{
+    CloseReason, ConnId, Outbound, OutboxReceiver, PeerId, Received, RoomId, outbox,
+};
+use tokio::sync::{Notify, mpsc};
 
-use crate::admission::{ConnectionSlot, Refusal};
+use crate::admission::ConnectionSlot;
 use crate::client_ip;
-use crate::command::{self, CommandError, Session};
+use crate::command::{self, CommandError, Identity, Session};
 use crate::dialect::socketio::{self as codec, EVENTS, Emit, NAME, TAG};
 use crate::metrics::DialectLabel;
 use crate::rate::{MessageLimit, Verdict};
@@ -70,6 +73,14 @@ enum Inbound {
     Disconnected,
 }
 
+/// Told by the connect handler once socketioxide has marked the socket connected.
+#[derive(Clone)]
+struct Connected(Arc<Notify>);
+
+/// How long a socket admitted by the middleware may take to be marked connected; one whose
+/// CONNECT packet could not be sent never is.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The Socket.io layer (Engine.IO v4 at `/socket.io/`) with its handlers.
 pub fn layer(app: AppState) -> SocketIoLayer {
     let max_payload = (app.config.max_frame_bytes.get() as u64).max(64 << 10);
@@ -83,24 +94,63 @@ pub fn layer(app: AppState) -> SocketIoLayer {
     // sending it, so event handlers registered there can miss a client's first event (a
     // `join-room` emitted from its `connect` callback, the usual pattern). A refusal from
     // the middleware reaches the client as `connect_error {message}`.
-    let setup = move |s: SocketRef| {
+    let setup = move |s: SocketRef, auth: TryData<Value>| {
         let app = app.clone();
-        async move { on_connect(&app, s) }
+        async move { on_connect(&app, s, auth.0.as_ref().ok()) }
     };
-    io.ns("/", (async || {}).with(setup));
+    // socketioxide sends CONNECT before it marks the socket connected, and a socket not yet
+    // marked connected cannot emit: a client quick enough to send an event in between
+    // would have its reply fail. The socket's task therefore waits for the connect
+    // handler, which runs once the socket is marked connected.
+    let connected = async |s: SocketRef| {
+        if let Some(Connected(signal)) = s.extensions.get::<Connected>() {
+            signal.notify_one();
+        }
+    };
+    io.ns("/", connected.with(setup));
     layer
 }
 
-/// Admits a socket and wires it to the command layer, or says why not.
-fn on_connect(app: &AppState, s: SocketRef) -> Result<(), &'static str> {
+/// Admits a socket and wires it to the command layer, or says why not. The handshake's
+/// `auth: {token}` authenticates the socket (required when `REQUIRE_TOKEN` names
+/// `socketio`): it may then join the token's room only, as the token's user.
+fn on_connect(app: &AppState, s: SocketRef, auth: Option<&Value>) -> Result<(), String> {
     let parts = s.req_parts();
     let client = client_ip::from_parts(&parts.extensions);
+    let token = auth
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty());
+    let identity = match token {
+        None if app.config.requires_token(NAME) => {
+            app.metrics.error("token_required");
+            return Err("This server requires a token: connect with auth: {token}".into());
+        }
+        None => None,
+        Some(t) => {
+            let claims = app.auth.verify(t).map_err(|e| {
+                app.metrics.error(e.code());
+                e.to_string()
+            })?;
+            Some(Identity {
+                user: PeerId::from(claims.sub),
+                room: RoomId::from(claims.room),
+                token_bound: true,
+            })
+        }
+    };
     let slot = app
         .admission
         .admit(&parts.headers, client.0)
-        .map_err(Refusal::message)?;
+        .map_err(|r| r.message().to_owned())?;
     let (handle, rx) = outbox(ConnId::next(), TAG, app.config.outbox_capacity);
-    let session = Session::new(handle.clone(), client.0);
+    let session = Session::new(
+        handle.clone(),
+        client.0,
+        app.config.requires_token(NAME),
+        identity,
+    );
     let (tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
     for event in EVENTS {
         let (tx, app) = (tx.clone(), app.clone());
@@ -120,8 +170,10 @@ fn on_connect(app: &AppState, s: SocketRef) -> Result<(), &'static str> {
         }
         std::future::ready(())
     });
+    let connected = Arc::new(Notify::new());
+    s.extensions.insert(Connected(connected.clone()));
     let tracker = app.shutdown.tracker().clone();
-    tokio::spawn(tracker.track_future(run(app.clone(), session, s, inbound, rx, slot)));
+    tokio::spawn(tracker.track_future(run(app.clone(), session, s, inbound, rx, slot, connected)));
     Ok(())
 }
 
@@ -134,8 +186,16 @@ async fn run(
     mut inbound: mpsc::Receiver<Inbound>,
     mut rx: OutboxReceiver,
     slot: ConnectionSlot,
+    connected: Arc<Notify>,
 ) {
     let _slot = slot;
+    if tokio::time::timeout(CONNECT_DEADLINE, connected.notified())
+        .await
+        .is_err()
+    {
+        session.leave_all();
+        return;
+    }
     let label = DialectLabel { dialect: NAME };
     app.metrics.connections.get_or_create(&label).inc();
     let active = app.metrics.connections_active.get_or_create(&label).clone();

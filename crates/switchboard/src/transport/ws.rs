@@ -30,7 +30,7 @@ use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, 
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
 use crate::admission::ConnectionSlot;
-use crate::command::{self, Applied, Command, CommandError, Reply, Session};
+use crate::command::{self, Applied, Command, CommandError, Identity, Reply, Session};
 use crate::dialect::{Codec, Observation, Out, close, nt::OPEN};
 use crate::metrics::{DialectLabel, DirectionLabels};
 use crate::rate::{MessageLimit, Verdict};
@@ -43,12 +43,14 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Frames written per flush at most.
 pub const WRITE_BATCH: usize = 64;
 
-/// Upgrades an admitted request and runs `codec`'s dialect on the socket as a tracked task.
+/// Upgrades an admitted request and runs `codec`'s dialect on the socket as a tracked task;
+/// `identity` is who the request's token (if any) authenticated.
 pub fn upgrade<C: Codec>(
     app: AppState,
     ws: WebSocketUpgrade,
     slot: ConnectionSlot,
     codec: C,
+    identity: Option<Identity>,
 ) -> Response {
     let hard_cap = app.config.hard_frame_cap();
     let tracker = app.shutdown.tracker().clone();
@@ -60,10 +62,10 @@ pub fn upgrade<C: Codec>(
     // axum keeps this closure inside the connection's task for the task's whole life (even
     // after calling it), so it carries one pointer to the codec rather than the codec: less
     // memory per connection (see BENCHMARKS.md, idle memory).
-    let parts = Box::new((app, codec, slot));
+    let parts = Box::new((app, codec, slot, identity));
     ws.on_upgrade(move |socket| {
-        let (app, codec, slot) = *parts;
-        tracker.track_future(drive(app, socket, codec, slot))
+        let (app, codec, slot, identity) = *parts;
+        tracker.track_future(drive(app, socket, codec, slot, identity))
     })
 }
 
@@ -114,6 +116,7 @@ pub fn drive<C: Codec>(
     socket: WebSocket,
     codec: C,
     slot: ConnectionSlot,
+    identity: Option<Identity>,
 ) -> impl Future<Output = ()> + Send {
     // Everything the connection keeps is built here, outside the task's future, so that the
     // future holds each piece once (moving a captured socket into a struct inside the block
@@ -130,7 +133,12 @@ pub fn drive<C: Codec>(
             .clone()
     };
     let mut c = Connection {
-        session: Session::new(handle, slot.ip()),
+        session: Session::new(
+            handle,
+            slot.ip(),
+            app.config.requires_token(C::NAME),
+            identity,
+        ),
         rate: MessageLimit::new(app.config.max_messages_per_second),
         bytes_in: counter("in"),
         bytes_out: counter("out"),

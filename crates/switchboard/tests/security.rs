@@ -1,0 +1,174 @@
+//! The production security model (issue 14): every dialect authenticates, a room's access
+//! follows its creator, and token holders' ids and rooms cannot be taken or read by
+//! anonymous peers of another dialect. Real server on port 0, real clients; a bystander
+//! pair keeps signaling throughout.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+use switchboard::Config;
+
+fn production(require_token: &str) -> Config {
+    Config {
+        production: true,
+        auth_secret: "a-production-secret-of-some-length".into(),
+        admin_api_key: Some("admin-key".into()),
+        require_token: require_token.parse().unwrap(),
+        ..test_config()
+    }
+}
+
+/// Alice and Bob authenticate with tokens and meet in an OctateCode room.
+async fn alice_and_bob(s: &TestServer, room: &str) -> (Client, Client) {
+    let mut a = Client::connect(&s.signaling_url()).await;
+    let ta = s.app.auth.issue("alice", room).token;
+    a.send(json!({"type":"auth","userId":"alice","roomId":room,"data":{"token":ta}}))
+        .await;
+    a.recv_type("auth").await;
+    a.send(json!({"type":"create-room","roomId":room})).await;
+    a.recv_type("room-created").await;
+    let tb = s.app.auth.issue("bob", room).token;
+    // The token may ride in the URL instead of the auth message.
+    let mut b = Client::connect(&format!("{}?token={tb}", s.signaling_url())).await;
+    b.send(json!({"type":"auth","userId":"bob","roomId":room}))
+        .await;
+    b.recv_type("auth").await;
+    b.send(json!({"type":"join-room","roomId":room})).await;
+    b.recv_type("room-joined").await;
+    a.recv_type("peer-joined").await;
+    (a, b)
+}
+
+/// The bystanders still signal, both ways.
+async fn still_signaling(a: &mut Client, b: &mut Client, room: &str) {
+    a.send(json!({"type":"sdp-offer","roomId":room,"data":{"peer":"bob","offer":{"sdp":"x"}}}))
+        .await;
+    let got = b.recv_type("sdp-offer").await;
+    assert_eq!(got["userId"], "alice");
+    b.send(json!({"type":"sdp-answer","roomId":room,"data":{"peer":"alice","answer":{"sdp":"y"}}}))
+        .await;
+    assert_eq!(a.recv_type("sdp-answer").await["userId"], "bob");
+}
+
+#[tokio::test]
+async fn in_production_every_websocket_dialect_needs_a_token_for_its_room() {
+    let s = TestServer::with(production("auto")).await;
+    let room = "6a1f2e3d-4c5b-4a69-8877-665544332211";
+    let (mut a, mut b) = alice_and_bob(&s, room).await;
+    let http = s.http;
+    // Anonymous, every dialect: refused before the upgrade.
+    for url in [
+        format!("ws://{http}/ws?room={room}"),
+        format!("ws://{http}/ws?appID={room}&side=A"),
+        format!("ws://{http}/y-webrtc"),
+    ] {
+        assert_eq!(ws_status(&url).await, 401, "{url}");
+    }
+    // A token for another room, or a forged one: refused too.
+    let other = s.app.auth.issue("mallory", "elsewhere").token;
+    assert_eq!(
+        ws_status(&format!("ws://{http}/ws?room={room}&token={other}")).await,
+        403
+    );
+    let forged = format!("{}x", &other[..other.len() - 1]);
+    assert_eq!(
+        ws_status(&format!("ws://{http}/ws?room={room}&token={forged}")).await,
+        401
+    );
+    // OctateCode without a token: refused at auth, learns nothing.
+    let mut anon = Client::connect(&s.signaling_url()).await;
+    anon.send(json!({"type":"auth","userId":"dave","roomId":room}))
+        .await;
+    assert_eq!(
+        anon.recv_type("error").await["data"]["code"],
+        "missing_token"
+    );
+    anon.send(json!({"type":"join-room","roomId":room})).await;
+    assert_eq!(
+        anon.recv_type("error").await["data"]["code"],
+        "not_authenticated"
+    );
+
+    // Dave holds a token for the room: his rendezvous connection joins as dave.
+    let td = s.app.auth.issue("dave", room).token;
+    let mut dave = Client::connect(&format!("ws://{http}/ws?room={room}&token={td}")).await;
+    // His token is his id: he cannot join as alice...
+    dave.send(json!({"type":"join","peerId":"alice"})).await;
+    assert_eq!(dave.recv_type("error").await["code"], "user_mismatch");
+    assert_eq!(dave.recv_close().await.map(|c| c.0), Some(1008));
+    let mut dave = Client::connect(&format!("ws://{http}/ws?room={room}&token={td}")).await;
+    dave.send(json!({"type":"join"})).await;
+    let ready = dave.recv_type("ready").await;
+    assert_eq!(ready["selfId"], "dave");
+    // (RENDEZVOUS_MAX_PEERS does not apply: the OctateCode host made the room.)
+    a.recv_type("peer-joined").await;
+    b.recv_type("peer-joined").await;
+    // y-webrtc with a token may use the token's room as its topic, and no other.
+    let ty = s.app.auth.issue("yuki", "doc-1").token;
+    let mut y = Client::connect(&format!("ws://{http}/y-webrtc?token={ty}")).await;
+    y.send(json!({"type":"subscribe","topics":["doc-2"]})).await;
+    assert_eq!(y.recv_type("error").await["code"], "room_mismatch");
+    y.send(json!({"type":"subscribe","topics":["doc-1"]})).await;
+    y.send(json!({"type":"ping"})).await;
+    y.recv_type("pong").await;
+    still_signaling(&mut a, &mut b, room).await;
+    s.stop().await;
+}
+
+/// With a dialect opened for anonymous clients (`REQUIRE_TOKEN` without it), its anonymous
+/// peers still cannot enter a room a token holder made: they are refused and see nothing.
+/// Anonymous rooms and token rooms never mix.
+#[tokio::test]
+async fn an_opened_dialect_cannot_enter_a_token_room_and_token_holders_stay_out_of_anonymous_rooms()
+{
+    let s = TestServer::with(production("octate")).await;
+    let room = "9b8a7c6d-5e4f-4a3b-9c2d-1e0f0a0b0c0d";
+    let (mut a, mut b) = alice_and_bob(&s, room).await;
+    let http = s.http;
+    let mut dave = Client::connect(&format!("ws://{http}/ws?room={room}")).await;
+    dave.send(json!({"type":"join","peerId":"dave"})).await;
+    assert_eq!(dave.recv_type("error").await["code"], "token_required");
+    assert_eq!(dave.recv_close().await.map(|c| c.0), Some(1008));
+    let mut nt = Client::connect(&format!("ws://{http}/ws?appID={room}&side=B")).await;
+    assert_eq!(nt.recv_close().await, Some((1008, "unauthorized".into())));
+    // Nothing of the room reached them, and the room did not hear of them.
+    a.expect_silence(std::time::Duration::from_millis(100))
+        .await;
+    still_signaling(&mut a, &mut b, room).await;
+
+    // An anonymous rendezvous room; a token holder is kept out of it.
+    let mut anon = Client::connect(&format!("ws://{http}/ws?room=open-room")).await;
+    anon.send(json!({"type":"join","peerId":"x"})).await;
+    anon.recv_type("ready").await;
+    let tc = s.app.auth.issue("carol", "open-room").token;
+    let mut carol = Client::connect(&format!("ws://{http}/ws?room=open-room&token={tc}")).await;
+    carol.send(json!({"type":"join"})).await;
+    assert_eq!(carol.recv_type("error").await["code"], "room_not_secured");
+    anon.expect_silence(std::time::Duration::from_millis(100))
+        .await;
+    s.stop().await;
+}
+
+/// In development tokens are optional, but a room made with one still admits token holders
+/// only: a token holder's id and room cannot be taken by anonymous peers of any dialect.
+#[tokio::test]
+async fn a_token_room_is_closed_to_anonymous_peers_in_development_too() {
+    let s = TestServer::start().await;
+    let room = "dev-room";
+    let (mut a, mut b) = alice_and_bob(&s, room).await;
+    let mut dave = Client::connect(&format!("ws://{}/ws?room={room}", s.http)).await;
+    dave.send(json!({"type":"join","peerId":"bob"})).await;
+    assert_eq!(dave.recv_type("error").await["code"], "token_required");
+    let mut oc = Client::connect(&s.signaling_url()).await;
+    oc.send(json!({"type":"auth","userId":"eve","roomId":room}))
+        .await;
+    oc.recv_type("auth").await;
+    oc.send(json!({"type":"join-room","roomId":room})).await;
+    assert_eq!(
+        oc.recv_type("error").await["data"]["code"],
+        "token_required"
+    );
+    still_signaling(&mut a, &mut b, room).await;
+    s.stop().await;
+}
