@@ -37,6 +37,7 @@ async fn sweep(app: AppState) {
                 let r = app.membership.sweep(sweep_policy(&app, false));
                 app.http_rate.prune();
                 app.creation.prune();
+                app.auth.throttle().prune();
                 if r.empty_removed + r.idle_closed > 0 {
                     tracing::info!(empty_removed = r.empty_removed, idle_closed = r.idle_closed, "room sweep");
                 }

@@ -72,6 +72,7 @@ impl AppState {
             &config.auth_secret,
             config.token_ttl.get(),
             config.admin_api_key.clone(),
+            config.auth_failures_per_minute,
         );
         let metrics = Metrics::new();
         let admission = Admission::new(

@@ -227,15 +227,20 @@ async fn every_auth_failure_gives_its_own_error() {
     )
     .await;
     let good = body["token"].as_str().unwrap().to_owned();
-    let other =
-        switchboard::auth::Authenticator::new("some-other-secret", Duration::from_secs(60), None)
-            .issue("alice", "r1")
-            .token;
+    let other = switchboard::auth::Authenticator::new(
+        "some-other-secret",
+        Duration::from_secs(60),
+        None,
+        0,
+    )
+    .issue("alice", "r1")
+    .token;
     let expired = {
         let a = switchboard::auth::Authenticator::new(
             "a-production-secret-of-some-length",
             Duration::from_secs(1),
             None,
+            0,
         );
         let t = a.issue("alice", "r1").token;
         tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -172,3 +172,83 @@ async fn a_token_room_is_closed_to_anonymous_peers_in_development_too() {
     still_signaling(&mut a, &mut b, room).await;
     s.stop().await;
 }
+
+/// The admin key matches exactly, tokens from the future are refused, and guessing either
+/// is throttled per client address — a right answer included, once the budget is spent —
+/// while another address and the peers already in a room carry on.
+#[tokio::test]
+async fn admin_keys_match_exactly_future_tokens_are_refused_and_guessing_is_throttled() {
+    let s = TestServer::with(Config {
+        auth_failures_per_minute: 5,
+        ..production("auto")
+    })
+    .await;
+    let room = "c0ffee00-1111-4222-8333-444455556666";
+    let (mut a, mut b) = alice_and_bob(&s, room).await;
+    let api = s.http;
+    let stats = |key: &'static str| async move {
+        http("GET", api, "/api/stats", None, &[("authorization", key)])
+            .await
+            .0
+    };
+    assert_eq!(stats("Bearer admin-key").await, 200);
+    // (A space at the end of the header line is not the key's: HTTP strips it, RFC 9110
+    // section 5.5; inside the value nothing is trimmed.)
+    assert_eq!(stats("Bearer  admin-key").await, 403, "two spaces");
+
+    // nbf a day ahead, iat a year ahead: refused; a few seconds of skew: accepted.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |iat: u64, nbf: Option<u64>| {
+        let claims = switchboard::auth::Claims {
+            sub: "zed".into(),
+            room: room.into(),
+            iat,
+            exp: now + 3600,
+            nbf,
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"a-production-secret-of-some-length"),
+        )
+        .unwrap()
+    };
+    for (iat, nbf) in [(now, Some(now + 86_400)), (now + 365 * 86_400, None)] {
+        let url = format!("ws://{api}/ws?room={room}&token={}", sign(iat, nbf));
+        assert_eq!(ws_status(&url).await, 401);
+    }
+    let skewed = format!(
+        "ws://{api}/ws?room={room}&token={}",
+        sign(now + 5, Some(now + 5))
+    );
+    Client::connect(&skewed).await.close().await;
+
+    // Four more wrong keys (five with the one above) spend the budget...
+    for _ in 0..4 {
+        assert_eq!(stats("Bearer guess").await, 403);
+    }
+    // ...then every attempt from this address is refused, the right key and tokens too.
+    assert_eq!(stats("Bearer admin-key").await, 429);
+    let tz = s.app.auth.issue("zed", room).token;
+    assert_eq!(
+        ws_status(&format!("ws://{api}/ws?room={room}&token={tz}")).await,
+        429
+    );
+    // Another address is not affected.
+    let other = "127.0.0.2".parse().unwrap();
+    let (status, _) = http_from(
+        other,
+        "GET",
+        api,
+        "/api/stats",
+        None,
+        &[("authorization", "Bearer admin-key")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    still_signaling(&mut a, &mut b, room).await;
+    s.stop().await;
+}

@@ -381,7 +381,7 @@ impl Session {
         }
         let token_bound = match token.filter(|t| !t.is_empty()) {
             Some(t) => {
-                app.auth.verify_for(&t, &user, &room)?;
+                app.auth.verify_for(self.client, &t, &user, &room)?;
                 true
             }
             None if self.token_required => return Err(CommandError::MissingToken),

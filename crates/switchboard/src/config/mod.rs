@@ -68,6 +68,11 @@ pub struct Config {
     /// Bearer key for token issuing and the admin endpoints (required in production).
     #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<String>,
+    /// Failed authentication attempts (wrong admin keys, forged or unreadable tokens) one
+    /// client IP may make per minute before all its attempts are refused for the rest of
+    /// the minute (0 = unlimited).
+    #[arg(long, env = "AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
+    pub auth_failures_per_minute: u32,
     /// Dialects whose connections must present a token: auto (all in production, none in
     /// development), all, none, or a list of octate, socketio, rendezvous, nt, ywebrtc.
     #[arg(long, env = "REQUIRE_TOKEN", default_value_t)]

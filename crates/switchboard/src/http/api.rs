@@ -17,7 +17,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use switchboard_core::{CreateOptions, RoomId, RoomSnapshot, unix_millis};
 
 use super::error::{ApiError, JsonBody};
-use super::{creation_error, require_admin, unavailable};
+use super::{Admin, creation_error, unavailable};
 use crate::client_ip::ClientIp;
 use crate::dialect::octate::{PeerInfo, RoomMetadata};
 use crate::memory::{self, Pressure};
@@ -124,8 +124,8 @@ async fn health(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
-async fn stats(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+async fn stats(State(app): State<AppState>, admin: Admin) -> Result<Json<Value>, ApiError> {
+    admin.require()?;
     let s = app.membership.stats().await.map_err(|e| unavailable(&e))?;
     Ok(Json(json!({
         "server": {
@@ -203,10 +203,10 @@ struct TokenRequest {
 
 async fn issue_token(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     JsonBody(body): JsonBody<TokenRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+    admin.require()?;
     let (Some(user), Some(room)) = (
         body.user_id.filter(|s| !s.is_empty()),
         body.room_id.filter(|s| !s.is_empty()),
@@ -244,14 +244,15 @@ struct ValidateRequest {
 
 async fn validate_token(
     State(app): State<AppState>,
+    client: ClientIp,
     JsonBody(body): JsonBody<ValidateRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let Some(token) = body.token.filter(|t| !t.is_empty()) else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "Missing token").code("missing_fields"));
     };
     let result = match (body.user_id.as_deref(), body.room_id.as_deref()) {
-        (Some(u), Some(r)) => app.auth.verify_for(&token, u, r),
-        _ => app.auth.verify(&token).and_then(|c| {
+        (Some(u), Some(r)) => app.auth.verify_for(client.0, &token, u, r),
+        _ => app.auth.verify(client.0, &token).and_then(|c| {
             if body.user_id.as_deref().is_some_and(|u| u != c.sub) {
                 Err(crate::auth::TokenError::UserMismatch)
             } else if body.room_id.as_deref().is_some_and(|r| r != c.room) {
@@ -275,11 +276,8 @@ async fn validate_token(
     }
 }
 
-async fn list_rooms(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+async fn list_rooms(State(app): State<AppState>, admin: Admin) -> Result<Json<Value>, ApiError> {
+    admin.require()?;
     let rooms = app.membership.rooms().await.map_err(|e| unavailable(&e))?;
     let list: Vec<Value> = rooms
         .iter()
@@ -321,10 +319,10 @@ struct CreateRoomRequest {
 async fn create_room(
     State(app): State<AppState>,
     client: ClientIp,
-    headers: HeaderMap,
+    admin: Admin,
     JsonBody(body): JsonBody<CreateRoomRequest>,
 ) -> Result<Response, ApiError> {
-    require_admin(&app, &headers)?;
+    admin.require()?;
     let snake = body.room_id.is_some();
     let Some(id) = body
         .room_id_camel
@@ -397,10 +395,10 @@ fn room_stats_json(r: &RoomSnapshot) -> Value {
 
 async fn get_room(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(room_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+    admin.require()?;
     let r = room_or_404(&app, &room_id).await?;
     let meta = serde_json::to_value(RoomMetadata::from_snapshot(&r)).expect("metadata serialises");
     // The seed documents RoomMetadata itself; the original code wrapped it as
@@ -414,10 +412,10 @@ async fn get_room(
 
 async fn delete_room(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(room_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+    admin.require()?;
     let r = room_or_404(&app, &room_id).await?;
     app.membership
         .delete_room(r.id.clone())
@@ -433,10 +431,10 @@ async fn delete_room(
 
 async fn room_stats(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(room_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+    admin.require()?;
     let r = room_or_404(&app, &room_id).await?;
     let mut body = room_stats_json(&r);
     body["timestamp"] = json!(unix_millis());
@@ -445,10 +443,10 @@ async fn room_stats(
 
 async fn room_peers(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(room_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+    admin.require()?;
     let r = room_or_404(&app, &room_id).await?;
     let peers: Vec<PeerInfo<'_>> = r.members.iter().map(PeerInfo::from_member).collect();
     Ok(Json(json!({
@@ -459,8 +457,8 @@ async fn room_peers(
     })))
 }
 
-async fn cleanup(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+async fn cleanup(State(app): State<AppState>, admin: Admin) -> Result<Json<Value>, ApiError> {
+    admin.require()?;
     let before = app.registry.stats_now();
     let report = app
         .membership
@@ -477,8 +475,8 @@ async fn cleanup(State(app): State<AppState>, headers: HeaderMap) -> Result<Json
     })))
 }
 
-async fn gc(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
+async fn gc(admin: Admin) -> Result<Json<Value>, ApiError> {
+    admin.require()?;
     let before = memory::current_rss();
     let released = memory::release_free_memory();
     let after = memory::current_rss();

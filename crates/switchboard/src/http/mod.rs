@@ -24,8 +24,9 @@ pub mod vibe;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -35,6 +36,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
+use crate::auth::AdminError;
 use crate::client_ip::{self, ClientIp};
 use crate::state::AppState;
 use crate::transport;
@@ -151,26 +153,55 @@ pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not found").with(json!({ "path": uri.path() }))
 }
 
-/// Requires the admin key in production.
-///
-/// # Errors
-/// 401 without a key, 403 with a wrong one.
-pub fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if !app.config.is_production() {
-        return Ok(());
+/// Whether a request carries the admin key (`Authorization: Bearer <ADMIN_API_KEY>`),
+/// checked once per request by [`Authenticator::admin`](crate::auth::Authenticator::admin)
+/// (exact match, failures throttled per client). In development every request is admin.
+pub struct Admin(Result<(), AdminError>);
+
+impl Admin {
+    /// The request as an admin request, or why not: 401 without a key, 403 with a wrong
+    /// one, 429 once the client's failed attempts are spent.
+    ///
+    /// # Errors
+    /// When the request does not carry the admin key.
+    pub fn require(&self) -> Result<(), ApiError> {
+        self.0.map_err(|e| {
+            let status = match e {
+                AdminError::Missing => StatusCode::UNAUTHORIZED,
+                AdminError::Wrong => StatusCode::FORBIDDEN,
+                AdminError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            };
+            let api = ApiError::new(status, e.to_string());
+            if e == AdminError::Throttled {
+                api.code("auth_throttled")
+            } else {
+                api
+            }
+        })
     }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match given {
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Missing admin key: send Authorization: Bearer <ADMIN_API_KEY>",
-        )),
-        Some(_) if !app.auth.is_admin(given) => {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid admin key"))
+
+    /// Whether the request carries the admin key.
+    pub fn granted(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if !app.config.is_production() {
+            return Ok(Self(Ok(())));
         }
-        Some(_) => Ok(()),
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let client = client_ip::from_parts(&parts.extensions).0;
+        Ok(Self(app.auth.admin(client, given)))
     }
 }
 

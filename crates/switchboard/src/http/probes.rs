@@ -4,11 +4,11 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::error::ApiError;
+use super::Admin;
 use crate::dialect::tags;
 use crate::memory;
 use crate::state::AppState;
@@ -44,19 +44,9 @@ async fn readyz(State(app): State<AppState>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if app.config.is_production()
-        && !app.auth.is_admin(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
-    {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Metrics need Authorization: Bearer <ADMIN_API_KEY>",
-        )
-        .into_response();
+async fn metrics(State(app): State<AppState>, admin: Admin) -> Response {
+    if let Err(e) = admin.require() {
+        return e.into_response();
     }
     // Gauges are this node's: in a cluster, Prometheus sums the nodes.
     let s = app.registry.stats_now();

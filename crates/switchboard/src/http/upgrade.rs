@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use switchboard_core::{PeerId, RoomId};
 
 use super::error::{ApiError, plain_text as text};
+use crate::auth::TokenError;
 use crate::client_ip::ClientIp;
 use crate::command::Identity;
 use crate::dialect::Codec;
@@ -73,6 +74,7 @@ fn url_token(uri: &Uri) -> Option<String> {
 /// 401 without a required token or with a bad one; 403 for a token of another room.
 pub fn authenticate(
     app: &AppState,
+    client: ClientIp,
     dialect: &'static str,
     token: Option<&str>,
     room: Option<&RoomId>,
@@ -87,13 +89,17 @@ pub fn authenticate(
         }
         return Ok(None);
     };
-    let claims = app
-        .auth
-        .verify(token)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()).code(e.code()))?;
+    let claims = app.auth.verify(client.0, token).map_err(|e| {
+        let status = if e == TokenError::Throttled {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        ApiError::new(status, e.to_string()).code(e.code())
+    })?;
     let room = match room {
         Some(r) if r.as_str() != claims.room => {
-            let e = crate::auth::TokenError::RoomMismatch(claims.room);
+            let e = TokenError::RoomMismatch(claims.room);
             return Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string()).code(e.code()));
         }
         Some(r) => r.clone(),
@@ -150,7 +156,13 @@ pub async fn ywebrtc(
     let Some(ws) = ws.0 else {
         return StatusCode::UPGRADE_REQUIRED.into_response();
     };
-    let identity = match authenticate(&app, YWebrtc::NAME, url_token(&uri).as_deref(), None) {
+    let identity = match authenticate(
+        &app,
+        client,
+        YWebrtc::NAME,
+        url_token(&uri).as_deref(),
+        None,
+    ) {
         Ok(id) => id.map(|id| Identity {
             room: topic_room(id.room.as_str()),
             ..id
@@ -181,7 +193,13 @@ pub async fn ws(
             return StatusCode::UPGRADE_REQUIRED.into_response();
         };
         let token = params.get("token").map(String::as_str);
-        let identity = match authenticate(&app, Rendezvous::NAME, token, Some(&RoomId::new(room))) {
+        let identity = match authenticate(
+            &app,
+            client,
+            Rendezvous::NAME,
+            token,
+            Some(&RoomId::new(room)),
+        ) {
             Ok(id) => id,
             Err(e) => return e.into_response(),
         };
@@ -205,7 +223,7 @@ pub async fn ws(
     };
     let codec = Nt::new(&app_id, side);
     let token = params.get("token").map(String::as_str);
-    let identity = match authenticate(&app, Nt::NAME, token, Some(codec.room())) {
+    let identity = match authenticate(&app, client, Nt::NAME, token, Some(codec.room())) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };

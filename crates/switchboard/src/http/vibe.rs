@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use switchboard_core::{CreateOptions, RoomId, RoomSnapshot};
 
-use super::{creation_error, require_admin, unavailable};
+use super::{Admin, creation_error, unavailable};
 use crate::client_ip::ClientIp;
 use crate::dialect::ywebrtc::ROOM_PREFIX;
 use crate::state::AppState;
@@ -62,8 +62,8 @@ async fn health() -> Json<Value> {
 
 /// `GET /api/rooms`: every room (but y-webrtc topics) with its participants. It names
 /// participants, so in production it needs the admin key, as on `PORT`.
-async fn list_rooms(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = require_admin(&app, &headers) {
+async fn list_rooms(State(app): State<AppState>, admin: Admin) -> Response {
+    if let Err(e) = admin.require() {
         return e.into_response();
     }
     let rooms = match app.membership.rooms().await {
@@ -82,13 +82,9 @@ async fn list_rooms(State(app): State<AppState>, headers: HeaderMap) -> Response
 /// create rooms themselves), within the client's room creation budget — unless Socket.io
 /// connections need a token (`REQUIRE_TOKEN`): then it needs the admin key, and the room
 /// admits token holders only.
-async fn create_room(
-    State(app): State<AppState>,
-    client: ClientIp,
-    headers: HeaderMap,
-) -> Response {
+async fn create_room(State(app): State<AppState>, client: ClientIp, admin: Admin) -> Response {
     let secured = app.config.requires_token(crate::dialect::socketio::NAME);
-    if secured && let Err(e) = require_admin(&app, &headers) {
+    if secured && let Err(e) = admin.require() {
         return e.into_response();
     }
     let id = uuid::Uuid::new_v4().to_string();
@@ -111,12 +107,8 @@ async fn create_room(
 /// `GET /api/rooms/{id}`: anyone who knows a room's id (an unguessable UUID when it came
 /// from `POST /api/rooms`) may see that it exists; in production only the admin key also
 /// shows who is in it.
-async fn get_room(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let participants = require_admin(&app, &headers).is_ok();
+async fn get_room(State(app): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
+    let participants = admin.granted();
     match app.membership.room(RoomId::new(&id)).await {
         Ok(Some(r)) => Json(room_json(&r, participants)).into_response(),
         Ok(None) => (

@@ -129,7 +129,7 @@ fn on_connect(app: &AppState, s: SocketRef, auth: Option<&Value>) -> Result<(), 
         }
         None => None,
         Some(t) => {
-            let claims = app.auth.verify(t).map_err(|e| {
+            let claims = app.auth.verify(client.0, t).map_err(|e| {
                 app.metrics.error(e.code());
                 e.to_string()
             })?;
