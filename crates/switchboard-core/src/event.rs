@@ -162,6 +162,18 @@ impl Envelope {
         })
     }
 
+    /// About how many bytes this event holds while it waits in an outbox: a signal's
+    /// payload, a room snapshot's members, plus the bookkeeping around them.
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = 96;
+        OVERHEAD
+            + match &self.event {
+                Event::Signal(s) => s.payload.len(),
+                Event::Joined { room, .. } => room.members.len() * OVERHEAD,
+                _ => 0,
+            }
+    }
+
     /// The event rendered for `dialect`: the cached bytes when this dialect rendered it
     /// first, otherwise `render`'s output (cached if it is the first rendering).
     pub fn render(&self, dialect: DialectTag, render: impl Fn(&Event) -> Bytes) -> Bytes {

@@ -53,5 +53,8 @@ pub use membership::{
     MembershipService, RegistryStats, Seat, SeatKey, SeatOwner, SweepPolicy, SweepReport, Target,
 };
 pub use op::Op;
-pub use peer::{CloseReason, Outbound, OutboxReceiver, PeerHandle, Received, SendError, outbox};
+pub use peer::{
+    CloseReason, Ledger, Outbound, OutboxBounds, OutboxReceiver, PeerHandle, Received, SendError,
+    outbox,
+};
 pub use registry::{Registry, unix_millis};

@@ -12,9 +12,17 @@
 //! request another 111. This outbox is one allocation of about 120 bytes: a mutex-guarded
 //! queue that grows only while items wait, an [`AtomicWaker`] for its single consumer, and
 //! the close reason. The lock is held only to push or pop one item.
+//!
+//! # Bounds
+//!
+//! An outbox holds at most [`OutboxBounds::items`] items and [`OutboxBounds::bytes`] bytes
+//! (by [`Envelope::weight`]; one item is always accepted into an empty outbox, however
+//! large). A [`Ledger`] shared by every outbox adds up what all of them hold, so the server
+//! can refuse new work before that total grows past what it can afford.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -81,17 +89,70 @@ pub enum SendError {
     Closed,
 }
 
+/// Bytes waiting in every outbox that shares it.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    buffered: AtomicUsize,
+}
+
+impl Ledger {
+    /// Bytes waiting now, by [`Envelope::weight`].
+    pub fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.buffered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.buffered.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// How much one outbox may hold, and the ledger it reports to.
+#[derive(Debug, Clone)]
+pub struct OutboxBounds {
+    /// Items at most.
+    pub items: usize,
+    /// Bytes at most (an empty outbox takes one item of any size).
+    pub bytes: usize,
+    /// Where the bytes waiting are added up across outboxes.
+    pub ledger: Option<Arc<Ledger>>,
+}
+
+impl OutboxBounds {
+    /// `items` items, with no byte bound and no ledger.
+    pub fn items(items: usize) -> Self {
+        Self {
+            items,
+            bytes: usize::MAX,
+            ledger: None,
+        }
+    }
+}
+
+/// The bytes an item counts for against the bounds.
+fn weight(item: &Outbound) -> usize {
+    match item {
+        Outbound::Event(env) => env.weight(),
+        Outbound::Frame(b) => b.len() + 32,
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     /// Invariant: held only to push, pop or set the close reason; never across an `.await`.
     state: Mutex<State>,
     waker: AtomicWaker,
-    capacity: usize,
+    bounds: OutboxBounds,
 }
 
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Outbound>,
+    /// The weight of what is in `queue`.
+    bytes: usize,
     close: Option<CloseReason>,
     receiver_gone: bool,
 }
@@ -99,6 +160,17 @@ struct State {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the front item, keeping the byte count and the ledger.
+    fn pop(&self, st: &mut State) -> Option<Outbound> {
+        let item = st.queue.pop_front()?;
+        let w = weight(&item);
+        st.bytes -= w;
+        if let Some(l) = &self.bounds.ledger {
+            l.sub(w);
+        }
+        Some(item)
     }
 }
 
@@ -117,11 +189,18 @@ pub struct OutboxReceiver {
 }
 
 /// Creates a connection's outbox: the handle others use, and the receiver its writer drains.
-pub fn outbox(conn: ConnId, dialect: DialectTag, capacity: usize) -> (PeerHandle, OutboxReceiver) {
+pub fn outbox(
+    conn: ConnId,
+    dialect: DialectTag,
+    bounds: OutboxBounds,
+) -> (PeerHandle, OutboxReceiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         waker: AtomicWaker::new(),
-        capacity: capacity.max(1),
+        bounds: OutboxBounds {
+            items: bounds.items.max(1),
+            ..bounds
+        },
     });
     let handle = PeerHandle {
         conn,
@@ -145,18 +224,26 @@ impl PeerHandle {
     /// Queues an item without waiting.
     ///
     /// # Errors
-    /// [`SendError::Full`] when the outbox is at capacity, [`SendError::Closed`] when the
-    /// connection is gone or asked to close.
+    /// [`SendError::Full`] when the outbox is at either bound, [`SendError::Closed`] when
+    /// the connection is gone or asked to close.
     pub fn try_deliver(&self, item: Outbound) -> Result<(), SendError> {
+        let w = weight(&item);
         {
+            let bounds = &self.shared.bounds;
             let mut st = self.shared.lock();
             if st.receiver_gone || st.close.is_some() {
                 return Err(SendError::Closed);
             }
-            if st.queue.len() >= self.shared.capacity {
+            if st.queue.len() >= bounds.items
+                || (!st.queue.is_empty() && st.bytes + w > bounds.bytes)
+            {
                 return Err(SendError::Full);
             }
             st.queue.push_back(item);
+            st.bytes += w;
+            if let Some(l) = &bounds.ledger {
+                l.add(w);
+            }
         }
         self.shared.waker.wake();
         Ok(())
@@ -191,7 +278,7 @@ impl OutboxReceiver {
         if let Some(reason) = st.close {
             return Some(Received::Closed(reason));
         }
-        let item = st.queue.pop_front()?;
+        let item = self.shared.pop(&mut st)?;
         if st.queue.is_empty() && st.queue.capacity() > 16 {
             // A burst is over: give its memory back so an idle peer stays small.
             st.queue = VecDeque::new();
@@ -235,7 +322,8 @@ impl OutboxReceiver {
 
     /// The next queued item, if one is there now (close requests are not reported here).
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        self.shared.lock().queue.pop_front()
+        let mut st = self.shared.lock();
+        self.shared.pop(&mut st)
     }
 }
 
@@ -244,6 +332,10 @@ impl Drop for OutboxReceiver {
         let mut st = self.shared.lock();
         st.receiver_gone = true;
         st.queue.clear();
+        if let Some(l) = &self.shared.bounds.ledger {
+            l.sub(st.bytes);
+        }
+        st.bytes = 0;
     }
 }
 
@@ -264,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn items_arrive_in_order_and_a_full_outbox_refuses() {
-        let (h, mut rx) = outbox(ConnId::next(), DialectTag(1), 2);
+        let (h, mut rx) = outbox(ConnId::next(), DialectTag(1), OutboxBounds::items(2));
         h.try_deliver(frame("a")).unwrap();
         h.try_deliver(frame("b")).unwrap();
         assert_eq!(h.try_deliver(frame("c")), Err(SendError::Full));
@@ -276,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_close_request_wins_over_queued_items_and_refuses_more() {
-        let (h, mut rx) = outbox(ConnId::next(), DialectTag(1), 8);
+        let (h, mut rx) = outbox(ConnId::next(), DialectTag(1), OutboxBounds::items(8));
         h.try_deliver(frame("a")).unwrap();
         h.close(CloseReason::SlowConsumer);
         h.close(CloseReason::Shutdown);
@@ -290,9 +382,37 @@ mod tests {
         assert_eq!(h.close_reason(), Some(CloseReason::SlowConsumer));
     }
 
+    #[test]
+    fn bytes_are_bounded_per_outbox_and_added_up_in_the_ledger() {
+        let ledger = Arc::new(Ledger::default());
+        let bounds = OutboxBounds {
+            items: 100,
+            bytes: 1000,
+            ledger: Some(ledger.clone()),
+        };
+        let big = || Outbound::Frame(Box::new(Bytes::from(vec![b'x'; 600])));
+        let (h, mut rx) = outbox(ConnId::next(), DialectTag(1), bounds.clone());
+        let (h2, rx2) = outbox(ConnId::next(), DialectTag(1), bounds);
+        // An empty outbox takes one item of any size; the next must fit the bound.
+        h.try_deliver(Outbound::Frame(Box::new(Bytes::from(vec![b'x'; 5000]))))
+            .unwrap();
+        assert_eq!(h.try_deliver(frame("a")), Err(SendError::Full));
+        h2.try_deliver(big()).unwrap();
+        assert_eq!(ledger.buffered(), 5032 + 632);
+        assert!(rx.try_recv().is_some());
+        h.try_deliver(big()).unwrap();
+        assert_eq!(h.try_deliver(big()), Err(SendError::Full), "1264 > 1000");
+        h.try_deliver(frame("small")).unwrap();
+        assert_eq!(ledger.buffered(), 632 + 37 + 632);
+        // A receiver that goes takes its bytes off the ledger.
+        drop(rx2);
+        drop(rx);
+        assert_eq!(ledger.buffered(), 0);
+    }
+
     #[tokio::test]
     async fn a_waiting_receiver_is_woken_by_another_task() {
-        let (h, mut rx) = outbox(ConnId::next(), DialectTag(1), 8);
+        let (h, mut rx) = outbox(ConnId::next(), DialectTag(1), OutboxBounds::items(8));
         let sender = tokio::spawn(async move {
             tokio::task::yield_now().await;
             h.try_deliver(frame("late")).unwrap();

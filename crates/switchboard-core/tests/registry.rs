@@ -13,7 +13,7 @@ struct TestPeer {
 }
 
 fn peer(capacity: usize) -> TestPeer {
-    let (handle, rx) = outbox(ConnId::next(), D, capacity);
+    let (handle, rx) = outbox(ConnId::next(), D, OutboxBounds::items(capacity));
     TestPeer { handle, rx }
 }
 

@@ -17,13 +17,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::{HeaderMap, StatusCode, header};
-use switchboard_core::{CreationGate, JoinError};
+use switchboard_core::{CreationGate, JoinError, Ledger};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::memory::MemoryGate;
 use crate::metrics::Metrics;
 use crate::rate::PerIp;
+use crate::tcp::budget::Budget;
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub enum Refusal {
     MalformedOrigin,
     /// Resident memory is over `MEMORY_CRITICAL_THRESHOLD`.
     MemoryCritical,
+    /// The outboxes together hold more than `BUFFERED_BYTES_MAX`.
+    BuffersFull,
     /// `MAX_CONNECTIONS` connections are open.
     TooManyConnections,
     /// `MAX_CONNECTIONS_PER_IP` connections are open from this client.
@@ -46,7 +49,9 @@ impl Refusal {
     /// The HTTP status a refused upgrade gets.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::Draining | Self::MemoryCritical => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Draining | Self::MemoryCritical | Self::BuffersFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::ForbiddenOrigin | Self::MalformedOrigin => StatusCode::FORBIDDEN,
             Self::TooManyConnections | Self::TooManyConnectionsFromIp => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -61,6 +66,7 @@ impl Refusal {
             Self::ForbiddenOrigin => "Origin not allowed",
             Self::MalformedOrigin => "Malformed Origin header",
             Self::MemoryCritical => "Server overloaded: memory critical; try again later",
+            Self::BuffersFull => "Server overloaded: too much undelivered data; try again later",
             Self::TooManyConnections => "Too many connections",
             Self::TooManyConnectionsFromIp => "Too many connections from this address",
         }
@@ -71,7 +77,7 @@ impl Refusal {
         match self {
             Self::Draining => "draining",
             Self::ForbiddenOrigin | Self::MalformedOrigin => "forbidden_origin",
-            Self::MemoryCritical => "overloaded",
+            Self::MemoryCritical | Self::BuffersFull => "overloaded",
             Self::TooManyConnections => "too_many_connections",
             Self::TooManyConnectionsFromIp => "too_many_connections_per_ip",
         }
@@ -82,6 +88,8 @@ impl Refusal {
 #[derive(Debug)]
 pub struct Admission {
     cors_origins: Vec<String>,
+    ledger: Arc<Ledger>,
+    buffered_cap: usize,
     memory: Arc<MemoryGate>,
     draining: CancellationToken,
     connections: Arc<ConnectionLimiter>,
@@ -92,16 +100,20 @@ impl Admission {
     /// The policy `config` sets, reading the memory gate and the shutdown token.
     pub fn new(
         config: &Config,
+        budget: Budget,
+        ledger: Arc<Ledger>,
         memory: Arc<MemoryGate>,
         draining: CancellationToken,
         metrics: Metrics,
     ) -> Self {
         Self {
             cors_origins: config.cors_origins.as_slice().to_vec(),
+            ledger,
+            buffered_cap: config.buffered_bytes_cap(),
             memory,
             draining,
             connections: Arc::new(ConnectionLimiter::new(
-                config.max_connections,
+                config.max_connections.resolve(budget.sockets).unwrap_or(0),
                 config.max_connections_per_ip,
             )),
             metrics,
@@ -122,6 +134,7 @@ impl Admission {
                     self.metrics.error("forbidden_origin");
                 }
                 Refusal::MemoryCritical => self.metrics.limit("memory"),
+                Refusal::BuffersFull => self.metrics.limit("buffered_bytes"),
                 Refusal::TooManyConnections => self.metrics.limit("connections"),
                 Refusal::TooManyConnectionsFromIp => self.metrics.limit("connections_per_ip"),
             }
@@ -142,7 +155,15 @@ impl Admission {
         if self.memory.is_critical() {
             return Err(Refusal::MemoryCritical);
         }
+        if self.ledger.buffered() > self.buffered_cap {
+            return Err(Refusal::BuffersFull);
+        }
         self.connections.acquire(client)
+    }
+
+    /// The most connections allowed at once (0: unlimited).
+    pub fn max_connections(&self) -> usize {
+        self.connections.max_total
     }
 
     /// Connections open now.

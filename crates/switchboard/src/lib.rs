@@ -21,6 +21,7 @@
 //! | [`metrics`] | the Prometheus registry |
 //! | [`memory`] | RSS sampling and the memory gate |
 //! | [`lifecycle`] | the room sweep and the memory watch |
+//! | [`tcp`] | accepting and serving connections: the descriptor budget, request and message deadlines |
 //! | [`shutdown`] | signals, the shutdown token and the connection tracker |
 //! | [`state`] | the shared [`AppState`] |
 //!
@@ -44,13 +45,12 @@ pub mod metrics;
 pub mod rate;
 pub mod shutdown;
 pub mod state;
+pub mod tcp;
 pub mod transport;
 pub mod turn;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use crate::config::Config;
@@ -82,14 +82,6 @@ impl Listeners {
     }
 }
 
-/// Signaling frames are small and latency-bound: without `TCP_NODELAY`, Nagle's algorithm
-/// and delayed ACKs stall a peer with several frames in flight for ~40 ms.
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
-}
-
 /// Runs the server on `listeners` until `shutdown_signal` resolves, then closes every
 /// connection (close code 1001) within the configured grace and returns.
 ///
@@ -100,23 +92,17 @@ pub async fn serve(
     listeners: Listeners,
     shutdown_signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let token = app.shutdown.token().clone();
-    let stop = move |t: tokio_util::sync::CancellationToken| async move { t.cancelled().await };
-    let http = axum::serve(
-        listeners.http.tap_io(no_delay),
-        http::http_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop(token.clone()));
-    let signaling = axum::serve(
-        listeners.signaling.tap_io(no_delay),
-        http::signaling_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop(token.clone()));
-    let socketio = axum::serve(
-        listeners.socketio.tap_io(no_delay),
-        http::socketio_app(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop(token));
+    let http = tcp::serve(app.clone(), listeners.http, http::http_app(app.clone()));
+    let signaling = tcp::serve(
+        app.clone(),
+        listeners.signaling,
+        http::signaling_app(app.clone()),
+    );
+    let socketio = tcp::serve(
+        app.clone(),
+        listeners.socketio,
+        http::socketio_app(app.clone()),
+    );
     lifecycle::spawn(&app);
     let trigger = tokio::spawn({
         let app = app.clone();
@@ -129,15 +115,8 @@ pub async fn serve(
             }
         }
     });
-    let (a, b, c) = tokio::join!(
-        http.into_future(),
-        signaling.into_future(),
-        socketio.into_future()
-    );
+    tokio::join!(http, signaling, socketio);
     // Listeners stop once the token is cancelled; wait for the drain to finish too.
     let _ = trigger.await;
-    a?;
-    b?;
-    c?;
     Ok(())
 }

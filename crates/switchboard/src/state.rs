@@ -5,7 +5,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchboard_core::{CodeBook, LocalCodes, MembershipService, Registry, unix_millis};
+use switchboard_core::{
+    CodeBook, Ledger, LocalCodes, MembershipService, OutboxBounds, Registry, unix_millis,
+};
 
 use crate::admission::{Admission, CreationPolicy};
 use crate::auth::Authenticator;
@@ -13,6 +15,7 @@ use crate::config::Config;
 use crate::memory::MemoryGate;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::tcp::budget::{Budget, HttpConnections};
 
 /// Clone-cheap shared state.
 #[derive(Clone, Debug)]
@@ -41,6 +44,12 @@ pub struct Inner {
     pub memory: Arc<MemoryGate>,
     /// Who may connect (and how many are connected).
     pub admission: Admission,
+    /// How the descriptor limit is shared out.
+    pub budget: Budget,
+    /// Plain HTTP connections open on every listener.
+    pub http_connections: HttpConnections,
+    /// Bytes waiting in every peer's outbox.
+    pub ledger: Arc<Ledger>,
     /// Per-IP HTTP request rate limit.
     pub http_rate: crate::rate::PerIp,
     /// Who may create rooms (the registry asks it).
@@ -59,6 +68,21 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The bounds of a new connection's outbox.
+    pub fn outbox_bounds(&self) -> OutboxBounds {
+        OutboxBounds {
+            items: self.config.outbox_capacity,
+            bytes: self.config.outbox_max_bytes.get(),
+            ledger: Some(Arc::clone(&self.ledger)),
+        }
+    }
+
+    /// Whether the outboxes together hold more than `BUFFERED_BYTES_MAX`: no new work
+    /// until slow readers are closed.
+    pub fn buffers_full(&self) -> bool {
+        self.ledger.buffered() > self.config.buffered_bytes_cap()
+    }
+
     /// Builds the shared state from a validated configuration.
     pub fn new(config: Config, shutdown: Shutdown) -> Self {
         let memory = Arc::new(MemoryGate::default());
@@ -75,8 +99,12 @@ impl AppState {
             config.auth_failures_per_minute,
         );
         let metrics = Metrics::new();
+        let budget = Budget::current();
+        let ledger = Arc::new(Ledger::default());
         let admission = Admission::new(
             &config,
+            budget,
+            Arc::clone(&ledger),
             Arc::clone(&memory),
             shutdown.token().clone(),
             metrics.clone(),
@@ -92,6 +120,9 @@ impl AppState {
             shutdown,
             memory,
             admission,
+            budget,
+            http_connections: HttpConnections::default(),
+            ledger,
             http_rate,
             creation,
             started: Instant::now(),

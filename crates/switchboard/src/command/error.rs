@@ -96,6 +96,10 @@ pub enum CommandError {
     /// No room may be created now (memory, shutdown).
     #[error("Server is not accepting new rooms right now")]
     Overloaded,
+    /// The outboxes together hold more than `BUFFERED_BYTES_MAX`: nothing is relayed until
+    /// slow readers are closed.
+    #[error("Server is busy delivering earlier messages; try again shortly")]
+    ServerBusy,
     /// The client's room creation budget is spent.
     #[error("Too many rooms created from this address; try again later")]
     CreationRateLimited,
@@ -168,6 +172,7 @@ impl CommandError {
             Self::TooManyRoomsPerConnection(_) => "too_many_rooms_per_connection",
             Self::PeerIdTaken(_) => "peer_id_taken",
             Self::Overloaded => "overloaded",
+            Self::ServerBusy => "server_busy",
             Self::CreationRateLimited => "creation_rate_limited",
             Self::AlreadyJoined => "already_joined",
             Self::JoinRequired => "join_required",
@@ -189,6 +194,7 @@ impl CommandError {
             Self::TooManyRooms(_) => "rooms",
             Self::TooManyRoomsPerConnection(_) => "rooms_per_connection",
             Self::Overloaded => "memory",
+            Self::ServerBusy => "buffered_bytes",
             Self::CreationRateLimited => "room_creations",
             _ => return None,
         })

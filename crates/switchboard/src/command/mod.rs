@@ -305,6 +305,11 @@ impl Session {
     }
 
     /// Leaves every room (each hears the peer left).
+    /// Whether the connection is in a room now.
+    pub fn in_a_room(&self) -> bool {
+        !self.seats.is_empty()
+    }
+
     pub fn leave_all(&mut self) {
         self.seats.clear();
     }
@@ -566,6 +571,9 @@ impl Session {
     }
 
     fn relay<'a>(&'a mut self, app: &'a AppState, r: Relay) -> Applied<'a> {
+        if app.buffers_full() {
+            return Applied::Done(Err(CommandError::ServerBusy));
+        }
         let i = match self
             .check_claim(&r.claim)
             .and_then(|_| self.seat_for(r.room.as_ref()))

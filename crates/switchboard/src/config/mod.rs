@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-pub use self::values::{Cidrs, DIALECTS, Dialects, List, Size, Span};
+pub use self::values::{Cidrs, Count, DIALECTS, Dialects, List, Size, Span};
 
 /// The secret the OctateCode seed shipped with; refused in production.
 pub const DEFAULT_AUTH_SECRET: &str = "dev-secret-change-in-production";
@@ -125,9 +125,18 @@ pub struct Config {
     /// Concurrent WebSocket and Socket.io connections per client IP, 0 = unlimited.
     #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
-    /// Concurrent WebSocket and Socket.io connections in total, 0 = unlimited.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0)]
-    pub max_connections: usize,
+    /// Concurrent WebSocket and Socket.io connections in total: auto (the descriptor limit
+    /// less a tenth kept for HTTP requests and probes), a number, or 0 = unlimited.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = Count::Auto)]
+    pub max_connections: Count,
+    /// Time a connection has to send a complete request head, from connecting or from the
+    /// previous response; a silent or slow client is closed.
+    #[arg(long, env = "REQUEST_HEADER_TIMEOUT", default_value_t = Span::secs(10))]
+    pub request_header_timeout: Span,
+    /// Time a WebSocket message has to arrive whole once its first byte has (every
+    /// dialect, fragmented messages included); 0 = no deadline.
+    #[arg(long, env = "MESSAGE_TIMEOUT", default_value_t = Span::secs(10))]
+    pub message_timeout: Span,
     /// Proxies whose X-Forwarded-For / Forwarded headers name the client (comma list of
     /// addresses or CIDR ranges); from anyone else these headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", default_value_t)]
@@ -142,6 +151,15 @@ pub struct Config {
     /// Events a peer's outbox holds before the peer is closed as too slow.
     #[arg(long, env = "OUTBOX_CAPACITY", default_value_t = 256)]
     pub outbox_capacity: usize,
+    /// Bytes a peer's outgoing queue holds before the peer is closed as too slow (with
+    /// `OUTBOX_CAPACITY`, whichever is reached first).
+    #[arg(long, env = "OUTBOX_MAX_BYTES", default_value_t = Size(1 << 20))]
+    pub outbox_max_bytes: Size,
+    /// Bytes waiting in all outgoing queues together past which new connections are
+    /// refused (503) and relays get `server_busy`, until the slow readers holding them are
+    /// closed; at most half of `MEMORY_CRITICAL_THRESHOLD`.
+    #[arg(long, env = "BUFFERED_BYTES_MAX", default_value_t = Size(128 << 20))]
+    pub buffered_bytes_max: Size,
     /// Bytes a room's mailbox (the nt dialect's `send`) keeps at most; the oldest go first.
     #[arg(long, env = "MAILBOX_MAX_BYTES", default_value_t = Size(1 << 20))]
     pub mailbox_max_bytes: Size,
@@ -502,6 +520,12 @@ impl Config {
     /// `MEMORY_WARNING_THRESHOLD` in bytes.
     pub fn memory_warning_bytes(&self) -> u64 {
         self.memory_warning_threshold.saturating_mul(1 << 20)
+    }
+
+    /// The effective `BUFFERED_BYTES_MAX`: at most half the critical memory threshold.
+    pub fn buffered_bytes_cap(&self) -> usize {
+        let half_critical = usize::try_from(self.memory_critical_bytes() / 2).unwrap_or(usize::MAX);
+        self.buffered_bytes_max.get().min(half_critical)
     }
 
     /// `MEMORY_CRITICAL_THRESHOLD` in bytes.

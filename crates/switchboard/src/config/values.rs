@@ -264,9 +264,64 @@ impl fmt::Display for Dialects {
     }
 }
 
+/// A count that the server may derive itself: `auto`, or a number (0 = unlimited).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Count {
+    /// Derived at start (see the setting).
+    #[default]
+    Auto,
+    /// This many; 0 is unlimited.
+    Fixed(usize),
+}
+
+impl Count {
+    /// The number, `auto` resolving to `derived`; `None` for unlimited.
+    pub fn resolve(self, derived: usize) -> Option<usize> {
+        match self {
+            Self::Auto => Some(derived),
+            Self::Fixed(0) => None,
+            Self::Fixed(n) => Some(n),
+        }
+    }
+}
+
+impl FromStr for Count {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        v.parse()
+            .map(Self::Fixed)
+            .map_err(|_| format!("{v:?} is not a count (expected auto or a number, 0 = unlimited)"))
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_auto_or_numbers() {
+        assert_eq!("auto".parse(), Ok(Count::Auto));
+        assert_eq!("AUTO".parse(), Ok(Count::Auto));
+        assert_eq!("5000".parse(), Ok(Count::Fixed(5000)));
+        assert!("many".parse::<Count>().is_err());
+        assert_eq!(Count::Auto.resolve(7), Some(7));
+        assert_eq!(Count::Fixed(0).resolve(7), None);
+        assert_eq!(Count::Fixed(3).resolve(7), Some(3));
+        assert_eq!(Count::Auto.to_string(), "auto");
+    }
 
     #[test]
     fn spans_take_units_and_bare_milliseconds_and_print_back() {

@@ -170,6 +170,11 @@ pub trait Codec: Send + 'static {
     /// first step); until then the authentication deadline applies.
     fn established(&self) -> bool;
 
+    /// The close reason when the deadline passes unestablished.
+    fn establish_timeout_reason(&self) -> &'static str {
+        "authentication timeout"
+    }
+
     /// Whether the authentication deadline applies at all. Default: in production.
     fn needs_establishing(&self, config: &Config) -> bool {
         config.is_production()

@@ -43,7 +43,6 @@ use super::{Codec, Decoded, NULL, Observation, Out, close, raw_slice, signal_bod
 use crate::command::{
     Claim, Command, CommandError, Join, PeerChoice, Relay, Reply, Scope, Telemetry,
 };
-use crate::config::Config;
 use crate::metrics::{Metrics, NtBytesLabels, NtTypeLabel};
 
 const ROOM_FULL: &[u8] = b"{\"type\":\"room_full\"}\n";
@@ -84,6 +83,9 @@ pub struct Nt {
     joined: bool,
     /// Members of the room as this connection last heard.
     members: usize,
+    /// A valid message has arrived, or the room has been full (paired) at some point. In
+    /// production one of the two must happen within `AUTH_TIMEOUT`.
+    spoke: bool,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +146,7 @@ impl Nt {
             side,
             joined: false,
             members: 0,
+            spoke: false,
         }
     }
 
@@ -239,17 +242,21 @@ impl Codec for Nt {
             return Decoded::err(MALFORMED, CommandError::BadJson);
         };
         let label = type_label(&head.kind.to_ascii_lowercase());
-        Decoded::ok(label, Self::command(label, frame))
+        let d = Decoded::ok(label, Self::command(label, frame));
+        self.spoke |= d.command.is_ok();
+        d
     }
 
     fn encode_event(&mut self, env: &Envelope) -> Out {
         let frame = match &env.event {
             Event::Joined { room, .. } => {
                 self.members = room.members.len();
+                self.spoke |= self.members >= 2;
                 (self.members == 2).then(|| Bytes::from_static(ROOM_FULL))
             }
             Event::PeerJoined { .. } => {
                 self.members += 1;
+                self.spoke |= self.members >= 2;
                 (self.members == 2).then(|| Bytes::from_static(ROOM_FULL))
             }
             Event::PeerLeft { .. } => {
@@ -321,11 +328,11 @@ impl Codec for Nt {
     }
 
     fn established(&self) -> bool {
-        true
+        self.spoke
     }
 
-    fn needs_establishing(&self, _config: &Config) -> bool {
-        false
+    fn establish_timeout_reason(&self) -> &'static str {
+        "no message in time"
     }
 
     fn observe(&self, metrics: &Metrics, what: Observation<'_>) {

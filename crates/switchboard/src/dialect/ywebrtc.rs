@@ -34,7 +34,6 @@ use super::{Codec, Decoded, NULL, Out, push_json_str, raw_slice, signal_body, ta
 use crate::command::{
     Claim, Command, CommandError, Join, Leave, PeerChoice, Relay, Reply, Scope, truncate,
 };
-use crate::config::Config;
 
 /// Topics one connection may subscribe to at once.
 pub const MAX_TOPICS: usize = 64;
@@ -45,7 +44,11 @@ pub const ROOM_PREFIX: &str = "y-webrtc/";
 
 /// One y-webrtc connection's codec.
 #[derive(Debug, Default)]
-pub struct YWebrtc;
+pub struct YWebrtc {
+    /// A valid message has arrived (in production the first must come within
+    /// `AUTH_TIMEOUT`).
+    spoke: bool,
+}
 
 #[derive(Deserialize)]
 struct Inbound<'a> {
@@ -160,7 +163,9 @@ impl Codec for YWebrtc {
     const TAG: DialectTag = tags::YWEBRTC;
 
     fn decode(&mut self, frame: &Bytes, _binary: bool) -> Decoded {
-        decode(frame)
+        let d = decode(frame);
+        self.spoke |= d.command.is_ok();
+        d
     }
 
     fn encode_event(&mut self, env: &Envelope) -> Out {
@@ -222,11 +227,11 @@ impl Codec for YWebrtc {
     }
 
     fn established(&self) -> bool {
-        true
+        self.spoke
     }
 
-    fn needs_establishing(&self, _config: &Config) -> bool {
-        false
+    fn establish_timeout_reason(&self) -> &'static str {
+        "no message in time"
     }
 }
 
@@ -311,7 +316,7 @@ mod tests {
             r#"{"type":"publish","topic":"doc","data":{"x":1},"clients":3}"#
         );
         assert_eq!(
-            YWebrtc.encode_error(&CommandError::NotInRoom(Some(topic_room("doc")))),
+            YWebrtc::default().encode_error(&CommandError::NotInRoom(Some(topic_room("doc")))),
             Out::Frame(Bytes::from_static(
                 br#"{"type":"error","code":"not_subscribed","message":"Not subscribed to topic doc"}"#
             ))

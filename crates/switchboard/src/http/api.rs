@@ -149,7 +149,7 @@ async fn stats(State(app): State<AppState>, admin: Admin) -> Result<Json<Value>,
             "maxFrameBytes": app.config.max_frame_bytes.get(),
             "maxMessagesPerSecond": app.config.max_messages_per_second,
             "maxConnectionsPerIp": app.config.max_connections_per_ip,
-            "maxConnections": app.config.max_connections,
+            "maxConnections": app.admission.max_connections(),
         },
         "operations": {
             "total": 0,

@@ -169,7 +169,7 @@ pub async fn ywebrtc(
         }),
         Err(e) => return e.into_response(),
     };
-    accept(app, client, &headers, ws, YWebrtc, identity)
+    accept(app, client, &headers, ws, YWebrtc::default(), identity)
 }
 
 /// `GET /ws`: `?room=` is the rendezvous dialect, `?appID=` the nt dialect (checked in the

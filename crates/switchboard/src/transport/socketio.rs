@@ -38,6 +38,8 @@ use crate::state::AppState;
 /// Events received but not yet handled, per socket. The socket's task handles them in
 /// microseconds; a client that gets this far ahead is flooding and is disconnected.
 const INBOUND_CAPACITY: usize = 1024;
+/// Packets Engine.IO queues for one socket's transport (socketioxide's default is 128).
+const ENGINE_QUEUE: usize = 32;
 /// How soon a socket whose Engine.IO channel was full is tried again.
 const EMIT_RETRY: Duration = Duration::from_millis(2);
 
@@ -83,9 +85,17 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The Socket.io layer (Engine.IO v4 at `/socket.io/`) with its handlers.
 pub fn layer(app: AppState) -> SocketIoLayer {
-    let max_payload = (app.config.max_frame_bytes.get() as u64).max(64 << 10);
+    // The same bounds as the other dialects' WebSockets: no message (or polling body)
+    // larger than the hard frame cap is buffered, the read buffer is WS_READ_BUFFER, and
+    // Engine.IO's own queue of packets waiting for the socket stays short (the peer's outbox
+    // is the queue that is bounded and watched for slow consumers).
+    let hard_cap = app.config.hard_frame_cap();
     let (layer, io) = SocketIo::builder()
-        .max_payload(max_payload)
+        .max_payload(hard_cap as u64)
+        .ws_max_message_size(hard_cap)
+        .ws_max_frame_size(hard_cap)
+        .ws_read_buffer_size(app.config.ws_read_buffer.get())
+        .max_buffer_size(ENGINE_QUEUE)
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .build_layer();
@@ -144,7 +154,7 @@ fn on_connect(app: &AppState, s: SocketRef, auth: Option<&Value>) -> Result<(), 
         .admission
         .admit(&parts.headers, client.0)
         .map_err(|r| r.message().to_owned())?;
-    let (handle, rx) = outbox(ConnId::next(), TAG, app.config.outbox_capacity);
+    let (handle, rx) = outbox(ConnId::next(), TAG, app.outbox_bounds());
     let session = Session::new(
         handle.clone(),
         client.0,
@@ -204,12 +214,28 @@ async fn run(
     let mut out = Emitter::new(s.clone());
     let shutdown = app.shutdown.token().cancelled();
     tokio::pin!(shutdown);
+    // In production a socket must join a room within AUTH_TIMEOUT, as the WebSocket
+    // dialects must authenticate or speak.
+    let mut join_deadline = app
+        .config
+        .is_production()
+        .then(|| Box::pin(tokio::time::sleep(app.config.auth_timeout.get())));
     loop {
         tokio::select! {
             biased;
             () = &mut shutdown => {
                 session.handle().close(CloseReason::Shutdown);
                 break;
+            }
+            () = async { join_deadline.as_mut().expect("guarded").await }, if join_deadline.is_some() => {
+                if !session.in_a_room() {
+                    app.metrics.error("auth_timeout");
+                    out.push(("error".into(), json!({ "message": "No room joined in time" })));
+                    out.flush();
+                    let _ = s.clone().disconnect();
+                    break;
+                }
+                join_deadline = None;
             }
             msg = inbound.recv() => match msg {
                 Some(Inbound::Event(event, args)) => {

@@ -125,7 +125,7 @@ pub fn drive<C: Codec>(
     let label = DialectLabel { dialect: C::NAME };
     app.metrics.connections.get_or_create(&label).inc();
     let active = app.metrics.connections_active.get_or_create(&label).clone();
-    let (handle, outbox) = outbox(conn, C::TAG, app.config.outbox_capacity);
+    let (handle, outbox) = outbox(conn, C::TAG, app.outbox_bounds());
     let counter = |direction| {
         app.metrics
             .bytes
@@ -202,7 +202,7 @@ pub fn drive<C: Codec>(
                 _ = ping.tick() => Box::pin(c.tick()).await,
                 () = async { deadline.as_mut().expect("guarded by the branch condition").await }, if deadline.is_some() && !c.codec.established() => {
                     c.app.metrics.error("auth_timeout");
-                    Step::close(close::POLICY, "authentication timeout")
+                    Step::close(close::POLICY, c.codec.establish_timeout_reason())
                 }
             };
         }
@@ -265,16 +265,19 @@ impl<C: Codec> Connection<C> {
             None => return Read::Done(Step::Gone),
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                let too_big = matches!(
-                    &e.into_inner()
-                        .downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
-                    Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
-                );
-                if !too_big {
-                    return Read::Done(Step::Gone);
+                let e = e.into_inner();
+                let ws_error = e.downcast_ref::<tokio_tungstenite::tungstenite::Error>();
+                if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) = ws_error {
+                    self.app.metrics.limit("frame_size");
+                    return Read::Done(Step::close(close::TOO_BIG, "message too big"));
                 }
-                self.app.metrics.limit("frame_size");
-                return Read::Done(Step::close(close::TOO_BIG, "message too big"));
+                if let Some(tokio_tungstenite::tungstenite::Error::Io(io)) = ws_error
+                    && crate::tcp::watch::is_unfinished_message(io)
+                {
+                    self.app.metrics.limit("message_timeout");
+                    return Read::Done(Step::close(close::POLICY, "message not finished in time"));
+                }
+                return Read::Done(Step::Gone);
             }
         };
         self.seen = true;
