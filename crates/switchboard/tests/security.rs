@@ -252,3 +252,173 @@ async fn admin_keys_match_exactly_future_tokens_are_refused_and_guessing_is_thro
     still_signaling(&mut a, &mut b, room).await;
     s.stop().await;
 }
+
+/// In production every dialect's first step has a deadline (AUTH_TIMEOUT): nt and y-webrtc
+/// sockets that never send anything were kept for ever. An nt socket may instead be paired
+/// in time; one that is, or that speaks, stays.
+#[tokio::test]
+async fn in_production_a_silent_connection_of_any_dialect_is_closed_at_the_deadline() {
+    let s = TestServer::with(Config {
+        auth_timeout: switchboard::config::Span::millis(500),
+        ..production("auto")
+    })
+    .await;
+    let http = s.http;
+    let app_id = "3b1f2e3d-4c5b-4a69-8877-665544332299";
+    let t = |user: &str, room: &str| s.app.auth.issue(user, room).token;
+    // nt alone and silent: closed.
+    let mut lone = Client::connect(&format!(
+        "ws://{http}/ws?appID={app_id}&side=A&token={}",
+        t("a", app_id)
+    ))
+    .await;
+    assert_eq!(
+        lone.recv_close().await,
+        Some((1008, "no message in time".into()))
+    );
+    // nt paired in time: both stay, silent or not.
+    let other = "4c2f2e3d-4c5b-4a69-8877-665544332299";
+    let mut a = Client::connect(&format!(
+        "ws://{http}/ws?appID={other}&side=A&token={}",
+        t("a", other)
+    ))
+    .await;
+    let mut b = Client::connect(&format!(
+        "ws://{http}/ws?appID={other}&side=B&token={}",
+        t("b", other)
+    ))
+    .await;
+    assert_eq!(a.recv_type("room_full").await["type"], "room_full");
+    b.recv_type("room_full").await;
+    // y-webrtc silent: closed; y-webrtc that subscribes: stays.
+    let mut quiet = Client::connect(&format!("ws://{http}/y-webrtc?token={}", t("y", "doc"))).await;
+    assert_eq!(
+        quiet.recv_close().await,
+        Some((1008, "no message in time".into()))
+    );
+    let mut talker =
+        Client::connect(&format!("ws://{http}/y-webrtc?token={}", t("z", "doc"))).await;
+    talker
+        .send(json!({"type":"subscribe","topics":["doc"]}))
+        .await;
+    // Socket.io connected with a token but never joining: told, then disconnected.
+    let mut sio =
+        support::process::SioClient::connect(s.socketio, Some(json!({"token": t("s", "doc")})))
+            .await;
+    let err = sio.event_named("error").await;
+    assert_eq!(err[0]["message"], "No room joined in time");
+    // Well past the deadline, the ones that spoke or paired are still there.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    a.send_text(r#"{"type":"offer","sdp":"x"}"#).await;
+    assert_eq!(b.recv_text().await, r#"{"type":"offer","sdp":"x"}"#);
+    talker.send(json!({"type":"ping"})).await;
+    talker.recv_type("pong").await;
+    s.stop().await;
+}
+
+/// An `Origin` header that is not readable text (a non-ASCII byte) is refused, not taken
+/// for absent.
+#[tokio::test]
+async fn a_malformed_origin_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let mut tcp = tcp_from(LOCAL, s.signaling).await;
+    let mut req = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://ev"
+        .to_vec();
+    req.extend_from_slice(&[0xff]);
+    req.extend_from_slice(b"l.example\r\n\r\n");
+    tcp.write_all(&req).await.unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 403");
+    s.stop().await;
+}
+
+/// Finding 5: only OctateCode senders were told about a signal that could not be delivered.
+/// Rendezvous and y-webrtc senders get an `error` frame naming `undelivered` too, and
+/// Socket.io senders an `error` event (nt has no error frames, see docs/PROTOCOL.md).
+#[tokio::test]
+async fn every_dialect_with_an_error_message_tells_the_sender_of_an_undelivered_signal() {
+    let s = TestServer::with(Config {
+        max_messages_per_second: 0,
+        ..test_config()
+    })
+    .await;
+    let http = s.http;
+    let pad = "x".repeat(60_000);
+
+    let mut a = Client::connect(&format!("ws://{http}/ws?room=u1")).await;
+    a.send(json!({"type":"join","peerId":"a"})).await;
+    a.recv_type("ready").await;
+    let mut b = Client::connect(&format!("ws://{http}/ws?room=u1")).await;
+    b.send(json!({"type":"join","peerId":"b"})).await;
+    b.recv_type("ready").await;
+    a.recv_type("peer-joined").await;
+    // b stops reading.
+    let frame = json!({"type":"signal","to":"b","data":{"pad":pad}}).to_string();
+    let mut sent = 0;
+    let told = loop {
+        a.send_text(&frame).await;
+        sent += 1;
+        if let Ok(v) = tokio::time::timeout(std::time::Duration::from_millis(1), a.recv()).await
+            && v["type"] == "error"
+        {
+            break v;
+        }
+        assert!(sent < 600, "the rendezvous sender was never told");
+    };
+    assert_eq!(told["code"], "undelivered", "{told}");
+    drop(b);
+
+    let mut y1 = Client::connect(&format!("ws://{http}/y-webrtc")).await;
+    y1.send(json!({"type":"subscribe","topics":["t"]})).await;
+    let mut y2 = Client::connect(&format!("ws://{http}/y-webrtc")).await;
+    y2.send(json!({"type":"subscribe","topics":["t"]})).await;
+    y2.send(json!({"type":"ping"})).await;
+    y2.recv_type("pong").await;
+    // y2 stops reading.
+    let frame = json!({"type":"publish","topic":"t","data":{"pad":pad}}).to_string();
+    let mut sent = 0;
+    let told = loop {
+        y1.send_text(&frame).await;
+        sent += 1;
+        if let Ok(v) = tokio::time::timeout(std::time::Duration::from_millis(1), y1.recv()).await
+            && v["type"] == "error"
+        {
+            break v;
+        }
+        assert!(sent < 600, "the y-webrtc sender was never told");
+    };
+    assert_eq!(told["code"], "undelivered", "{told}");
+    drop(y2);
+
+    let (_, body) = support::http("POST", s.socketio, "/api/rooms", None, &[]).await;
+    let room = body["roomId"].as_str().unwrap().to_owned();
+    let mut s1 = support::process::SioClient::connect(s.socketio, None).await;
+    s1.emit("join-room", &[json!(room), json!("s1")]).await;
+    s1.event_named("room-participants").await;
+    let mut s2 = support::process::SioClient::connect(s.socketio, None).await;
+    s2.emit("join-room", &[json!(room), json!("s2")]).await;
+    s2.event_named("room-participants").await;
+    // s2 stops reading.
+    let mut sent = 0;
+    let told = loop {
+        let candidate = json!({"roomId": room, "targetUserId": "s2", "candidate": {"pad": pad}});
+        s1.emit("ice-candidate", &[candidate]).await;
+        sent += 1;
+        if let Some((name, args)) = s1.try_event(std::time::Duration::from_millis(1)).await
+            && name == "error"
+        {
+            break args;
+        }
+        assert!(sent < 600, "the Socket.io sender was never told");
+    };
+    let message = told[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("not delivered") && message.contains("s2"),
+        "{message}"
+    );
+    drop(s2);
+    s.stop().await;
+}

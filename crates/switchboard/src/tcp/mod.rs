@@ -43,6 +43,8 @@ use self::budget::Busy;
 use self::watch::Watched;
 use crate::state::AppState;
 
+/// How long a plain HTTP connection may take to finish its request at shutdown.
+const HTTP_DRAIN: Duration = Duration::from_secs(1);
 /// The longest pause after an accept error.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -127,7 +129,7 @@ fn admit(app: &AppState, tcp: TcpStream, remote: SocketAddr, router: &Router) {
             .keep_alive(true);
         let conn = builder.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
-        let mut draining = false;
+        let mut drain_deadline = None;
         loop {
             tokio::select! {
                 r = conn.as_mut() => {
@@ -140,10 +142,13 @@ fn admit(app: &AppState, tcp: TcpStream, remote: SocketAddr, router: &Router) {
                     app2.metrics.limit("idle_connection_evicted");
                     break;
                 }
-                () = token.cancelled(), if !draining => {
-                    draining = true;
+                () = token.cancelled(), if drain_deadline.is_none() => {
+                    // Finish the request in progress, but do not wait for a long poll
+                    // whose client is gone.
                     conn.as_mut().graceful_shutdown();
+                    drain_deadline = Some(Box::pin(tokio::time::sleep(HTTP_DRAIN)));
                 }
+                () = async { drain_deadline.as_mut().expect("guarded").await }, if drain_deadline.is_some() => break,
             }
         }
         app2.http_connections.remove(id);

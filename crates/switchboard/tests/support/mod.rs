@@ -1,6 +1,8 @@
 //! Test fixtures: the real server on port 0 in this process, and real WebSocket clients.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
