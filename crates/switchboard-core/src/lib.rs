@@ -54,4 +54,4 @@ pub use membership::{
 };
 pub use op::Op;
 pub use peer::{CloseReason, Outbound, OutboxReceiver, PeerHandle, Received, SendError, outbox};
-pub use registry::{Registry, unix_millis};
+pub use registry::{Mirror, Registry, unix_millis};
