@@ -471,6 +471,21 @@ impl Registry {
             .is_some_and(|r| r.members.iter().any(|m| &m.id == peer))
     }
 
+    /// Asks one member's connection to close with `reason` (a cluster backend learned that
+    /// its membership was removed elsewhere). Returns whether it is here.
+    pub fn close_member(&self, room: &RoomId, peer: &PeerId, reason: CloseReason) -> bool {
+        let state = self.lock();
+        let Some(m) = state
+            .rooms
+            .get(room)
+            .and_then(|r| r.members.iter().find(|m| &m.id == peer))
+        else {
+            return false;
+        };
+        m.handle.close(reason);
+        true
+    }
+
     /// Asks every member's connection to close with `reason` (a node that lost its place in
     /// a cluster). Their seats' drops then remove them.
     pub fn close_all(&self, reason: CloseReason) -> usize {
