@@ -411,7 +411,7 @@ impl Session {
     }
 
     fn join<'a>(&'a mut self, app: &'a AppState, j: Join) -> Applied<'a> {
-        let request = match self.prepare_join(j) {
+        let request = match self.prepare_join(app, j) {
             Ok(Some(request)) => request,
             Ok(None) => return Applied::Done(Ok(Reply::None)),
             Err(e) => return Applied::Done(Err(e)),
@@ -428,7 +428,11 @@ impl Session {
 
     /// Who joins where, under the connection's rules; `None` when there is nothing to do
     /// (a y-webrtc topic already held).
-    fn prepare_join(&mut self, j: Join) -> Result<Option<JoinRequest>, CommandError> {
+    fn prepare_join(
+        &mut self,
+        app: &AppState,
+        j: Join,
+    ) -> Result<Option<JoinRequest>, CommandError> {
         self.check_claim(&j.claim)?;
         let peer = match j.peer {
             PeerChoice::Identity => self
@@ -439,6 +443,11 @@ impl Session {
                 .clone(),
             PeerChoice::Named(p) => p,
             PeerChoice::Generated => PeerId::from(uuid::Uuid::new_v4().simple().to_string()),
+            // Connection ids are unique per process; in a cluster the node's id makes them
+            // unique cluster-wide.
+            PeerChoice::Connection if app.config.redis_url.is_some() => {
+                PeerId::from(format!("y-{}-{}", app.node_id, self.conn()))
+            }
             PeerChoice::Connection => PeerId::from(format!("y-{}", self.conn())),
         };
         let room = match (j.room, &self.identity) {
