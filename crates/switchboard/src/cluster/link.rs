@@ -220,7 +220,6 @@ async fn resync(
         .unwrap_or_default();
     let restarted = last_run_id.as_ref().is_some_and(|old| *old != id);
     let first = last_run_id.is_none();
-    *last_run_id = Some(id);
     let lease_alive: bool = redis::cmd("EXISTS")
         .arg(wire::lease(&inner.inst))
         .query_async(conn)
@@ -236,6 +235,9 @@ async fn resync(
         reregister(inner, conn).await?;
     }
     refresh_views(inner, conn, rooms, !restarted).await?;
+    // Only a resync that went through settles which Redis we know: one that failed halfway
+    // after a restart is redone as a restart.
+    *last_run_id = Some(id);
     Ok(restarted)
 }
 
@@ -300,8 +302,8 @@ async fn reregister(inner: &Arc<Inner>, conn: &mut redis::aio::MultiplexedConnec
             .arg(entry)
             .ignore()
             .cmd("ZADD")
-            .arg("NX")
             .arg(wire::ROOMS)
+            .arg("NX")
             .arg(now)
             .arg(room.as_str())
             .ignore()
