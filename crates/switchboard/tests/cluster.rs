@@ -87,7 +87,10 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     assert_eq!(got["data"]["offer"]["sdp"], "v=0 a");
     bob.send(json!({"type":"sdp-answer","roomId":"r1","targetUserId":"alice","data":{"answer":{"type":"answer","sdp":"v=0 b"}}}))
         .await;
-    assert_eq!(alice.recv_type("sdp-answer").await["data"]["answer"]["sdp"], "v=0 b");
+    assert_eq!(
+        alice.recv_type("sdp-answer").await["data"]["answer"]["sdp"],
+        "v=0 b"
+    );
     alice
         .send(json!({"type":"presence","roomId":"r1","data":{"status":"here"}}))
         .await;
@@ -102,12 +105,19 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     assert_eq!(peer_ids(&detail), ["alice", "bob", "carol"]);
     let (_, list) = http("GET", n3.http, "/api/rooms", None, &[]).await;
     assert!(
-        list["rooms"].as_array().unwrap().iter().any(|r| r["roomId"] == "r1"),
+        list["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["roomId"] == "r1"),
         "{list}"
     );
     let (_, stats) = http("GET", n1.http, "/api/stats", None, &[]).await;
     assert_eq!(stats["server"]["backplane"], "redis");
-    assert!(stats["server"]["totalConnections"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(
+        stats["server"]["totalConnections"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
     let (_, info) = http("GET", n1.http, "/api/info", None, &[]).await;
     assert_eq!(info["node"], "n1");
 
@@ -123,7 +133,9 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
         .send(json!({"type":"auth","userId":"alice","roomId":"r2"}))
         .await;
     alice2.recv_type("auth").await;
-    alice2.send(json!({"type":"create-room","roomId":"r2"})).await;
+    alice2
+        .send(json!({"type":"create-room","roomId":"r2"}))
+        .await;
     alice2.recv_type("room-created").await;
     let mut alice3 = Client::connect(&n1.signaling_url()).await;
     alice3
@@ -131,7 +143,10 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
         .await;
     alice3.recv_type("auth").await;
     alice3.send(json!({"type":"join-room","roomId":"r2"})).await;
-    assert_eq!(alice3.recv_type("error").await["data"]["code"], "peer_id_taken");
+    assert_eq!(
+        alice3.recv_type("error").await["data"]["code"],
+        "peer_id_taken"
+    );
 
     // Leaving is heard on the other nodes.
     carol.send(json!({"type":"leave-room","roomId":"r1"})).await;
@@ -141,8 +156,14 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     // DELETE through another node closes the room for members on every node.
     let (status, _) = http("DELETE", n3.http, "/api/rooms/r1", None, &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(next_of(&mut alice, "room-closed").await["data"]["reason"], "deleted");
-    assert_eq!(next_of(&mut bob, "room-closed").await["data"]["reason"], "deleted");
+    assert_eq!(
+        next_of(&mut alice, "room-closed").await["data"]["reason"],
+        "deleted"
+    );
+    assert_eq!(
+        next_of(&mut bob, "room-closed").await["data"]["reason"],
+        "deleted"
+    );
     let (status, _) = http("GET", n1.http, "/api/rooms/r1", None, &[]).await;
     assert_eq!(status, 404);
 
@@ -152,12 +173,18 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     assert_eq!(ra.recv_type("ready").await["peers"], json!([]));
     let mut rb = Client::connect(&format!("ws://{}/ws?room=code1", n2.http)).await;
     rb.send(json!({"type":"join","peerId":"rb"})).await;
-    assert_eq!(rb.recv_type("ready").await["peers"], json!([{"peerId":"ra"}]));
+    assert_eq!(
+        rb.recv_type("ready").await["peers"],
+        json!([{"peerId":"ra"}])
+    );
     assert_eq!(ra.recv_type("peer-joined").await["peerId"], "rb");
     rb.send(json!({"type":"signal","to":"ra","data":{"type":"offer","sdp":"x"}}))
         .await;
     let s = ra.recv_type("signal").await;
-    assert_eq!((s["from"].clone(), s["data"]["sdp"].clone()), (json!("rb"), json!("x")));
+    assert_eq!(
+        (s["from"].clone(), s["data"]["sdp"].clone()),
+        (json!("rb"), json!("x"))
+    );
     // Two is the rendezvous room's capacity, wherever the third comes from.
     let mut rc = Client::connect(&format!("ws://{}/ws?room=code1", n3.http)).await;
     rc.send(json!({"type":"join","peerId":"rc"})).await;
@@ -172,7 +199,10 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     let mut busy = Client::connect(&format!("ws://{}/ws?appID={app}&side=A", n3.http)).await;
     assert_eq!(busy.recv_close().await, Some((1008, "side A busy".into())));
     side_a.send_text(r#"{"type":"offer","sdp":"v=0 nt"}"#).await;
-    assert_eq!(side_b.recv_text().await, r#"{"type":"offer","sdp":"v=0 nt"}"#);
+    assert_eq!(
+        side_b.recv_text().await,
+        r#"{"type":"offer","sdp":"v=0 nt"}"#
+    );
     side_a
         .send(json!({"type":"send","to":"B","payload":{"n":1}}))
         .await;
@@ -194,7 +224,10 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     y1.send(json!({"type":"publish","topic":"doc","data":{"hello":1}}))
         .await;
     let p = y2.recv_type("publish").await;
-    assert_eq!((p["data"]["hello"].clone(), p["clients"].clone()), (json!(1), json!(2)));
+    assert_eq!(
+        (p["data"]["hello"].clone(), p["clients"].clone()),
+        (json!(1), json!(2))
+    );
 
     // Rendezvous codes: issued on one node, redeemed once on another.
     let (status, issued) = http("POST", n1.http, "/rendezvous/code", Some(&json!({})), &[]).await;
@@ -215,7 +248,10 @@ async fn seqs(c: &mut Client, n: usize) -> Vec<usize> {
         let t = c.recv_text().await;
         assert!(!t.contains("\"error\""), "error frame: {t}");
         if let Some(at) = t.find("seq ") {
-            let d: String = t[at + 4..].chars().take_while(char::is_ascii_digit).collect();
+            let d: String = t[at + 4..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
             got.push(d.parse().unwrap());
         }
     }
@@ -243,7 +279,11 @@ async fn a_senders_signals_arrive_in_order_across_nodes() {
         alice.send(frame).await;
     }
     let (got, _bob) = recv.await.unwrap();
-    assert_eq!(got, (0..N).collect::<Vec<_>>(), "octate → octate across nodes");
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "octate → octate across nodes"
+    );
 
     // Rendezvous → nt across nodes (cross-dialect, targeted by side).
     let app = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
@@ -258,7 +298,11 @@ async fn a_senders_signals_arrive_in_order_across_nodes() {
             .await;
     }
     let (got, _a) = recv.await.unwrap();
-    assert_eq!(got, (0..N).collect::<Vec<_>>(), "rendezvous → nt across nodes");
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "rendezvous → nt across nodes"
+    );
 }
 
 /// Waits until `c` has seen `peer-left` for each of `ids` (any order); returns when.
@@ -266,7 +310,9 @@ async fn wait_left(c: &mut Client, ids: &[&str], within: Duration) -> Duration {
     let start = Instant::now();
     let mut missing: Vec<&str> = ids.to_vec();
     while !missing.is_empty() {
-        let left = within.checked_sub(start.elapsed()).expect("peer-left in time");
+        let left = within
+            .checked_sub(start.elapsed())
+            .expect("peer-left in time");
         let v: Value = tokio::time::timeout(left, c.recv())
             .await
             .unwrap_or_else(|_| panic!("peer-left for {missing:?} within {within:?}"));
@@ -280,9 +326,11 @@ async fn wait_left(c: &mut Client, ids: &[&str], within: Duration) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_peers_leave_every_room_within_five_seconds() {
     let redis = Redis::start().await;
-    let n1 = Node::start("k1", &redis.url(), &[]).await;
-    let n2 = Node::start("k2", &redis.url(), &[]).await;
-    let mut n3 = Node::start("k3", &redis.url(), &[]).await;
+    // The default lease, as deployed.
+    let lease = [("CLUSTER_LEASE", "3s")];
+    let n1 = Node::start("k1", &redis.url(), &lease).await;
+    let n2 = Node::start("k2", &redis.url(), &lease).await;
+    let mut n3 = Node::start("k3", &redis.url(), &lease).await;
     let mut a = octate(&n1, "kr", "a", true).await;
     let mut b = octate(&n2, "kr", "b", false).await;
     let _c = octate(&n3, "kr", "c", false).await;
@@ -293,7 +341,9 @@ async fn a_killed_node_s_peers_leave_every_room_within_five_seconds() {
     let started = Instant::now();
     n3.kill9().await;
     let ta = wait_left(&mut a, &["c", "d"], Duration::from_secs(5)).await;
-    let tb = wait_left(&mut b, &["c", "d"], Duration::from_secs(5)).await.max(ta);
+    let tb = wait_left(&mut b, &["c", "d"], Duration::from_secs(5))
+        .await
+        .max(ta);
     eprintln!("kill -9: peer-left after {:?}", started.elapsed().max(tb));
     // Nothing of them remains in the listings.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -302,13 +352,19 @@ async fn a_killed_node_s_peers_leave_every_room_within_five_seconds() {
         if peer_ids(&room) == ["a", "b"] {
             break;
         }
-        assert!(Instant::now() < deadline, "dead node's peers still listed: {room}");
+        assert!(
+            Instant::now() < deadline,
+            "dead node's peers still listed: {room}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The survivors still talk across nodes.
     a.send(json!({"type":"sdp-offer","roomId":"kr","data":{"peer":"b","offer":{"sdp":"after"}}}))
         .await;
-    assert_eq!(b.recv_type("sdp-offer").await["data"]["offer"]["sdp"], "after");
+    assert_eq!(
+        b.recv_type("sdp-offer").await["data"]["offer"]["sdp"],
+        "after"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +388,10 @@ async fn a_redis_restart_keeps_local_rooms_refuses_cross_node_signals_and_conver
     while down.elapsed() < Duration::from_secs(10) {
         a1.send(json!({"type":"ice-candidate","roomId":"rr","data":{"peer":"a2","candidate":{"n":rounds}}}))
             .await;
-        assert_eq!(a2.recv_type("ice-candidate").await["data"]["candidate"]["n"], rounds);
+        assert_eq!(
+            a2.recv_type("ice-candidate").await["data"]["candidate"]["n"],
+            rounds
+        );
         a1.send(json!({"type":"ice-candidate","roomId":"rr","data":{"peer":"b1","candidate":{"n":rounds}}}))
             .await;
         let e = a1.recv_type("error").await;
@@ -356,22 +415,35 @@ async fn a_redis_restart_keeps_local_rooms_refuses_cross_node_signals_and_conver
             Some(e) if e["type"] == "error" => {}
             _ => break,
         }
-        assert!(back.elapsed() < Duration::from_secs(5), "cross-node signaling not back in 5 s");
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "cross-node signaling not back in 5 s"
+        );
     }
-    assert_eq!(next_of(&mut b1, "ice-candidate").await["data"]["candidate"]["n"], "back");
-    eprintln!("redis restart: cross-node signaling back after {:?}", back.elapsed());
+    assert_eq!(
+        next_of(&mut b1, "ice-candidate").await["data"]["candidate"]["n"],
+        "back"
+    );
+    eprintln!(
+        "redis restart: cross-node signaling back after {:?}",
+        back.elapsed()
+    );
     // Membership is rebuilt: the room lists all three again.
     loop {
         let (_, room) = http("GET", n2.http, "/api/rooms/rr", None, &[]).await;
         if room["peers"].is_array() && peer_ids(&room) == ["a1", "a2", "b1"] {
             break;
         }
-        assert!(back.elapsed() < Duration::from_secs(5), "membership not rebuilt: {room}");
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "membership not rebuilt: {room}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Nobody saw a duplicate join (or a leave) through the outage.
     for c in [&mut a1, &mut a2, &mut b1] {
-        c.expect_no_membership_event(Duration::from_millis(3000)).await;
+        c.expect_no_membership_event(Duration::from_millis(3000))
+            .await;
     }
 }
 
@@ -390,7 +462,10 @@ async fn a_node_cut_off_past_its_lease_closes_its_peers_who_reconnect_elsewhere(
     // The lease (2 s) lapses: the survivor removes b.
     let t = wait_left(&mut a, &["b"], Duration::from_secs(6)).await;
     eprintln!("partition: the survivor's peers heard peer-left after {t:?}");
-    assert!(cut.elapsed() > Duration::from_secs(2), "not before the lease");
+    assert!(
+        cut.elapsed() > Duration::from_secs(2),
+        "not before the lease"
+    );
     proxy.heal();
     // b's node finds its lease gone: b is closed with a reason.
     let closed = b.recv_close_within(Duration::from_secs(10)).await;
@@ -398,13 +473,19 @@ async fn a_node_cut_off_past_its_lease_closes_its_peers_who_reconnect_elsewhere(
         closed,
         Some((1001, "node lost contact with the cluster: reconnect".into()))
     );
-    eprintln!("partition: the cut-off node closed its peers {:?} after the cut", cut.elapsed());
+    eprintln!(
+        "partition: the cut-off node closed its peers {:?} after the cut",
+        cut.elapsed()
+    );
     // b reconnects through the other node and is back in the room with a.
     let mut b2 = octate(&n1, "pr", "b", false).await;
     assert_eq!(next_of(&mut a, "peer-joined").await["userId"], "b");
     b2.send(json!({"type":"sdp-offer","roomId":"pr","data":{"peer":"a","offer":{"sdp":"again"}}}))
         .await;
-    assert_eq!(a.recv_type("sdp-offer").await["data"]["offer"]["sdp"], "again");
+    assert_eq!(
+        a.recv_type("sdp-offer").await["data"]["offer"]["sdp"],
+        "again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,7 +499,10 @@ async fn sigterm_closes_with_a_reconnect_hint_and_others_hear_within_a_second() 
     let started = Instant::now();
     let term = tokio::spawn(async move { (n2.term().await, n2) });
     let closed = b.recv_close_within(Duration::from_secs(5)).await;
-    assert_eq!(closed, Some((1001, "server shutting down: reconnect".into())));
+    assert_eq!(
+        closed,
+        Some((1001, "server shutting down: reconnect".into()))
+    );
     let t = wait_left(&mut a, &["b"], Duration::from_secs(1)).await;
     eprintln!("SIGTERM: peer-left after {:?}", started.elapsed().max(t));
     let (status, _n2) = term.await.unwrap();
@@ -444,7 +528,9 @@ impl ClientExt for Client {
         use tokio_tungstenite::tungstenite::Message;
         let deadline = Instant::now() + d;
         loop {
-            let left = deadline.checked_duration_since(Instant::now()).expect("a close in time");
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("a close in time");
             match tokio::time::timeout(left, self.inner().next()).await {
                 Err(_) => panic!("no close within {d:?}"),
                 Ok(Some(Ok(Message::Close(f)))) => {

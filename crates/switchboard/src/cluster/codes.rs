@@ -73,7 +73,9 @@ impl CodeBook for RedisCodes {
             let mut c = self.inner.conn().map_err(CodeError::Unavailable)?;
             let v: Option<String> = tokio::time::timeout(
                 OP_TIMEOUT,
-                redis::cmd("GETDEL").arg(wire::code(code)).query_async(&mut c),
+                redis::cmd("GETDEL")
+                    .arg(wire::code(code))
+                    .query_async(&mut c),
             )
             .await
             .map_err(|_| unavailable("timeout"))?

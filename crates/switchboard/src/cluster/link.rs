@@ -49,7 +49,10 @@ pub(super) async fn run(inner: Arc<Inner>, mut cmds: mpsc::UnboundedReceiver<Lin
             }
         }
         inner.up.store(false, Ordering::Release);
-        *inner.conn.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *inner
+            .conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         // Subscriptions asked for while down fail at once (the join is refused).
         while let Ok(cmd) = cmds.try_recv() {
             if let LinkCmd::Subscribe(_, ack) = cmd {
@@ -78,17 +81,25 @@ pub(super) async fn run(inner: Arc<Inner>, mut cmds: mpsc::UnboundedReceiver<Lin
 /// Closes every local peer: this node may no longer be part of the rooms it serves.
 fn fence(inner: &Inner, why: &str) {
     let n = inner.local.close_all(CloseReason::ClusterLost);
-    tracing::warn!(peers = n, reason = why, "cluster: lost our place; closing local peers");
+    tracing::warn!(
+        peers = n,
+        reason = why,
+        "cluster: lost our place; closing local peers"
+    );
 }
 
-async fn connect(inner: &Inner) -> redis::RedisResult<(redis::aio::MultiplexedConnection, redis::aio::PubSub)> {
+async fn connect(
+    inner: &Inner,
+) -> redis::RedisResult<(redis::aio::MultiplexedConnection, redis::aio::PubSub)> {
     let cfg = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(Duration::from_secs(1)));
     let timeout = |e| redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, e));
     let conn = tokio::time::timeout(
         OP_TIMEOUT,
-        inner.client.get_multiplexed_async_connection_with_config(&cfg),
+        inner
+            .client
+            .get_multiplexed_async_connection_with_config(&cfg),
     )
     .await
     .map_err(|_| timeout("connect"))??;
@@ -124,7 +135,10 @@ async fn connected(
             return Lost::Broken(e.to_string());
         }
     }
-    *inner.conn.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
+    *inner
+        .conn
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
     let restarted = match resync(inner, &mut conn, run_id, fenced, &rooms).await {
         Ok(r) => r,
         Err(e) => return Lost::Broken(e.to_string()),
@@ -134,7 +148,8 @@ async fn connected(
     tracing::info!(instance = %inner.inst, rooms = rooms.len(), restarted, "cluster: connected to Redis");
     *fenced = false;
     // After a Redis restart, the members that no node re-registered within a lease are gone.
-    let mut late_refresh = restarted.then(|| Instant::now() + inner.settings.lease + Duration::from_millis(500));
+    let mut late_refresh =
+        restarted.then(|| Instant::now() + inner.settings.lease + Duration::from_millis(500));
     let mut tick = tokio::time::interval(inner.settings.lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut grace_until = restarted.then(|| Instant::now() + inner.settings.lease * 2);
@@ -242,7 +257,10 @@ async fn resync(
 }
 
 /// Renews the lease (and our place in the node set).
-async fn renew(inner: &Inner, conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<()> {
+async fn renew(
+    inner: &Inner,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
     let ms = u64::try_from(inner.settings.lease.as_millis()).unwrap_or(u64::MAX);
     tokio::time::timeout(
         OP_TIMEOUT,
@@ -265,7 +283,10 @@ async fn renew(inner: &Inner, conn: &mut redis::aio::MultiplexedConnection) -> r
 
 /// Writes every local member back (Redis restarted empty). Idempotent: a member already
 /// there under the same membership id is not announced again.
-async fn reregister(inner: &Arc<Inner>, conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<()> {
+async fn reregister(
+    inner: &Arc<Inner>,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
     let locals: Vec<(RoomId, PeerId, super::Local)> = {
         let st = inner.lock();
         st.locals
@@ -292,7 +313,9 @@ async fn reregister(inner: &Arc<Inner>, conn: &mut redis::aio::MultiplexedConnec
         if let Err(e) = super::Joined::parse(v, &room, &peer) {
             // Someone else took the id meanwhile: ours cannot stay.
             tracing::warn!(%room, %peer, error = %e, "cluster: re-registration refused; closing the member");
-            inner.local.close_member(&room, &peer, CloseReason::ClusterLost);
+            inner
+                .local
+                .close_member(&room, &peer, CloseReason::ClusterLost);
             continue;
         }
         let entry = serde_json::json!([room.as_str(), peer.as_str(), l.uid]).to_string();
@@ -330,11 +353,18 @@ async fn refresh_views(
             .await
             .unwrap_or_else(|_| Err(timed_out()))?;
         for (room, pair) in chunk.iter().zip(v.chunks_exact(2)) {
-            let members: Vec<String> = redis::FromRedisValue::from_redis_value_ref(&pair[0]).unwrap_or_default();
-            let seq: Option<u64> = redis::FromRedisValue::from_redis_value_ref(&pair[1]).unwrap_or_default();
+            let members: Vec<String> =
+                redis::FromRedisValue::from_redis_value_ref(&pair[0]).unwrap_or_default();
+            let seq: Option<u64> =
+                redis::FromRedisValue::from_redis_value_ref(&pair[1]).unwrap_or_default();
             let members: Vec<(PeerId, Record)> = members
                 .chunks_exact(2)
-                .filter_map(|kv| Some((PeerId::from(kv[0].as_str()), serde_json::from_str(&kv[1]).ok()?)))
+                .filter_map(|kv| {
+                    Some((
+                        PeerId::from(kv[0].as_str()),
+                        serde_json::from_str(&kv[1]).ok()?,
+                    ))
+                })
                 .collect();
             if !remove {
                 // Sequence numbers restarted with Redis.
@@ -350,7 +380,10 @@ async fn refresh_views(
 
 /// Finds instances whose lease lapsed: forgets their members here, and (one survivor, under
 /// a lock) removes them from their rooms, which announces their departure.
-async fn reap(inner: &Arc<Inner>, conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<()> {
+async fn reap(
+    inner: &Arc<Inner>,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
     let mut insts: Vec<String> = tokio::time::timeout(
         OP_TIMEOUT,
         redis::cmd("SMEMBERS").arg(wire::NODES).query_async(conn),
@@ -395,7 +428,10 @@ async fn reap(inner: &Arc<Inner>, conn: &mut redis::aio::MultiplexedConnection) 
         if !won {
             continue;
         }
-        let entries: Vec<String> = redis::cmd("SMEMBERS").arg(wire::node_peers(d)).query_async(conn).await?;
+        let entries: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(wire::node_peers(d))
+            .query_async(conn)
+            .await?;
         tracing::warn!(instance = %d, members = entries.len(), "cluster: reaping a dead node");
         for e in entries {
             let Ok([room, peer, uid]) = serde_json::from_str::<[String; 3]>(&e) else {
@@ -466,7 +502,8 @@ pub(super) async fn writer(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<
                         Ok(mut c) => {
                             let r = leave(&inner, &mut c, &room, &peer, &uid).await;
                             if r.is_ok() {
-                                let entry = serde_json::json!([room.as_str(), peer.as_str(), uid]).to_string();
+                                let entry = serde_json::json!([room.as_str(), peer.as_str(), uid])
+                                    .to_string();
                                 let _: redis::RedisResult<()> = redis::cmd("SREM")
                                     .arg(wire::node_peers(&inner.inst))
                                     .arg(entry)
@@ -477,7 +514,10 @@ pub(super) async fn writer(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<
                         }
                         Err(_) => false,
                     };
-                    if ok || started.elapsed() >= inner.settings.fence_timeout || inner.stop.is_cancelled() {
+                    if ok
+                        || started.elapsed() >= inner.settings.fence_timeout
+                        || inner.stop.is_cancelled()
+                    {
                         if !ok {
                             tracing::warn!(%room, %peer, "cluster: leave not written (Redis unreachable)");
                         }

@@ -188,7 +188,11 @@ enum LinkCmd {
 /// Writes that may wait (leaves), done in order by the writer task.
 #[derive(Debug)]
 enum Job {
-    Leave { room: RoomId, peer: PeerId, uid: String },
+    Leave {
+        room: RoomId,
+        peer: PeerId,
+        uid: String,
+    },
     Barrier(oneshot::Sender<()>),
 }
 
@@ -295,10 +299,17 @@ impl Inner {
         let mut c = self.conn()?;
         let n: redis::RedisResult<usize> = tokio::time::timeout(
             OP_TIMEOUT,
-            redis::cmd("PUBLISH").arg(channel).arg(msg).query_async(&mut c),
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(msg)
+                .query_async(&mut c),
         )
         .await
-        .unwrap_or_else(|_| Err(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))));
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            )))
+        });
         n.map_err(unavailable)
     }
 
@@ -494,7 +505,9 @@ impl Inner {
             }
             JoinMode::CreateOrJoin => "q",
         };
-        let mut answer = self.run_join(&req, &keys, &record, &create, mode, now).await;
+        let mut answer = self
+            .run_join(&req, &keys, &record, &create, mode, now)
+            .await;
         if matches!(&answer, Err(JoinError::RoomNotFound(_))) && mode == "q" {
             self.may_create(create.creator).await?;
             answer = self.run_join(&req, &keys, &record, &create, "j", now).await;
@@ -661,8 +674,8 @@ impl Inner {
                 if !self.local.is_live(from) {
                     return Op::ready(Err(RelayError::NotInRoom(from.room.clone())));
                 }
-                let audience = u32::try_from(self.local_count(&from.room) + remote_count)
-                    .unwrap_or(u32::MAX);
+                let audience =
+                    u32::try_from(self.local_count(&from.room) + remote_count).unwrap_or(u32::MAX);
                 let signal = Signal {
                     room: from.room.clone(),
                     from: from.peer.clone(),
@@ -884,7 +897,7 @@ struct RoomData {
 }
 
 impl RoomData {
-    fn from_pairs(meta: Vec<String>, members: Vec<String>) -> Self {
+    fn from_pairs(meta: &[String], members: &[String]) -> Self {
         let meta = meta
             .chunks_exact(2)
             .map(|kv| (kv[0].clone(), kv[1].clone()))
@@ -903,7 +916,10 @@ impl RoomData {
     }
 
     fn get(&self, k: &str) -> Option<&str> {
-        self.meta.get(k).map(String::as_str).filter(|s| !s.is_empty())
+        self.meta
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     fn num(&self, k: &str) -> Option<i64> {
@@ -943,8 +959,14 @@ impl RoomData {
             return None;
         }
         let o = self.options();
-        let created = self.num("created").and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-        let act = self.num("act").and_then(|n| u64::try_from(n).ok()).unwrap_or(created);
+        let created = self
+            .num("created")
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        let act = self
+            .num("act")
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(created);
         let host = o.host.clone();
         Some(RoomSnapshot {
             id: id.clone(),
@@ -1009,10 +1031,7 @@ impl Joined {
         let seq = u64::try_from(items.get(2).map(num).unwrap_or_default()).unwrap_or(0);
         let rest: Vec<String> = items.iter().skip(3).map(text).collect();
         let split = rest.iter().position(|s| s == "|").unwrap_or(rest.len());
-        let data = RoomData::from_pairs(
-            rest[..split].to_vec(),
-            rest.get(split + 1..).unwrap_or_default().to_vec(),
-        );
+        let data = RoomData::from_pairs(&rest[..split], rest.get(split + 1..).unwrap_or_default());
         let members = data.members.clone();
         Ok(Self {
             created,
@@ -1252,8 +1271,11 @@ impl MembershipService for Cluster {
             let mut inv = inner.scripts.create.prepare_invoke();
             inv.key(&keys.meta).key(&keys.members);
             push_create_args(&mut inv, &opts);
-            inv.arg(now)
-                .arg(u64::try_from(inner.settings.unjoined_ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            inv.arg(now).arg(
+                u64::try_from(inner.settings.unjoined_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
             let made: i64 = tokio::time::timeout(OP_TIMEOUT, inv.invoke_async(&mut c))
                 .await
                 .map_err(|_| JoinError::Unavailable(unavailable("timeout")))?
@@ -1357,7 +1379,7 @@ impl Inner {
         .await
         .map_err(|_| JoinError::Unavailable(unavailable("timeout")))?
         .map_err(|e| JoinError::Unavailable(unavailable(e)))?;
-        Ok(RoomData::from_pairs(meta, members))
+        Ok(RoomData::from_pairs(&meta, &members))
     }
 
     async fn all_rooms(&self) -> Result<Vec<RoomSnapshot>, JoinError> {
@@ -1379,7 +1401,10 @@ impl Inner {
             let mut pipe = redis::pipe();
             for id in chunk {
                 let k = RoomKeys::new(&RoomId::from(id.as_str()));
-                pipe.cmd("HGETALL").arg(&k.meta).cmd("HGETALL").arg(&k.members);
+                pipe.cmd("HGETALL")
+                    .arg(&k.meta)
+                    .cmd("HGETALL")
+                    .arg(&k.members);
             }
             let v: Vec<Vec<String>> = tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut c))
                 .await
@@ -1387,7 +1412,7 @@ impl Inner {
                 .map_err(|e| JoinError::Unavailable(unavailable(e)))?;
             for (id, pair) in chunk.iter().zip(v.chunks_exact(2)) {
                 let id = RoomId::from(id.as_str());
-                match RoomData::from_pairs(pair[0].clone(), pair[1].clone()).snapshot(&id) {
+                match RoomData::from_pairs(&pair[0], &pair[1]).snapshot(&id) {
                     Some(s) => out.push(s),
                     None => gone.push(id),
                 }

@@ -449,7 +449,10 @@ impl Config {
         }
         rule(
             self.node_id.as_deref().is_some_and(|n| {
-                n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                n.len() > 64
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             }),
             "NODE_ID: 1 to 64 letters, digits, '-', '_' or '.'".into(),
         );

@@ -42,8 +42,14 @@ fn capture(child: &mut Child, name: &str) -> watch::Receiver<Vec<String>> {
     let out = child.stdout.take().unwrap();
     let err = child.stderr.take().unwrap();
     for (stream, tx) in [
-        (Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, tx.clone()),
-        (Box::new(err) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, tx),
+        (
+            Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            tx.clone(),
+        ),
+        (
+            Box::new(err) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            tx,
+        ),
     ] {
         let name = name.to_owned();
         tokio::spawn(async move {
@@ -64,13 +70,20 @@ fn capture(child: &mut Child, name: &str) -> watch::Receiver<Vec<String>> {
     rx
 }
 
-async fn wait_line(rx: &mut watch::Receiver<Vec<String>>, what: &str, pick: impl Fn(&str) -> Option<String>) -> String {
+async fn wait_line(
+    rx: &mut watch::Receiver<Vec<String>>,
+    what: &str,
+    pick: impl Fn(&str) -> Option<String>,
+) -> String {
     let deadline = Instant::now() + START;
     loop {
         if let Some(hit) = rx.borrow().iter().find_map(|l| pick(l)) {
             return hit;
         }
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
             panic!("{what} in time; output:\n{}", rx.borrow().join("\n"));
         }
     }
@@ -94,7 +107,9 @@ impl Redis {
         let bin = ["/usr/bin/redis-server", "/usr/sbin/redis-server"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
-            .expect("redis-server is installed (scripts/test-all.sh installs Debian's redis-server)");
+            .expect(
+                "redis-server is installed (scripts/test-all.sh installs Debian's redis-server)",
+            );
         let mut child = Command::new(bin)
             .args([
                 "--port",
@@ -283,7 +298,10 @@ pub async fn http_quick(addr: SocketAddr, path: &str) -> (u16, String) {
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).to_string();
         let status = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         Some((status, body))
     };
     tokio::time::timeout(Duration::from_secs(3), go)
