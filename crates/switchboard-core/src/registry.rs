@@ -463,6 +463,11 @@ impl Registry {
         self.shared.is_live(key)
     }
 
+    /// How many members `room` has here.
+    pub fn member_count(&self, room: &RoomId) -> usize {
+        self.lock().rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
     /// Whether `peer` is a member of `room` here.
     pub fn has_member(&self, room: &RoomId, peer: &PeerId) -> bool {
         self.lock()

@@ -147,15 +147,16 @@ async fn connected(
     inner.up.store(true, Ordering::Release);
     tracing::info!(instance = %inner.inst, rooms = rooms.len(), restarted, "cluster: connected to Redis");
     *fenced = false;
-    // After a Redis restart, the members that no node re-registered within a lease are gone.
-    let mut late_refresh =
-        restarted.then(|| Instant::now() + inner.settings.lease + Duration::from_millis(500));
-    let mut tick = tokio::time::interval(inner.settings.lease / 3);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut grace_until = restarted.then(|| Instant::now() + inner.settings.lease * 2);
+    // The lease, the reaper and the late refresh run beside the subscriber loop, so that
+    // their round trips never hold up the messages it applies.
+    let phase = inner.stop.child_token();
+    let _end_phase = phase.clone().drop_guard();
+    let (broken_tx, mut broken) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(upkeep(inner.clone(), conn, restarted, phase, broken_tx));
     loop {
         tokio::select! {
             () = inner.stop.cancelled() => return Lost::Stopped,
+            why = &mut broken => return Lost::Broken(why.unwrap_or_else(|_| "upkeep stopped".into())),
             msg = stream.next() => {
                 let Some(msg) = msg else {
                     return Lost::Broken("subscriber connection closed".into());
@@ -189,28 +190,50 @@ async fn connected(
                 }
                 None => return Lost::Stopped,
             },
-            _ = tick.tick() => {
-                if let Err(e) = renew(inner, &mut conn).await {
-                    return Lost::Broken(format!("lease renewal: {e}"));
-                }
-                if grace_until.is_some_and(|t| Instant::now() < t) {
-                    continue;
-                }
-                grace_until = None;
-                if late_refresh.is_some_and(|t| Instant::now() >= t) {
-                    late_refresh = None;
-                    let _gate = inner.apply.lock().await;
-                    let rooms: Vec<RoomId> = inner.lock().subs.keys().cloned().collect();
-                    if let Err(e) = refresh_views(inner, &mut conn, &rooms, true).await {
-                        return Lost::Broken(e.to_string());
-                    }
-                }
-                if let Err(e) = reap(inner, &mut conn).await {
-                    return Lost::Broken(format!("reaper: {e}"));
-                }
-            }
         }
     }
+}
+
+/// Renews the lease every third of it and reaps dead instances; after a Redis restart,
+/// waits out a grace (other nodes re-registering) and then drops from the views the members
+/// nobody re-registered. Reports a failure through `broken` (the link reconnects).
+async fn upkeep(
+    inner: Arc<Inner>,
+    mut conn: redis::aio::MultiplexedConnection,
+    restarted: bool,
+    phase: tokio_util::sync::CancellationToken,
+    broken: tokio::sync::oneshot::Sender<String>,
+) {
+    let lease = inner.settings.lease;
+    let mut late_refresh = restarted.then(|| Instant::now() + lease + Duration::from_millis(500));
+    let mut grace_until = restarted.then(|| Instant::now() + lease * 2);
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let why = loop {
+        tokio::select! {
+            () = phase.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = renew(&inner, &mut conn).await {
+            break format!("lease renewal: {e}");
+        }
+        if grace_until.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
+        grace_until = None;
+        if late_refresh.is_some_and(|t| Instant::now() >= t) {
+            late_refresh = None;
+            let _gate = inner.apply.lock().await;
+            let rooms: Vec<RoomId> = inner.lock().subs.keys().cloned().collect();
+            if let Err(e) = refresh_views(&inner, &mut conn, &rooms, true).await {
+                break e.to_string();
+            }
+        }
+        if let Err(e) = reap(&inner, &mut conn).await {
+            break format!("reaper: {e}");
+        }
+    };
+    let _ = broken.send(why);
 }
 
 fn timed_out() -> redis::RedisError {

@@ -743,7 +743,7 @@ impl Inner {
     }
 
     fn local_count(&self, room: &RoomId) -> usize {
-        self.local.room_now(room).map_or(0, |r| r.members.len())
+        self.local.member_count(room)
     }
 
     /// Applies one message from the subscriber connection (under the apply gate).
