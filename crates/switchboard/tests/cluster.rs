@@ -74,6 +74,8 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     let joined = bob.recv_type("room-joined").await;
     assert_eq!(peer_ids(&joined["data"]["room"]), ["alice", "bob"]);
     assert_eq!(joined["data"]["room"]["hostId"], "alice");
+    let host = &joined["data"]["room"]["peers"][0];
+    assert_eq!((host["userId"].clone(), host["isHost"].clone()), (json!("alice"), json!(true)));
     let pj = alice.recv_type("peer-joined").await;
     assert_eq!(pj["userId"], "bob");
     assert_eq!(pj["data"]["peer"]["userName"], "Bob");

@@ -333,7 +333,7 @@ impl Inner {
         let (tx, rx) = oneshot::channel();
         let _ = self
             .link_tx
-            .send(LinkCmd::Subscribe(RoomKeys::new(room).channel, tx));
+            .send(LinkCmd::Subscribe(wire::room_channel(room), tx));
         let ok = matches!(tokio::time::timeout(OP_TIMEOUT, rx).await, Ok(Ok(true)));
         if !ok {
             self.unhold(room);
@@ -353,7 +353,7 @@ impl Inner {
             st.views.remove(room);
             let _ = self
                 .link_tx
-                .send(LinkCmd::Unsubscribe(RoomKeys::new(room).channel));
+                .send(LinkCmd::Unsubscribe(wire::room_channel(room)));
         }
     }
 
@@ -721,7 +721,7 @@ impl Inner {
                     audience,
                 };
                 let msg = wire::encode_signal(&self.inst, &signal);
-                let channel = RoomKeys::new(&from.room).channel;
+                let channel = wire::room_channel(&from.room);
                 Op::pending(async move {
                     // Every node holding members, and this one (subscribed too).
                     let remote = match self.publish(&channel, msg).await {
@@ -1338,14 +1338,7 @@ impl MembershipService for Cluster {
     }
 
     fn stats(&self) -> Op<'_, Result<RegistryStats, JoinError>> {
-        let inner = &self.inner;
-        Op::pending(async move {
-            let rooms = inner.all_rooms().await?;
-            Ok(RegistryStats {
-                rooms: rooms.len(),
-                peers: rooms.iter().map(|r| r.members.len()).sum(),
-            })
-        })
+        Op::pending(self.inner.counts())
     }
 
     fn local_stats(&self, pick: &dyn Fn(DialectTag) -> bool) -> RegistryStats {
@@ -1380,6 +1373,43 @@ impl Inner {
         .map_err(|_| JoinError::Unavailable(unavailable("timeout")))?
         .map_err(|e| JoinError::Unavailable(unavailable(e)))?;
         Ok(RoomData::from_pairs(&meta, &members))
+    }
+
+    /// Rooms and members cluster-wide: the index, and one `EXISTS`/`HLEN` pair per room
+    /// (cheaper than the listing, for `/api/health`).
+    async fn counts(&self) -> Result<RegistryStats, JoinError> {
+        let mut c = self.conn().map_err(JoinError::Unavailable)?;
+        let timeout = || JoinError::Unavailable(unavailable("timeout"));
+        let ids: Vec<String> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("ZRANGE")
+                .arg(wire::ROOMS)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c),
+        )
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|e| JoinError::Unavailable(unavailable(e)))?;
+        let mut out = RegistryStats::default();
+        for chunk in ids.chunks(512) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                let k = RoomKeys::new(&RoomId::from(id.as_str()));
+                pipe.cmd("EXISTS").arg(&k.meta).cmd("HLEN").arg(&k.members);
+            }
+            let v: Vec<usize> = tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut c))
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|e| JoinError::Unavailable(unavailable(e)))?;
+            for pair in v.chunks_exact(2) {
+                if pair[0] + pair[1] > 0 {
+                    out.rooms += 1;
+                    out.peers += pair[1];
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn all_rooms(&self) -> Result<Vec<RoomSnapshot>, JoinError> {

@@ -42,6 +42,9 @@ else
     if server_cap > 0 and (eff == 0 or server_cap < eff) then eff = server_cap end
     if eff > 0 and redis.call('HLEN', members) >= eff then return {'err', 'full', eff} end
   end
+  if redis.call('HGET', meta, 'host') == peer then
+    record = string.gsub(record, '"h":false', '"h":true', 1)
+  end
   redis.call('HSET', members, peer, record)
   seq = redis.call('INCR', seqk)
   redis.call('EXPIRE', seqk, 86400)

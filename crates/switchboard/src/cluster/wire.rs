@@ -51,6 +51,11 @@ impl RoomKeys {
     }
 }
 
+/// The channel of a room's events (what [`RoomKeys::channel`] is, without the other keys).
+pub fn room_channel(room: &RoomId) -> String {
+    format!("{PREFIX}{{{}}}:ev", room.as_str())
+}
+
 /// The index of every room (sorted set, score = creation time).
 pub const ROOMS: &str = "sb:rooms";
 /// The set of node instances that have registered.
@@ -294,6 +299,7 @@ mod tests {
         }
         assert_eq!(k.mailbox(&"A".into()), "sb:{room-1}:mb:A");
         assert_eq!(code(7), "sb:{codes}:0007");
+        assert_eq!(room_channel(&"room-1".into()), k.channel);
         assert_eq!(owner_of("n1#abc/42"), "n1#abc");
     }
 
