@@ -89,6 +89,13 @@ impl AppState {
             .unwrap_or_else(crate::cluster::default_node_id);
         let (membership, codes) =
             crate::cluster::backends(&config, &node_id, &registry, creation.clone());
+        metrics
+            .node
+            .get_or_create(&crate::metrics::NodeLabels {
+                node: node_id.clone(),
+                backplane: membership.name(),
+            })
+            .set(1);
         Self(Arc::new(Inner {
             config,
             membership,

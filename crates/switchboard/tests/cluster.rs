@@ -75,7 +75,10 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     assert_eq!(peer_ids(&joined["data"]["room"]), ["alice", "bob"]);
     assert_eq!(joined["data"]["room"]["hostId"], "alice");
     let host = &joined["data"]["room"]["peers"][0];
-    assert_eq!((host["userId"].clone(), host["isHost"].clone()), (json!("alice"), json!(true)));
+    assert_eq!(
+        (host["userId"].clone(), host["isHost"].clone()),
+        (json!("alice"), json!(true))
+    );
     let pj = alice.recv_type("peer-joined").await;
     assert_eq!(pj["userId"], "bob");
     assert_eq!(pj["data"]["peer"]["userName"], "Bob");
@@ -122,6 +125,11 @@ async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
     );
     let (_, info) = http("GET", n1.http, "/api/info", None, &[]).await;
     assert_eq!(info["node"], "n1");
+    let (_, metrics) = support::http_raw("GET", n2.http, "/metrics", None, &[]).await;
+    assert!(
+        metrics.contains("switchboard_node{node=\"n2\",backplane=\"redis\"} 1"),
+        "{metrics}"
+    );
 
     // Capacity (3) and peer-id uniqueness hold cluster-wide.
     let mut dave = Client::connect(&n2.signaling_url()).await;
