@@ -496,7 +496,6 @@ impl Inner {
             t: now,
             d: req.handle.dialect().0,
         };
-        let gate = self.apply.lock().await;
         let mode = match req.opts.mode {
             JoinMode::Existing => "e",
             JoinMode::Create => {
@@ -505,6 +504,7 @@ impl Inner {
             }
             JoinMode::CreateOrJoin => "q",
         };
+        let gate = self.apply.lock().await;
         let mut answer = self
             .run_join(&req, &keys, &record, &create, mode, now)
             .await;
@@ -513,20 +513,6 @@ impl Inner {
             answer = self.run_join(&req, &keys, &record, &create, "j", now).await;
         }
         let joined = answer?;
-        if joined.created {
-            // The listings' index (another slot, so not in the script).
-            if let Ok(mut c) = self.conn() {
-                let _ = tokio::time::timeout(
-                    OP_TIMEOUT,
-                    redis::cmd("ZADD")
-                        .arg(wire::ROOMS)
-                        .arg(now)
-                        .arg(req.room.as_str())
-                        .query_async::<()>(&mut c),
-                )
-                .await;
-            }
-        }
         let room = req.room.clone();
         let peer = req.peer.clone();
         self.merge(&room, joined.seq, &joined.members, true);
@@ -562,6 +548,20 @@ impl Inner {
                 return Err(e);
             }
         };
+        if joined.created {
+            // The listings' index (another slot, so not in the script).
+            if let Ok(mut c) = self.conn() {
+                let _ = tokio::time::timeout(
+                    OP_TIMEOUT,
+                    redis::cmd("ZADD")
+                        .arg(wire::ROOMS)
+                        .arg(now)
+                        .arg(room.as_str())
+                        .query_async::<()>(&mut c),
+                )
+                .await;
+            }
+        }
         if !rejoin {
             let record = serde_json::to_string(&record).unwrap_or_default();
             self.lock().locals.entry(room.clone()).or_default().insert(
