@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::wire::{self, Record, RoomKeys};
-use super::{Inner, Job, LinkCmd, OP_TIMEOUT, json_str, push_create_args};
+use super::{Inner, Job, LinkCmd, OP_TIMEOUT, Publish, json_str, push_create_args};
 
 /// Reconnect back-off bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -162,11 +162,11 @@ async fn connected(
                     return Lost::Broken("subscriber connection closed".into());
                 };
                 let _gate = inner.apply.lock().await;
-                inner.on_message(msg.get_payload_bytes());
+                apply(inner, msg.get_payload_bytes());
                 // Apply what else is already here under the same hold.
                 for _ in 0..256 {
                     match futures_util::FutureExt::now_or_never(stream.next()) {
-                        Some(Some(m)) => inner.on_message(m.get_payload_bytes()),
+                        Some(Some(m)) => apply(inner, m.get_payload_bytes()),
                         Some(None) => return Lost::Broken("subscriber connection closed".into()),
                         None => break,
                     }
@@ -235,6 +235,74 @@ async fn upkeep(
     };
     let _ = broken.send(why);
 }
+
+/// Applies one publish: a message, or each message of a batch.
+fn apply(inner: &Inner, payload: &[u8]) {
+    for m in wire::split(payload) {
+        inner.on_message(m);
+    }
+}
+
+/// Messages waiting together are published together: one pipeline per round, one publish
+/// per channel (several messages for a channel go as one batch, in order). While a round is
+/// in flight the next one gathers, so batches grow with the load and a lone message goes
+/// out at once.
+pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Publish>) {
+    const MOST: usize = 256;
+    let mut round: Vec<Publish> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        round.push(first);
+        while round.len() < MOST {
+            match rx.try_recv() {
+                Ok(p) => round.push(p),
+                Err(_) => break,
+            }
+        }
+        // Channels in order of first appearance, each with its messages in order.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, p) in round.iter().enumerate() {
+            match groups.iter_mut().find(|(c, _)| *c == p.channel) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((p.channel.clone(), vec![i])),
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (channel, idx) in &groups {
+            let body = if idx.len() == 1 {
+                std::mem::take(&mut round[idx[0]].msg)
+            } else {
+                let msgs: Vec<Vec<u8>> = idx
+                    .iter()
+                    .map(|&i| std::mem::take(&mut round[i].msg))
+                    .collect();
+                wire::encode_batch(&msgs)
+            };
+            pipe.cmd("PUBLISH").arg(channel).arg(body);
+        }
+        let counts: Result<Vec<usize>, String> = match inner.conn() {
+            Ok(mut c) => match tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut c)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(super::unavailable(e)),
+                Err(_) => Err(super::unavailable("timeout")),
+            },
+            Err(e) => Err(e),
+        };
+        let mut done: Vec<Option<PublishDone>> = round.drain(..).map(|p| Some(p.done)).collect();
+        for (g, (_, idx)) in groups.iter().enumerate() {
+            let r = match &counts {
+                Ok(v) => Ok(v.get(g).copied().unwrap_or(0)),
+                Err(e) => Err(e.clone()),
+            };
+            for &i in idx {
+                if let Some(tx) = done[i].take() {
+                    let _ = tx.send(r.clone());
+                }
+            }
+        }
+    }
+}
+
+type PublishDone = tokio::sync::oneshot::Sender<Result<usize, String>>;
 
 fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))

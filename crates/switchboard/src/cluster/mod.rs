@@ -41,7 +41,8 @@
 //!
 //! # Order and delivery
 //!
-//! Every node publishes on one connection and reads every channel on one subscriber
+//! Every node publishes on one connection (one task batches what waits: the messages for
+//! one channel go out as one publish, in order) and reads every channel on one subscriber
 //! connection; Redis delivers one subscriber's messages in publish order, and a connection's
 //! commands are applied one at a time, so a sender's signals reach each recipient in order
 //! across nodes. A publish that reaches fewer nodes than the view says hold recipients is an
@@ -185,6 +186,15 @@ enum LinkCmd {
     Unsubscribe(String),
 }
 
+/// A message to publish, batched by the publisher task with whatever else is waiting.
+#[derive(Debug)]
+struct Publish {
+    channel: String,
+    msg: Vec<u8>,
+    /// How many subscribers got it, or why it could not be published.
+    done: oneshot::Sender<Result<usize, String>>,
+}
+
 /// Writes that may wait (leaves), done in order by the writer task.
 #[derive(Debug)]
 enum Job {
@@ -210,6 +220,7 @@ pub(crate) struct Inner {
     apply: tokio::sync::Mutex<()>,
     link_tx: mpsc::UnboundedSender<LinkCmd>,
     writer_tx: mpsc::UnboundedSender<Job>,
+    pub_tx: mpsc::UnboundedSender<Publish>,
     scripts: Scripts,
     stop: CancellationToken,
 }
@@ -237,6 +248,7 @@ impl Cluster {
         ));
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let (pub_tx, pub_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             settings,
             inst,
@@ -249,11 +261,13 @@ impl Cluster {
             apply: tokio::sync::Mutex::new(()),
             link_tx,
             writer_tx,
+            pub_tx,
             scripts: Scripts::default(),
             stop: CancellationToken::new(),
         });
         tokio::spawn(link::run(inner.clone(), link_rx));
         tokio::spawn(link::writer(inner.clone(), writer_rx));
+        tokio::spawn(link::publisher(inner.clone(), pub_rx));
         tracing::info!(instance = %inner.inst, "cluster mode: connecting to Redis");
         Ok(Self { inner })
     }
@@ -296,21 +310,22 @@ impl Inner {
 
     /// Publishes `msg` on `channel`; the number of subscribers that got it.
     async fn publish(&self, channel: &str, msg: Vec<u8>) -> Result<usize, String> {
-        let mut c = self.conn()?;
-        let n: redis::RedisResult<usize> = tokio::time::timeout(
-            OP_TIMEOUT,
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(msg)
-                .query_async(&mut c),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(redis::RedisError::from(std::io::Error::from(
-                std::io::ErrorKind::TimedOut,
-            )))
-        });
-        n.map_err(unavailable)
+        if !self.is_up() {
+            return Err(unavailable("not connected"));
+        }
+        let (done, answer) = oneshot::channel();
+        self.pub_tx
+            .send(Publish {
+                channel: channel.to_owned(),
+                msg,
+                done,
+            })
+            .map_err(|_| unavailable("stopped"))?;
+        match tokio::time::timeout(OP_TIMEOUT * 2, answer).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(unavailable("stopped")),
+            Err(_) => Err(unavailable("timeout")),
+        }
     }
 
     /// Counts a join in progress (or a member) in `room`; subscribes the room's channel on

@@ -225,6 +225,45 @@ pub fn encode_signal(inst: &str, s: &Signal) -> Vec<u8> {
     out
 }
 
+/// Several messages for one channel in one publish: `#<count>\n`, then each message as
+/// `<length>\n<bytes>`. (A single message starts with its JSON header's `{`.)
+pub fn encode_batch(msgs: &[Vec<u8>]) -> Vec<u8> {
+    let len: usize = msgs.iter().map(|m| m.len() + 8).sum();
+    let mut out = Vec::with_capacity(len + 8);
+    out.extend_from_slice(format!("#{}\n", msgs.len()).as_bytes());
+    for m in msgs {
+        out.extend_from_slice(format!("{}\n", m.len()).as_bytes());
+        out.extend_from_slice(m);
+    }
+    out
+}
+
+/// The messages one publish carried, in order (one, or a batch's); a malformed batch
+/// yields what could be read before the fault.
+pub fn split(msg: &[u8]) -> Vec<&[u8]> {
+    let Some(rest) = msg.strip_prefix(b"#") else {
+        return vec![msg];
+    };
+    let line = |b: &[u8]| -> Option<(usize, usize)> {
+        let i = b.iter().position(|&c| c == b'\n')?;
+        Some((std::str::from_utf8(&b[..i]).ok()?.parse().ok()?, i + 1))
+    };
+    let Some((count, skip)) = line(rest) else {
+        return Vec::new();
+    };
+    let mut at = &rest[skip..];
+    let mut out = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let Some((len, skip)) = line(at) else { break };
+        let Some(m) = at.get(skip..skip + len) else {
+            break;
+        };
+        out.push(m);
+        at = &at[skip + len..];
+    }
+    out
+}
+
 /// Splits a message into its header and payload.
 ///
 /// # Errors
@@ -289,6 +328,22 @@ mod tests {
             assert_eq!(back.payload, s.payload);
             assert_eq!((back.origin, back.audience), (s.origin, 4));
         }
+    }
+
+    #[test]
+    fn a_batch_carries_its_messages_in_order() {
+        let msgs = vec![
+            b"{\"t\":\"s\"}\nab\ncd".to_vec(),
+            Vec::new(),
+            b"#x".to_vec(),
+        ];
+        let batch = encode_batch(&msgs);
+        let back: Vec<Vec<u8>> = split(&batch).into_iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(back, msgs);
+        assert_eq!(split(b"{\"t\":\"c\"}"), vec![&b"{\"t\":\"c\"}"[..]]);
+        // Truncated: what is whole is kept.
+        assert_eq!(split(&batch[..batch.len() - 1]).len(), 2);
+        assert!(split(b"#nonsense").is_empty());
     }
 
     #[test]
