@@ -389,6 +389,20 @@ async fn a_redis_restart_keeps_local_rooms_refuses_cross_node_signals_and_conver
     assert_eq!(a1.recv_type("peer-joined").await["userId"], "b1");
     assert_eq!(a2.recv_type("peer-joined").await["userId"], "b1");
 
+    // An nt pair and a rendezvous pair across the two nodes, for their dialects' errors.
+    let app = "3c2b1a09-8f7e-4d6c-9b5a-493827160504";
+    let mut side_a = Client::connect(&format!("ws://{}/ws?appID={app}&side=A", n1.http)).await;
+    let mut side_b = Client::connect(&format!("ws://{}/ws?appID={app}&side=B", n2.http)).await;
+    assert!(side_a.recv_text().await.contains("room_full"));
+    assert!(side_b.recv_text().await.contains("room_full"));
+    let mut ra = Client::connect(&format!("ws://{}/ws?room=rz", n1.http)).await;
+    ra.send(json!({"type":"join","peerId":"ra"})).await;
+    ra.recv_type("ready").await;
+    let mut rb = Client::connect(&format!("ws://{}/ws?room=rz", n2.http)).await;
+    rb.send(json!({"type":"join","peerId":"rb"})).await;
+    rb.recv_type("ready").await;
+    ra.recv_type("peer-joined").await;
+
     redis.stop().await;
     n1.wait_ready(false).await;
     n2.wait_ready(false).await;
@@ -411,6 +425,12 @@ async fn a_redis_restart_keeps_local_rooms_refuses_cross_node_signals_and_conver
     }
     let (status, _) = http_quick(n1.http, "/readyz").await;
     assert_eq!(status, 503);
+    // Every dialect says so: nt's error frame, rendezvous' error code.
+    side_a.send_text(r#"{"type":"offer","sdp":"during"}"#).await;
+    assert_eq!(side_a.recv_text().await, "{\"type\":\"error\"}\n");
+    ra.send(json!({"type":"signal","to":"rb","data":{"n":1}}))
+        .await;
+    assert_eq!(ra.recv_type("error").await["code"], "unavailable");
 
     redis.restart().await;
     let back = Instant::now();
@@ -450,8 +470,17 @@ async fn a_redis_restart_keeps_local_rooms_refuses_cross_node_signals_and_conver
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The other dialects' pairs work across nodes again too.
+    side_a.send_text(r#"{"type":"offer","sdp":"after"}"#).await;
+    assert_eq!(
+        side_b.recv_text().await,
+        r#"{"type":"offer","sdp":"after"}"#
+    );
+    ra.send(json!({"type":"signal","to":"rb","data":{"n":2}}))
+        .await;
+    assert_eq!(rb.recv_type("signal").await["data"]["n"], 2);
     // Nobody saw a duplicate join (or a leave) through the outage.
-    for c in [&mut a1, &mut a2, &mut b1] {
+    for c in [&mut a1, &mut a2, &mut b1, &mut ra, &mut rb] {
         c.expect_no_membership_event(Duration::from_millis(3000))
             .await;
     }
