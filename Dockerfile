@@ -10,7 +10,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not refetch them.
-COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+# (Not rust-toolchain.toml: the image's own stable toolchain builds it, nothing to download.)
+COPY Cargo.toml Cargo.lock ./
 COPY crates/switchboard-core/Cargo.toml crates/switchboard-core/Cargo.toml
 COPY crates/switchboard/Cargo.toml crates/switchboard/Cargo.toml
 COPY crates/switchboard-bench/Cargo.toml crates/switchboard-bench/Cargo.toml
