@@ -232,6 +232,9 @@ async fn upkeep(
         if let Err(e) = reap(&inner, &mut conn).await {
             break format!("reaper: {e}");
         }
+        if let Err(e) = prune_rooms(&inner, &mut conn).await {
+            break format!("rooms index: {e}");
+        }
     };
     let _ = broken.send(why);
 }
@@ -540,6 +543,56 @@ async fn reap(
             .ignore()
             .query_async::<()>(conn)
             .await?;
+    }
+    Ok(())
+}
+
+/// Drops rooms that expired from the listings' index: one node every `PRUNE_EVERY` (a lock
+/// key decides which), in chunks.
+async fn prune_rooms(
+    inner: &Inner,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    const PRUNE_EVERY: Duration = Duration::from_secs(30);
+    let won: Option<String> = redis::cmd("SET")
+        .arg(wire::PRUNE_LOCK)
+        .arg(&*inner.inst)
+        .arg("NX")
+        .arg("PX")
+        .arg(u64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(30_000))
+        .query_async(conn)
+        .await?;
+    if won.is_none() {
+        return Ok(());
+    }
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(wire::ROOMS)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await?;
+    for chunk in ids.chunks(512) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            let k = RoomKeys::new(&RoomId::from(id.as_str()));
+            pipe.cmd("EXISTS").arg(&k.meta).arg(&k.members);
+        }
+        let alive: Vec<usize> = tokio::time::timeout(OP_TIMEOUT, pipe.query_async(conn))
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))?;
+        let gone: Vec<&String> = chunk
+            .iter()
+            .zip(alive)
+            .filter_map(|(id, n)| (n == 0).then_some(id))
+            .collect();
+        if !gone.is_empty() {
+            let mut cmd = redis::cmd("ZREM");
+            cmd.arg(wire::ROOMS);
+            for id in gone {
+                cmd.arg(id);
+            }
+            cmd.query_async::<()>(conn).await?;
+        }
     }
     Ok(())
 }

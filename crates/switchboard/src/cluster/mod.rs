@@ -27,7 +27,7 @@
 //! | `sb:nodes` | set | instances that have registered |
 //! | `sb:node:<instance>:peers` | set | `[room, peer, uid]` of each member the instance holds (for reaping) |
 //! | `sb:reap:<instance>` | string | the lock a survivor holds while reaping a dead instance |
-//! | `sb:rooms` | sorted set | room ids by creation time (the listings' index) |
+//! | `sb:rooms` | sorted set | room ids by creation time (the listings' index; pruned every 30 s by one node holding `sb:prune`) |
 //! | `sb:{codes}:NNNN` | string | a rendezvous code: `"<appID>\n<expires ms>"`, expiring with it |
 //!
 //! # Messages
@@ -543,6 +543,7 @@ impl Inner {
                     .collect()
             })
             .unwrap_or_default();
+        let joined_room = joined.data.options();
         let mirror = Mirror {
             create: joined.mirror_options(),
             created: joined.created,
@@ -584,7 +585,11 @@ impl Inner {
                 Local {
                     uid: uid.to_owned(),
                     record,
-                    create,
+                    // The room as Redis had it, to recreate it as it was after a restart.
+                    create: CreateOptions {
+                        creator: None,
+                        ..joined_room.clone()
+                    },
                 },
             );
             if let Ok(mut c) = self.conn() {

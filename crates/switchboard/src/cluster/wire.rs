@@ -61,6 +61,9 @@ pub const ROOMS: &str = "sb:rooms";
 /// The set of node instances that have registered.
 pub const NODES: &str = "sb:nodes";
 
+/// The lock one node holds while it prunes [`ROOMS`] (every 30 s).
+pub const PRUNE_LOCK: &str = "sb:prune";
+
 /// A node instance's lease key.
 pub fn lease(inst: &str) -> String {
     format!("{PREFIX}lease:{inst}")
