@@ -600,3 +600,128 @@ impl ClientExt for Client {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_joins_on_three_nodes_respect_capacity_and_identity_atomically() {
+    let redis = Redis::start().await;
+    let env = [("MAX_PEERS_PER_ROOM", "3")];
+    let nodes = [
+        Node::start("c1", &redis.url(), &env).await,
+        Node::start("c2", &redis.url(), &env).await,
+        Node::start("c3", &redis.url(), &env).await,
+    ];
+    let _host = octate(&nodes[0], "cap", "host", true).await;
+    // Twelve joiners, four per node, all at once: exactly two get in.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let url = nodes[i % 3].signaling_url();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await;
+            let user = format!("u{i}");
+            c.send(json!({"type":"auth","userId":user,"roomId":"cap"}))
+                .await;
+            c.recv_type("auth").await;
+            c.send(json!({"type":"join-room","roomId":"cap"})).await;
+            let v = next_of_any(&mut c, &["room-joined", "error"]).await;
+            (v, c)
+        }));
+    }
+    let mut joined = 0;
+    let mut full = 0;
+    let mut keep = Vec::new();
+    for t in tasks {
+        let (v, c) = t.await.unwrap();
+        match v["type"].as_str() {
+            Some("room-joined") => joined += 1,
+            _ if v["data"]["code"] == "room_full" => full += 1,
+            _ => panic!("unexpected: {v}"),
+        }
+        keep.push(c);
+    }
+    assert_eq!((joined, full), (2, 10), "capacity 3 with the host");
+    // The same user id from two nodes at once: one wins.
+    let mut tasks = Vec::new();
+    for n in &nodes[1..] {
+        let url = n.signaling_url();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await;
+            c.send(json!({"type":"auth","userId":"same","roomId":"ids"}))
+                .await;
+            c.recv_type("auth").await;
+            c.send(json!({"type":"create-room","roomId":"ids"})).await;
+            let first = c.recv().await;
+            if first["type"] == "error" && first["data"]["code"] == "room_exists" {
+                c.send(json!({"type":"join-room","roomId":"ids"})).await;
+                return (c.recv().await, c);
+            }
+            (first, c)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        let (v, c) = t.await.unwrap();
+        outcomes.push(v);
+        keep.push(c);
+    }
+    let winners = outcomes
+        .iter()
+        .filter(|v| v["type"] == "room-created" || v["type"] == "room-joined")
+        .count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|v| v["data"]["code"] == "peer_id_taken"),
+        "{outcomes:?}"
+    );
+}
+
+/// The next frame whose type is one of `kinds`.
+async fn next_of_any(c: &mut Client, kinds: &[&str]) -> Value {
+    for _ in 0..50 {
+        let v = c.recv().await;
+        if kinds.iter().any(|k| v["type"] == *k) {
+            return v;
+        }
+    }
+    panic!("none of {kinds:?} within 50 frames");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_on_another_node_is_closed_and_holds_nobody_up() {
+    let redis = Redis::start().await;
+    let env = [("OUTBOX_CAPACITY", "16")];
+    let n1 = Node::start("w1", &redis.url(), &env).await;
+    let n2 = Node::start("w2", &redis.url(), &env).await;
+    let mut sender = octate(&n1, "slow", "sender", true).await;
+    // A client on n2 that joins and then never reads again.
+    let _stuck = octate(&n2, "slow", "stuck", false).await;
+    sender.recv_type("peer-joined").await;
+    // A healthy pair across the same two nodes.
+    let mut a = octate(&n1, "fine", "a", true).await;
+    let mut b = octate(&n2, "fine", "b", false).await;
+    a.recv_type("peer-joined").await;
+    let big = "x".repeat(60_000);
+    let flood = tokio::spawn(async move {
+        for n in 0..400 {
+            sender
+                .send(json!({"type":"presence","roomId":"slow","data":{"n":n,"pad":big}}))
+                .await;
+        }
+        sender
+    });
+    // Meanwhile the healthy pair's signals keep arriving promptly.
+    for n in 0..50 {
+        a.send(
+            json!({"type":"ice-candidate","roomId":"fine","data":{"peer":"b","candidate":{"n":n}}}),
+        )
+        .await;
+        let v = tokio::time::timeout(Duration::from_secs(2), next_of(&mut b, "ice-candidate"))
+            .await
+            .expect("the healthy pair is not held up");
+        assert_eq!(v["data"]["candidate"]["n"], n);
+    }
+    let mut sender = flood.await.unwrap();
+    // The stuck client's node closed it as a slow consumer; its room heard it left.
+    assert_eq!(next_of(&mut sender, "peer-left").await["userId"], "stuck");
+}
