@@ -127,8 +127,10 @@ async fn connected(
     let rooms: Vec<RoomId> = inner.lock().subs.keys().cloned().collect();
     let mut channels = vec![wire::inbox(&inner.inst)];
     channels.extend(rooms.iter().map(|r| RoomKeys::new(r).channel));
-    for ch in &channels {
-        if let Err(e) = tokio::time::timeout(OP_TIMEOUT, sink.subscribe(ch))
+    // Many channels per SUBSCRIBE: a node holding thousands of rooms resubscribes in a few
+    // round trips.
+    for chunk in channels.chunks(512) {
+        if let Err(e) = tokio::time::timeout(OP_TIMEOUT, sink.subscribe(chunk))
             .await
             .unwrap_or_else(|_| Err(timed_out()))
         {
