@@ -529,26 +529,58 @@ async fn a_node_cut_off_past_its_lease_closes_its_peers_who_reconnect_elsewhere(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_with_a_reconnect_hint_and_others_hear_within_a_second() {
+    const ROOMS: usize = 10;
+    const PER_ROOM: usize = 10;
     let redis = Redis::start().await;
     let n1 = Node::start("t1", &redis.url(), &[]).await;
     let mut n2 = Node::start("t2", &redis.url(), &[]).await;
-    let mut a = octate(&n1, "tr", "a", true).await;
-    let mut b = octate(&n2, "tr", "b", false).await;
-    assert_eq!(a.recv_type("peer-joined").await["userId"], "b");
+    // Ten rooms, each with an observer on t1 and ten peers on t2.
+    let mut observers = Vec::new();
+    let mut leaving = Vec::new();
+    for r in 0..ROOMS {
+        let room = format!("tr{r}");
+        let mut o = octate(&n1, &room, "o", true).await;
+        for p in 0..PER_ROOM {
+            leaving.push(octate(&n2, &room, &format!("p{p}"), false).await);
+            o.recv_type("peer-joined").await;
+        }
+        observers.push(o);
+    }
     let started = Instant::now();
     let term = tokio::spawn(async move { (n2.term().await, n2) });
-    let closed = b.recv_close_within(Duration::from_secs(5)).await;
-    assert_eq!(
-        closed,
-        Some((1001, "server shutting down: reconnect".into()))
+    // Every room hears every one of its t2 peers left within a second of the signal.
+    let ids: Vec<String> = (0..PER_ROOM).map(|p| format!("p{p}")).collect();
+    let mut waits = Vec::new();
+    for mut o in observers {
+        let ids = ids.clone();
+        waits.push(tokio::spawn(async move {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            wait_left(&mut o, &refs, Duration::from_secs(1)).await;
+            o
+        }));
+    }
+    let mut observers = Vec::new();
+    for w in waits {
+        observers.push(w.await.unwrap());
+    }
+    eprintln!(
+        "SIGTERM: {} peers in {ROOMS} rooms heard leaving after {:?}",
+        ROOMS * PER_ROOM,
+        started.elapsed()
     );
-    let t = wait_left(&mut a, &["b"], Duration::from_secs(1)).await;
-    eprintln!("SIGTERM: peer-left after {:?}", started.elapsed().max(t));
+    // Each of them got close 1001 with the reconnect hint.
+    for c in &mut leaving {
+        let closed = c.recv_close_within(Duration::from_secs(5)).await;
+        assert_eq!(
+            closed,
+            Some((1001, "server shutting down: reconnect".into()))
+        );
+    }
     let (status, _n2) = term.await.unwrap();
     assert!(status.is_some_and(|s| s.success()), "exit 0 after SIGTERM");
-    // Listings forget b at once.
-    let (_, room) = http("GET", n1.http, "/api/rooms/tr", None, &[]).await;
-    assert_eq!(peer_ids(&room), ["a"]);
+    // Listings forget them at once.
+    let (_, room) = http("GET", n1.http, "/api/rooms/tr0", None, &[]).await;
+    assert_eq!(peer_ids(&room), ["o"]);
 }
 
 trait ClientExt {

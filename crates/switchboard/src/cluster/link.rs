@@ -632,47 +632,65 @@ async fn leave(
     Ok(())
 }
 
-/// The writer task: leaves in order; a leave that fails is retried while Redis comes
-/// back, for up to `CLUSTER_FENCE_TIMEOUT` (after a restart it has nothing left to do).
+/// The writer task: the leaves queued together are written together (concurrently on the
+/// multiplexed connection: a node closing thousands of peers at shutdown tells the others in
+/// a few round trips); a leave that fails is retried while Redis comes back, for up to
+/// `CLUSTER_FENCE_TIMEOUT` (after a restart it has nothing left to do). A barrier completes
+/// once every leave queued before it is done.
 pub(super) async fn writer(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    while let Some(job) = jobs.recv().await {
-        match job {
-            Job::Barrier(done) => {
-                let _ = done.send(());
+    const MOST: usize = 256;
+    let mut batch: Vec<(RoomId, PeerId, String)> = Vec::new();
+    let mut barriers = Vec::new();
+    while let Some(first) = jobs.recv().await {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Leave { room, peer, uid } => batch.push((room, peer, uid)),
+                // Everything before the barrier is in this batch.
+                Job::Barrier(done) => barriers.push(done),
             }
-            Job::Leave { room, peer, uid } => {
-                let started = Instant::now();
-                let mut wait = BACKOFF_MIN;
-                loop {
-                    let ok = match inner.conn() {
-                        Ok(mut c) => {
-                            let r = leave(&inner, &mut c, &room, &peer, &uid).await;
-                            if r.is_ok() {
-                                let entry = serde_json::json!([room.as_str(), peer.as_str(), uid])
-                                    .to_string();
-                                let _: redis::RedisResult<()> = redis::cmd("SREM")
-                                    .arg(wire::node_peers(&inner.inst))
-                                    .arg(entry)
-                                    .query_async(&mut c)
-                                    .await;
-                            }
-                            r.is_ok()
+            if batch.len() < MOST {
+                next = jobs.try_recv().ok();
+            }
+        }
+        let started = Instant::now();
+        let mut wait = BACKOFF_MIN;
+        while !batch.is_empty() {
+            let results = match inner.conn() {
+                Ok(c) => {
+                    futures_util::future::join_all(batch.iter().map(|(room, peer, uid)| {
+                        let (inner, mut c) = (&inner, c.clone());
+                        async move {
+                            leave(inner, &mut c, room, peer, uid).await?;
+                            let entry =
+                                serde_json::json!([room.as_str(), peer.as_str(), uid]).to_string();
+                            redis::cmd("SREM")
+                                .arg(wire::node_peers(&inner.inst))
+                                .arg(entry)
+                                .query_async::<()>(&mut c)
+                                .await
                         }
-                        Err(_) => false,
-                    };
-                    if ok
-                        || started.elapsed() >= inner.settings.fence_timeout
-                        || inner.stop.is_cancelled()
-                    {
-                        if !ok {
-                            tracing::warn!(%room, %peer, "cluster: leave not written (Redis unreachable)");
-                        }
-                        break;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(BACKOFF_MAX);
+                    }))
+                    .await
                 }
+                Err(_) => batch.iter().map(|_| Err(timed_out())).collect(),
+            };
+            let mut left = results.into_iter();
+            batch.retain(|_| left.next().is_some_and(|r| r.is_err()));
+            if batch.is_empty() {
+                break;
             }
+            if started.elapsed() >= inner.settings.fence_timeout || inner.stop.is_cancelled() {
+                for (room, peer, _) in batch.drain(..) {
+                    tracing::warn!(%room, %peer, "cluster: leave not written (Redis unreachable)");
+                }
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(BACKOFF_MAX);
+        }
+        for done in barriers.drain(..) {
+            let _ = done.send(());
         }
     }
 }
