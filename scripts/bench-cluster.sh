@@ -40,10 +40,11 @@ start_node() {
       taskset -c "$SERVER_CORE" "$SB" > "$OUT/$name.out" 2> "$OUT/$name.err" &
   local pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 200); do grep -q '^listening ' "$OUT/$name.out" && break; sleep 0.05; done
+  for _ in $(seq 600); do grep -q '^listening ' "$OUT/$name.out" && break; sleep 0.05; done
   local http sig
-  http=$(grep -o 'http=[^ ]*' "$OUT/$name.out" | cut -d= -f2)
-  sig=$(grep -o 'signaling=[^ ]*' "$OUT/$name.out" | cut -d= -f2)
+  http=$(grep -o 'http=[^ ]*' "$OUT/$name.out" | cut -d= -f2 || true)
+  sig=$(grep -o 'signaling=[^ ]*' "$OUT/$name.out" | cut -d= -f2 || true)
+  [ -n "$http" ] || { echo "bench-cluster: node $name did not start: $(cat "$OUT/$name.err")" >&2; exit 1; }
   for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$http/readyz")" = 200 ] && break; sleep 0.05; done
   printf -v "SIG_$name" '%s' "$sig"
   printf -v "PID_$name" '%s' "$pid"
