@@ -18,6 +18,7 @@ command -v node >/dev/null || die "node missing (apt-get install -y nodejs npm)"
 command -v unshare >/dev/null && command -v ip >/dev/null || die "unshare/ip missing (apt-get install -y util-linux iproute2)"
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || die "chromium missing: apt-get update && apt-get install -y chromium"
 command -v turnserver >/dev/null || [ -x /usr/sbin/turnserver ] || [ -x /usr/bin/turnserver ] || die "coturn missing: apt-get install -y coturn"
+command -v redis-server >/dev/null || die "redis-server missing (the cluster scenario): apt-get install -y redis-server"
 
 step "npm ci (e2e/node_modules)"
 if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/y-webrtc" ]; then

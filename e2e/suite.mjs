@@ -13,8 +13,8 @@ import { join, dirname, extname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import {
-  say, elapsed, withTimeout, checkLoopbackOnly, children, start, stopAll, killAllSync, waitForLine,
-  startCoturn, launchChromium,
+  say, elapsed, withTimeout, checkLoopbackOnly, children, start, stop, stopAll, killAllSync, waitForLine,
+  startCoturn, launchChromium, freePort,
 } from './procs.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -259,6 +259,40 @@ async function main() {
       await evaluate(a, (o) => window.e2e.yclose(o), { name: 'a' }, 'close');
       await evaluate(b, (o) => window.e2e.yclose(o), { name: 'b' }, 'close');
       return `"${ta}" ${fmt(ca)}`;
+    });
+
+    await scenario('cluster: two pages on two nodes (Redis) open a data channel', async () => {
+      // Debian's redis-server and two more Switchboard nodes sharing it, in this namespace.
+      const redisBin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find(existsSync);
+      assert(redisBin, 'redis-server is installed (scripts/test-all.sh installs it)');
+      const redisPort = await freePort();
+      const redis = start('redis', redisBin, ['--port', String(redisPort), '--bind', '127.0.0.1',
+        '--save', '', '--appendonly', 'no', '--protected-mode', 'no']);
+      const nodes = [];
+      try {
+        await waitForLine(redis, /Ready to accept connections/, 15000);
+        for (const id of ['node-a', 'node-b']) {
+          const n = start(id, SERVER_BIN, [], {
+            HOST: '127.0.0.1', PORT: '0', SIGNALING_PORT: '0', SOCKETIO_PORT: '0', LOG_LEVEL: 'info',
+            REDIS_URL: `redis://127.0.0.1:${redisPort}`, NODE_ID: id,
+          });
+          const l = await waitForLine(n, /listening (http=\S+.*)$/, 20000);
+          n.addrs = Object.fromEntries(l[1].trim().split(/\s+/).map((kv) => kv.split('=')));
+          await waitForLine(n, /cluster: connected to Redis/, 10000);
+          nodes.push(n);
+        }
+        const [a, b] = nodes;
+        const [ra, rb] = await pair(origin, 'octate', { url: `ws://${a.addrs.signaling}/` },
+          (me) => (me === 'bob' ? { url: `ws://${b.addrs.signaling}/` } : {}));
+        assertDirect(ra, rb);
+        // Each node held one of them.
+        const info = async (n) => (await (await fetch(`http://${n.addrs.http}/api/info`)).json()).node;
+        assert(await info(a) === 'node-a' && await info(b) === 'node-b', 'two distinct nodes');
+        return `${fmt(ra)} (alice on node-a, bob on node-b)`;
+      } finally {
+        for (const n of nodes.reverse()) await stop(n);
+        await stop(redis);
+      }
     });
   } finally {
     if (browser) await withTimeout(browser.close(), 10000, 'close chromium').catch((e) => say(e.message));

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite on a fresh machine, installing what it needs:
-#   1. system packages (Node.js/npm, Debian's chromium, coturn) when missing, via apt-get;
+#   1. system packages (Node.js/npm, Debian's chromium, coturn, redis-server, nginx) when
+#      missing, via apt-get;
 #   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
 #      esbuild build; the Yjs provider's unit tests with real Yjs docs;
 #   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny;
-#   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients);
+#   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients;
+#      cluster mode with real redis-server and switchboard processes), and the cluster
+#      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx);
 #   5. the Node test with the real socket.io-client;
 #   6. the headless-Chromium end-to-end suites (WebRTC through every dialect, TURN via coturn;
 #      the SDK, the Yjs provider and the /demo/ editor), inside a network namespace that has
@@ -24,6 +27,10 @@ step "$CURRENT"
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Cluster mode's tests and scripts/cluster.sh: Debian's redis-server and nginx.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ -d e2e ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
@@ -86,6 +93,10 @@ cargo build --workspace --bins
 CURRENT="Rust tests"
 step "$CURRENT"
 cargo test --workspace
+
+CURRENT="cluster smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx)"
+step "$CURRENT"
+SWITCHBOARD_BIN="$ROOT/target/debug/switchboard" timeout 300 scripts/cluster.sh --smoke
 
 if [ -f tests-node/package.json ]; then
   CURRENT="Node tests (socket.io-client)"

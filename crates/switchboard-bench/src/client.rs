@@ -23,6 +23,8 @@ const MAX_FRAMES_WHILE_CLOSING: usize = 10_000;
 /// Everything a scenario's tasks share.
 pub struct Ctx {
     pub target: Target,
+    /// Where the second peer of each pair connects (`--peer-url`); `target` when unset.
+    pub peer_target: Option<Target>,
     pub dialect: Arc<dyn Dialect>,
     pub join_timeout: Duration,
     /// Fired at the duration limit or on Ctrl-C: every task stops what it is doing.
@@ -78,10 +80,20 @@ impl Ctx {
     /// Connect or handshake failure, a refusal by the server, a close before the
     /// acknowledgement, the join timeout, or cancellation.
     pub async fn join(&self, spec: PeerSpec) -> Result<Joined> {
+        self.join_at(&self.target, spec).await
+    }
+
+    /// [`join`](Self::join) through `--peer-url` when given (the second peer of a pair).
+    pub async fn join_second(&self, spec: PeerSpec) -> Result<Joined> {
+        self.join_at(self.peer_target.as_ref().unwrap_or(&self.target), spec)
+            .await
+    }
+
+    async fn join_at(&self, target: &Target, spec: PeerSpec) -> Result<Joined> {
         let start = Instant::now();
         let work = async {
-            let url = self.dialect.url(self.target.url(), &spec.room);
-            let mut ws = self.target.connect(&url).await?;
+            let url = self.dialect.url(target.url(), &spec.room);
+            let mut ws = target.connect(&url).await?;
             for frame in self.dialect.hello(&spec) {
                 ws.send(Message::text(frame))
                     .await

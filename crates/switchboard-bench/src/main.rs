@@ -59,9 +59,15 @@ struct Common {
     /// Wire dialect of the server.
     #[arg(long, global = true, value_enum, default_value_t = Kind::Octate)]
     dialect: Kind,
-    /// PID of the server process, to read its RSS and CPU time from /proc.
+    /// PID of the server process, to read its RSS and CPU time from /proc. A comma list
+    /// (a cluster's nodes and its Redis) sums them.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// A second server URL (another node of a cluster): the second peer of each pair (relay:
+    /// the sender; churn: the churning peers) connects here, so every message and join
+    /// crosses nodes. Same rules as --url.
     #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    peer_url: Option<String>,
     /// Hard wall-clock bound for the whole run, in seconds.
     #[arg(long, global = true, default_value_t = 120.0, value_parser = positive_secs)]
     duration_limit: f64,
@@ -134,6 +140,9 @@ fn run(cli: &Cli) -> Result<Report> {
     }
     // Check the URL before anything else so a non-loopback URL never gets further.
     net::parse_loopback_url(&c.url)?;
+    if let Some(u) = &c.peer_url {
+        net::parse_loopback_url(u)?;
+    }
     let prefix = c.prefix.clone().unwrap_or_else(default_prefix);
     if prefix.is_empty()
         || !prefix
@@ -143,7 +152,7 @@ fn run(cli: &Cli) -> Result<Report> {
         bail!("--prefix must be non-empty letters, digits and '-'");
     }
     let fd_limit = procfs::raise_fd_limit().context("raising the open-file limit")?;
-    let server = Server(c.server_pid).check()?;
+    let server = Server(c.server_pid.clone()).check()?;
     let limit = Duration::from_secs_f64(c.duration_limit);
     spawn_hard_stop(limit + HARD_STOP_GRACE);
 
@@ -154,9 +163,14 @@ fn run(cli: &Cli) -> Result<Report> {
         .context("starting the tokio runtime")?;
     let report = rt.block_on(async {
         let target = Target::resolve(&c.url, !c.no_spread).await?;
+        let peer_target = match &c.peer_url {
+            Some(u) => Some(Target::resolve(u, !c.no_spread).await?),
+            None => None,
+        };
         let cancel = CancellationToken::new();
         let ctx = Arc::new(Ctx {
             target,
+            peer_target,
             dialect: c.dialect.build(),
             join_timeout: Duration::from_secs_f64(c.join_timeout),
             cancel: cancel.clone(),
@@ -198,6 +212,10 @@ fn run(cli: &Cli) -> Result<Report> {
         cancel.cancel();
         report.row("dialect", ctx.dialect.name());
         report.row("url", c.url.as_str());
+        if let Some(u) = &c.peer_url {
+            report.row("peer_url", u.as_str());
+        }
+        report.row("server_pids", c.server_pid.len());
         report.row("fd_limit", fd_limit);
         anyhow::Ok(report)
     })?;

@@ -76,26 +76,41 @@ pub fn clock_ticks_per_sec() -> u64 {
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
 }
 
-/// A process to observe, or none when `--server-pid` was not given.
-#[derive(Debug, Clone, Copy)]
-pub struct Server(pub Option<u32>);
+/// The server processes to observe (none when `--server-pid` was not given): one, or every
+/// process of a cluster (its nodes and Redis), whose memory and CPU are summed.
+#[derive(Debug, Clone, Default)]
+pub struct Server(pub Vec<u32>);
 
 impl Server {
-    /// Fails early if the pid was given but cannot be read, rather than at the end of a run.
+    /// Fails early if a pid was given but cannot be read, rather than at the end of a run.
     pub fn check(self) -> Result<Self> {
-        if let Some(pid) = self.0 {
+        for &pid in &self.0 {
             rss_kib(pid).with_context(|| format!("--server-pid {pid} is not readable"))?;
             cpu_time(pid)?;
         }
         Ok(self)
     }
 
-    pub fn rss_kib(self) -> Result<Option<u64>> {
-        self.0.map(rss_kib).transpose()
+    pub fn rss_kib(&self) -> Result<Option<u64>> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let mut total = 0;
+        for &pid in &self.0 {
+            total += rss_kib(pid)?;
+        }
+        Ok(Some(total))
     }
 
-    pub fn cpu_time(self) -> Result<Option<Duration>> {
-        self.0.map(cpu_time).transpose()
+    pub fn cpu_time(&self) -> Result<Option<Duration>> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let mut total = Duration::ZERO;
+        for &pid in &self.0 {
+            total += cpu_time(pid)?;
+        }
+        Ok(Some(total))
     }
 }
 

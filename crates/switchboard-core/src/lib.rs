@@ -57,4 +57,4 @@ pub use peer::{
     CloseReason, Ledger, Outbound, OutboxBounds, OutboxReceiver, PeerHandle, Received, SendError,
     outbox,
 };
-pub use registry::{Registry, unix_millis};
+pub use registry::{Mirror, Registry, unix_millis};

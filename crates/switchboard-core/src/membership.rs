@@ -251,6 +251,13 @@ pub trait MembershipService: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes empty rooms past their grace and closes rooms idle past the timeout.
     fn sweep(&self, policy: SweepPolicy) -> SweepReport;
+
+    /// Called once after every connection has closed at shutdown: a networked service
+    /// finishes its pending writes (so other nodes hear this node's peers left) and gives
+    /// up its place. Default: nothing to do.
+    fn shutdown(&self) -> Op<'_, ()> {
+        Op::ready(())
+    }
 }
 
 /// What a [`Seat`] names: a member entry in a room.

@@ -63,6 +63,9 @@ pub enum CloseReason {
     RoomInactive,
     /// It stopped answering heartbeats.
     HeartbeatTimeout,
+    /// Its node lost its place in the cluster (cut off from the cluster's store for longer
+    /// than its lease): the rooms it holds may have moved on without it.
+    ClusterLost,
 }
 
 impl CloseReason {
@@ -70,10 +73,11 @@ impl CloseReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SlowConsumer => "slow consumer: outbox full",
-            Self::Shutdown => "server shutting down",
+            Self::Shutdown => "server shutting down: reconnect",
             Self::RoomDeleted => "room deleted",
             Self::RoomInactive => "room closed for inactivity",
             Self::HeartbeatTimeout => "heartbeat timeout",
+            Self::ClusterLost => "node lost contact with the cluster: reconnect",
         }
     }
 }

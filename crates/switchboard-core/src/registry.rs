@@ -33,6 +33,17 @@ pub fn unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What [`Registry::join_mirrored`] needs to know about a room kept elsewhere.
+#[derive(Clone, Debug, Default)]
+pub struct Mirror {
+    /// How to make this node's copy of the room when it has none.
+    pub create: CreateOptions,
+    /// Whether the join created the room (cluster-wide).
+    pub created: bool,
+    /// The members held by other nodes, for the joiner's `Joined`.
+    pub remote: Vec<MemberSummary>,
+}
+
 /// A clone-cheap handle to the shared in-memory rooms.
 #[derive(Clone)]
 pub struct Registry {
@@ -180,6 +191,22 @@ impl Registry {
     /// # Errors
     /// See [`JoinError`].
     pub fn join_now(&self, req: JoinRequest) -> Result<Seat, JoinError> {
+        self.join_inner(req, None)
+    }
+
+    /// A join into this node's copy of a room whose truth is kept elsewhere (a cluster
+    /// backend that has already checked capacity and identity cluster-wide): the room is
+    /// created here from `mirror.create` when missing (no creation gate, no room limit: the
+    /// backend decided), and the joiner's `Joined` lists `mirror.remote` (members held by
+    /// other nodes) with this node's members, in join order.
+    ///
+    /// # Errors
+    /// [`JoinError::PeerIdTaken`] when another local connection holds the id.
+    pub fn join_mirrored(&self, req: JoinRequest, mirror: Mirror) -> Result<Seat, JoinError> {
+        self.join_inner(req, Some(mirror))
+    }
+
+    fn join_inner(&self, req: JoinRequest, mirror: Option<Mirror>) -> Result<Seat, JoinError> {
         let JoinRequest {
             room: room_id,
             peer,
@@ -190,19 +217,31 @@ impl Registry {
         let conn = handle.conn();
         let mut state = self.lock();
         let exists = state.rooms.contains_key(&room_id);
-        let created = match (opts.mode, exists) {
-            (JoinMode::Existing, false) => return Err(JoinError::RoomNotFound(room_id)),
-            (JoinMode::Create, true) => return Err(JoinError::RoomExists(room_id)),
-            (_, true) => false,
-            (_, false) => {
-                self.check_room_admission(&state, opts.create.creator)?;
-                let mut create = opts.create;
-                create.host = Some(peer.clone());
-                create.host_name.clone_from(&opts.name);
-                create.secured = opts.authenticated;
-                let room = new_room(&mut state, create);
-                state.rooms.insert(room_id.clone(), room);
-                true
+        let (created, remote) = match mirror {
+            None => {
+                let created = match (opts.mode, exists) {
+                    (JoinMode::Existing, false) => return Err(JoinError::RoomNotFound(room_id)),
+                    (JoinMode::Create, true) => return Err(JoinError::RoomExists(room_id)),
+                    (_, true) => false,
+                    (_, false) => {
+                        self.check_room_admission(&state, opts.create.creator)?;
+                        let mut create = opts.create;
+                        create.host = Some(peer.clone());
+                        create.host_name.clone_from(&opts.name);
+                        create.secured = opts.authenticated;
+                        let room = new_room(&mut state, create);
+                        state.rooms.insert(room_id.clone(), room);
+                        true
+                    }
+                };
+                (created, Vec::new())
+            }
+            Some(m) => {
+                if !exists {
+                    let room = new_room(&mut state, m.create);
+                    state.rooms.insert(room_id.clone(), room);
+                }
+                (m.created, m.remote)
             }
         };
         let server_cap = self.shared.limits.max_peers_per_room;
@@ -261,7 +300,12 @@ impl Registry {
         }
         room.empty_since = None;
         room.touch(now_ms);
-        let snapshot = room.snapshot(&room_id);
+        let mut snapshot = room.snapshot(&room_id);
+        if !remote.is_empty() {
+            snapshot.members.extend(remote);
+            // Stable: local members keep their order among themselves.
+            snapshot.members.sort_by_key(|m| m.joined_at_ms);
+        }
         let joiner = &room
             .members
             .iter()
@@ -314,6 +358,24 @@ impl Registry {
         payload: Bytes,
         origin: DialectTag,
     ) -> Result<Delivery, RelayError> {
+        self.relay_with(from, target, kind, payload, origin, 0)
+    }
+
+    /// [`relay_now`](Self::relay_now) to this node's members, for a room that also has
+    /// `remote_members` on other nodes (counted in the signal's audience; a cluster backend
+    /// delivers to them). A target that is not a local member is [`RelayError::PeerNotFound`].
+    ///
+    /// # Errors
+    /// See [`RelayError`].
+    pub fn relay_with(
+        &self,
+        from: &SeatKey,
+        target: Target,
+        kind: SignalKind,
+        payload: Bytes,
+        origin: DialectTag,
+        remote_members: u32,
+    ) -> Result<Delivery, RelayError> {
         let now_ms = unix_millis();
         let mut state = self.lock();
         let room = room_of(&mut state, from)?;
@@ -329,7 +391,9 @@ impl Registry {
             kind,
             payload,
             origin,
-            audience: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+            audience: u32::try_from(room.members.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(remote_members),
         }));
         let mut delivered = 0;
         let mut failed = Vec::new();
@@ -368,10 +432,14 @@ impl Registry {
         except: Option<&PeerId>,
         env: &Arc<Envelope>,
     ) -> usize {
-        let state = self.lock();
-        let Some(r) = state.rooms.get(room) else {
+        let mut state = self.lock();
+        let Some(r) = state.rooms.get_mut(room) else {
             return 0;
         };
+        // Activity elsewhere in the room is activity here (the inactivity sweep).
+        if matches!(env.event, Event::Signal(_)) {
+            r.touch(unix_millis());
+        }
         r.members
             .iter()
             .filter(|m| Some(&m.id) != except)
@@ -382,12 +450,67 @@ impl Registry {
     /// Delivers an event from elsewhere to one local member. `false` when it is not here or
     /// could not take it (then it is closed as a slow consumer).
     pub fn deliver_to(&self, room: &RoomId, peer: &PeerId, env: &Arc<Envelope>) -> bool {
+        let mut state = self.lock();
+        let Some(r) = state.rooms.get_mut(room) else {
+            return false;
+        };
+        r.touch(unix_millis());
+        r.members
+            .iter()
+            .find(|m| &m.id == peer)
+            .is_some_and(|m| deliver(&m.handle, env).is_ok())
+    }
+
+    /// Removes the member `key` names, if it is still there (what dropping its [`Seat`]
+    /// does). Returns whether it was removed: `false` for a seat retired by a re-join or a
+    /// room closed meanwhile. For a service that wraps this registry's seats in its own.
+    pub fn release(&self, key: &SeatKey) -> bool {
+        self.shared.release_member(key)
+    }
+
+    /// Whether the member `key` names is still here.
+    pub fn is_live(&self, key: &SeatKey) -> bool {
+        self.shared.is_live(key)
+    }
+
+    /// How many members `room` has here.
+    pub fn member_count(&self, room: &RoomId) -> usize {
+        self.lock().rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
+    /// Whether `peer` is a member of `room` here.
+    pub fn has_member(&self, room: &RoomId, peer: &PeerId) -> bool {
+        self.lock()
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.members.iter().any(|m| &m.id == peer))
+    }
+
+    /// Asks one member's connection to close with `reason` (a cluster backend learned that
+    /// its membership was removed elsewhere). Returns whether it is here.
+    pub fn close_member(&self, room: &RoomId, peer: &PeerId, reason: CloseReason) -> bool {
         let state = self.lock();
-        state
+        let Some(m) = state
             .rooms
             .get(room)
             .and_then(|r| r.members.iter().find(|m| &m.id == peer))
-            .is_some_and(|m| deliver(&m.handle, env).is_ok())
+        else {
+            return false;
+        };
+        m.handle.close(reason);
+        true
+    }
+
+    /// Asks every member's connection to close with `reason` (a node that lost its place in
+    /// a cluster). Their seats' drops then remove them.
+    pub fn close_all(&self, reason: CloseReason) -> usize {
+        let state = self.lock();
+        let mut n = 0;
+        for m in state.rooms.values().flat_map(|r| r.members.iter()) {
+            m.handle.close(reason);
+            n += 1;
+        }
+        n
     }
 
     /// [`MembershipService::mailbox_push`], answered at once.
@@ -666,13 +789,28 @@ impl Shared {
 
 impl SeatOwner for Shared {
     fn release(&self, key: &SeatKey) {
+        self.release_member(key);
+    }
+
+    fn is_live(&self, key: &SeatKey) -> bool {
+        let state = self.lock();
+        state
+            .rooms
+            .get(&key.room)
+            .filter(|r| r.epoch == key.epoch)
+            .is_some_and(|room| room.members.iter().any(|m| m.serial == key.serial))
+    }
+}
+
+impl Shared {
+    fn release_member(&self, key: &SeatKey) -> bool {
         let mut state = self.lock();
         let State { rooms, peers, .. } = &mut *state;
         let Some(room) = rooms.get_mut(&key.room).filter(|r| r.epoch == key.epoch) else {
-            return;
+            return false;
         };
         let Some(i) = room.members.iter().position(|x| x.serial == key.serial) else {
-            return;
+            return false;
         };
         room.members.remove(i);
         *peers -= 1;
@@ -690,15 +828,7 @@ impl SeatOwner for Shared {
                 room.mailbox = None;
             }
         }
-    }
-
-    fn is_live(&self, key: &SeatKey) -> bool {
-        let state = self.lock();
-        state
-            .rooms
-            .get(&key.room)
-            .filter(|r| r.epoch == key.epoch)
-            .is_some_and(|room| room.members.iter().any(|m| m.serial == key.serial))
+        true
     }
 }
 

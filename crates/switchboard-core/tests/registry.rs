@@ -470,3 +470,124 @@ async fn a_room_created_empty_then_joined_follows_the_empty_grace() {
     tokio::time::advance(Duration::from_secs(11)).await;
     assert_eq!(reg.sweep(policy()).empty_removed, 1);
 }
+
+// --- entry points for a cluster backend ------------------------------------------------------
+
+fn summary(id: &str, joined_at_ms: u64) -> MemberSummary {
+    MemberSummary {
+        id: id.into(),
+        name: None,
+        is_host: false,
+        joined_at_ms,
+        last_heartbeat_ms: joined_at_ms,
+        dialect: DialectTag(2),
+    }
+}
+
+#[test]
+fn a_mirrored_join_lists_remote_members_in_join_order_and_skips_the_gate() {
+    struct Never;
+    impl CreationGate for Never {
+        fn allow(&self, _: Option<std::net::IpAddr>) -> Result<(), JoinError> {
+            Err(JoinError::NotAdmitting)
+        }
+    }
+    let limits = Limits {
+        max_rooms: 1,
+        ..Limits::default()
+    };
+    let reg = Registry::with_gate(limits, std::sync::Arc::new(Never));
+    let mut a = peer(8);
+    let mirror = |remote| Mirror {
+        create: CreateOptions {
+            empty_grace: Some(Duration::ZERO),
+            ..CreateOptions::default()
+        },
+        created: false,
+        remote,
+    };
+    // The backend decided the room exists: neither the gate nor the room limit is asked.
+    let seat = reg
+        .join_mirrored(
+            JoinRequest {
+                room: "r".into(),
+                peer: "a".into(),
+                handle: a.handle.clone(),
+                opts: JoinOptions::default(),
+            },
+            mirror(vec![summary("x", 1), summary("y", u64::MAX)]),
+        )
+        .unwrap();
+    let Event::Joined { room, created, .. } = a.next() else {
+        panic!("Joined first")
+    };
+    assert!(!created);
+    let ids: Vec<_> = room.members.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["x", "a", "y"], "ordered by join time across nodes");
+    // A second mirrored room is not refused by MAX_ROOMS either.
+    let b = peer(8);
+    let _s2 = reg
+        .join_mirrored(
+            JoinRequest {
+                room: "r2".into(),
+                peer: "b".into(),
+                handle: b.handle.clone(),
+                opts: JoinOptions::default(),
+            },
+            mirror(Vec::new()),
+        )
+        .unwrap();
+    // A mirror made with a zero grace disappears with its last local member.
+    let key = seat.into_key();
+    assert!(reg.is_live(&key));
+    assert!(reg.release(&key), "released once");
+    assert!(!reg.release(&key), "and only once");
+    assert!(reg.room_now(&"r".into()).is_none());
+}
+
+#[test]
+fn relay_with_counts_remote_members_in_the_audience_and_reports_unknown_targets() {
+    let reg = Registry::new(Limits::default());
+    let (a, mut b) = (peer(8), peer(8));
+    let sa = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let _sb = join(&reg, "r", "b", &b, JoinMode::Existing).unwrap();
+    let _ = b.next(); // Joined
+    let d = reg
+        .relay_with(
+            sa.key(),
+            Target::Room,
+            SignalKind::Publish,
+            Bytes::from_static(b"{}"),
+            D,
+            3,
+        )
+        .unwrap();
+    assert_eq!(d.delivered, 1);
+    let Event::Signal(s) = b.next() else {
+        panic!("a signal")
+    };
+    assert_eq!(s.audience, 5, "two here and three elsewhere");
+    let e = reg
+        .relay_with(
+            sa.key(),
+            Target::Peer("elsewhere".into()),
+            SignalKind::Offer,
+            Bytes::new(),
+            D,
+            3,
+        )
+        .unwrap_err();
+    assert_eq!(e, RelayError::PeerNotFound("elsewhere".into()));
+}
+
+#[test]
+fn close_all_asks_every_member_to_close() {
+    let reg = Registry::new(Limits::default());
+    let (a, b) = (peer(8), peer(8));
+    let _sa = join(&reg, "r1", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let _sb = join(&reg, "r2", "b", &b, JoinMode::CreateOrJoin).unwrap();
+    assert!(reg.has_member(&"r1".into(), &"a".into()));
+    assert_eq!(reg.close_all(CloseReason::ClusterLost), 2);
+    assert_eq!(a.handle.close_reason(), Some(CloseReason::ClusterLost));
+    assert_eq!(b.handle.close_reason(), Some(CloseReason::ClusterLost));
+}

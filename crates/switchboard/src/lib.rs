@@ -11,6 +11,7 @@
 //! | [`config`] | typed configuration from flags and environment, one source of defaults, validated up front |
 //! | [`admission`] | who may connect and who may create rooms (one policy for every entry point) |
 //! | [`client_ip`] | the client address every per-client limit counts (`TRUSTED_PROXIES`) |
+//! | [`cluster`] | cluster mode (`REDIS_URL`): the membership service and rendezvous codes on Redis |
 //! | [`rate`] | the rate limits (per client address, per connection) |
 //! | [`command`] | the command layer: what each command does, and every refusal, for every dialect |
 //! | [`dialect`] | one codec per wire dialect: frames ⇄ commands, events ⇄ frames |
@@ -35,6 +36,7 @@
 pub mod admission;
 pub mod auth;
 pub mod client_ip;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod dialect;
@@ -118,5 +120,7 @@ pub async fn serve(
     tokio::join!(http, signaling, socketio);
     // Listeners stop once the token is cancelled; wait for the drain to finish too.
     let _ = trigger.await;
+    // A cluster node writes its peers' departures and gives up its place.
+    app.membership.shutdown().await;
     Ok(())
 }

@@ -19,6 +19,15 @@ pub struct DialectLabel {
     pub dialect: &'static str,
 }
 
+/// `node` and `backplane` labels of `switchboard_node`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// `NODE_ID` (or the generated name).
+    pub node: String,
+    /// `local` (one node) or `redis` (cluster mode).
+    pub backplane: &'static str,
+}
+
 /// `dialect` and `type` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MessageLabels {
@@ -249,6 +258,9 @@ pub struct Metrics {
     pub ws_rtt: Histogram,
     /// Peers closed because their outbox was full.
     pub slow_consumers: Counter,
+    /// 1, labelled with this node's name and backplane (so a cluster's series can be told
+    /// apart and joined by node).
+    pub node: Family<NodeLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -350,6 +362,7 @@ impl Metrics {
             relay_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             ws_rtt: rtt_histogram(),
             slow_consumers: Counter::default(),
+            node: Family::default(),
         };
         r.register(
             "connections",
@@ -394,6 +407,11 @@ impl Metrics {
             "slow_consumers",
             "Peers closed because their outbox was full",
             m.slow_consumers.clone(),
+        );
+        r.register(
+            "node",
+            "This node: its NODE_ID and backplane (always 1)",
+            m.node.clone(),
         );
         Self {
             registry: Arc::new(r),

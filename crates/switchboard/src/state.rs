@@ -5,9 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchboard_core::{
-    CodeBook, Ledger, LocalCodes, MembershipService, OutboxBounds, Registry, unix_millis,
-};
+use switchboard_core::{CodeBook, Ledger, MembershipService, OutboxBounds, Registry, unix_millis};
 
 use crate::admission::{Admission, CreationPolicy};
 use crate::auth::Authenticator;
@@ -34,6 +32,8 @@ pub struct Inner {
     pub registry: Registry,
     /// Rendezvous codes.
     pub codes: Arc<dyn CodeBook>,
+    /// This node's name (`NODE_ID`, or the host name and a random suffix).
+    pub node_id: String,
     /// Token signing and checking.
     pub auth: Authenticator,
     /// Prometheus metrics.
@@ -110,11 +110,25 @@ impl AppState {
             metrics.clone(),
         );
         let http_rate = crate::rate::PerIp::per_second(config.http_requests_per_second);
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(crate::cluster::default_node_id);
+        let (membership, codes) =
+            crate::cluster::backends(&config, &node_id, &registry, creation.clone());
+        metrics
+            .node
+            .get_or_create(&crate::metrics::NodeLabels {
+                node: node_id.clone(),
+                backplane: membership.name(),
+            })
+            .set(1);
         Self(Arc::new(Inner {
             config,
-            membership: Arc::new(registry.clone()),
+            membership,
             registry,
-            codes: Arc::new(LocalCodes::default()),
+            codes,
+            node_id,
             auth,
             metrics,
             shutdown,

@@ -224,7 +224,7 @@ fn sigterm_sends_every_peer_a_close_frame_and_exits_zero() {
         for c in &mut peers {
             assert_eq!(
                 c.recv_close().await,
-                Some((1001, "server shutting down".into()))
+                Some((1001, "server shutting down: reconnect".into()))
             );
         }
     });

@@ -258,7 +258,7 @@ async fn worker(
                 }
             }
         };
-        let joined = match ctx.join(spec).await {
+        let joined = match ctx.join_second(spec).await {
             Ok(j) => j,
             Err(e) => {
                 if !ctx.cancel.is_cancelled() {

@@ -364,7 +364,7 @@ async fn join_pair(ctx: &Ctx, i: usize) -> Result<(Joined, Joined)> {
         .map_err(|e| e.context("receiver"))?;
     Counters::bump(&ctx.counters.joined);
     let tx = ctx
-        .join(PeerSpec {
+        .join_second(PeerSpec {
             room: room.clone(),
             id: format!("{room}-tx"),
             creates_room: false,

@@ -429,7 +429,7 @@ impl Session {
     }
 
     fn join<'a>(&'a mut self, app: &'a AppState, j: Join) -> Applied<'a> {
-        let request = match self.prepare_join(j) {
+        let request = match self.prepare_join(app, j) {
             Ok(Some(request)) => request,
             Ok(None) => return Applied::Done(Ok(Reply::None)),
             Err(e) => return Applied::Done(Err(e)),
@@ -446,7 +446,11 @@ impl Session {
 
     /// Who joins where, under the connection's rules; `None` when there is nothing to do
     /// (a y-webrtc topic already held).
-    fn prepare_join(&mut self, j: Join) -> Result<Option<JoinRequest>, CommandError> {
+    fn prepare_join(
+        &mut self,
+        app: &AppState,
+        j: Join,
+    ) -> Result<Option<JoinRequest>, CommandError> {
         self.check_claim(&j.claim)?;
         // A token names its holder: the holder joins as that user (slot dialects as their
         // slot), and no one else can take that id with the token's room.
@@ -470,6 +474,11 @@ impl Session {
                 Some(user) => user.clone(),
                 None => PeerId::from(uuid::Uuid::new_v4().simple().to_string()),
             },
+            // Connection ids are unique per process; in a cluster the node's id makes them
+            // unique cluster-wide.
+            PeerChoice::Connection if app.config.redis_url.is_some() => {
+                PeerId::from(format!("y-{}-{}", app.node_id, self.conn()))
+            }
             PeerChoice::Connection => PeerId::from(format!("y-{}", self.conn())),
             PeerChoice::Side(p) => p,
         };

@@ -212,6 +212,21 @@ pub struct Config {
     /// ES-module URL of Yjs in the demo's import map (a public CDN by default).
     #[arg(long, env = "DEMO_YJS_URL", default_value = "https://esm.sh/yjs@13")]
     pub demo_yjs_url: String,
+    /// Cluster mode: the Redis server every node shares (redis://[user:password@]host:port[/db]).
+    /// Unset: one node, everything in memory.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// This node's name in logs, /api/info and metrics (default: the host name and a random suffix).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+    /// Cluster mode: a node that has not renewed its lease for this long (renewed every third
+    /// of it) is dead to the others, who remove its peers.
+    #[arg(long, env = "CLUSTER_LEASE", default_value_t = Span::secs(3))]
+    pub cluster_lease: Span,
+    /// Cluster mode: a node that cannot reach Redis for this long closes its peers so that
+    /// they reconnect elsewhere (a shorter cut past the lease closes them once Redis is back).
+    #[arg(long, env = "CLUSTER_FENCE_TIMEOUT", default_value_t = Span::secs(30))]
+    pub cluster_fence_timeout: Span,
 }
 
 /// `NODE_ENV`.
@@ -347,6 +362,8 @@ impl Config {
             &mut self.admin_api_key,
             &mut self.rendezvous_ws_key,
             &mut self.turn_secret,
+            &mut self.redis_url,
+            &mut self.node_id,
         ] {
             if opt.as_deref().is_some_and(str::is_empty) {
                 *opt = None;
@@ -453,6 +470,29 @@ impl Config {
                 "DEMO_YJS_URL={:?}: expected an http(s) URL or an absolute path",
                 self.demo_yjs_url
             ),
+        );
+        if let Some(url) = &self.redis_url {
+            rule(
+                !url.starts_with("redis://"),
+                "REDIS_URL: expected redis://[user:password@]host:port[/db]".into(),
+            );
+        }
+        rule(
+            self.node_id.as_deref().is_some_and(|n| {
+                n.len() > 64
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            }),
+            "NODE_ID: 1 to 64 letters, digits, '-', '_' or '.'".into(),
+        );
+        rule(
+            self.cluster_lease.get() < Duration::from_millis(300),
+            format!("CLUSTER_LEASE={}: at least 300ms", self.cluster_lease),
+        );
+        rule(
+            self.cluster_fence_timeout.get() < self.cluster_lease.get(),
+            "CLUSTER_FENCE_TIMEOUT: must be at least CLUSTER_LEASE".into(),
         );
         if let Err(why) = check_metrics_route(&self.metrics_route) {
             rule(

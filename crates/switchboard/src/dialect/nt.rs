@@ -318,8 +318,12 @@ impl Codec for Nt {
             };
         }
         match e {
-            // nt clients parse no error frames; the shared limit replies get an empty one.
-            CommandError::FrameTooLarge { .. } | CommandError::RateLimited => {
+            // nt clients parse no error frames; the shared limit replies get an empty one, and
+            // so does a signal that could not reach the other side's node (cluster mode):
+            // never a silent drop.
+            CommandError::FrameTooLarge { .. }
+            | CommandError::RateLimited
+            | CommandError::Unavailable(_) => {
                 Out::Frame(Bytes::from_static(b"{\"type\":\"error\"}\n"))
             }
             // Everything else is ignored, as by the original (and counted).

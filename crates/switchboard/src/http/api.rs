@@ -135,6 +135,7 @@ async fn stats(State(app): State<AppState>, admin: Admin) -> Result<Json<Value>,
             "totalConnections": s.peers,
             "connectedClients": app.admission.open_connections(),
             "backplane": app.membership.name(),
+            "node": app.node_id,
             "admittingRooms": !app.shutdown.is_draining() && !app.memory.is_critical(),
         },
         "memory": memory_json(&app),
@@ -164,6 +165,8 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
         "name": NAME,
         "version": VERSION,
+        "node": app.node_id,
+        "backplane": app.membership.name(),
         "description": "WebRTC signaling and rendezvous server",
         "features": [
             "Rooms with targeted SDP/ICE relay",

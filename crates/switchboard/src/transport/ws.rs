@@ -575,7 +575,7 @@ pub fn close_for(reason: CloseReason) -> u16 {
     match reason {
         CloseReason::Shutdown => close::GOING_AWAY,
         CloseReason::SlowConsumer => close::POLICY,
-        CloseReason::HeartbeatTimeout => close::GOING_AWAY,
+        CloseReason::HeartbeatTimeout | CloseReason::ClusterLost => close::GOING_AWAY,
         CloseReason::RoomDeleted | CloseReason::RoomInactive => close::NORMAL,
     }
 }

@@ -1,0 +1,374 @@
+//! Key and channel names, and the encoding of what nodes publish to each other.
+//!
+//! Every message is one header line of JSON, a `\n`, and (for signals) the payload bytes
+//! exactly as the sender's dialect produced them: headers are small and readable with
+//! `redis-cli`, payloads are never re-encoded. Membership events are written by the Lua
+//! scripts themselves (`cjson` for the strings), so state and notification stay atomic.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use switchboard_core::{DialectTag, MemberSummary, PeerId, RoomId, Signal, SignalKind};
+
+/// Prefix of every key and channel.
+pub const PREFIX: &str = "sb:";
+
+/// Keys and channels of one room; `{room}` is the Redis Cluster hash tag, so all of them
+/// (and the room's channel, for sharded pub/sub) live in one slot.
+#[derive(Debug, Clone)]
+pub struct RoomKeys {
+    /// Hash: the room's metadata.
+    pub meta: String,
+    /// Hash: peer id → member record (JSON).
+    pub members: String,
+    /// Counter: the room's event sequence.
+    pub seq: String,
+    /// Hash: recipient → next mailbox sequence number.
+    pub mbseq: String,
+    /// The channel of the room's events.
+    pub channel: String,
+    tag: String,
+}
+
+impl RoomKeys {
+    /// The keys of `room`.
+    pub fn new(room: &RoomId) -> Self {
+        let tag = format!("{PREFIX}{{{}}}", room.as_str());
+        Self {
+            meta: format!("{tag}:meta"),
+            members: format!("{tag}:m"),
+            seq: format!("{tag}:seq"),
+            mbseq: format!("{tag}:mbseq"),
+            channel: format!("{tag}:ev"),
+            tag,
+        }
+    }
+
+    /// The mailbox list of one recipient.
+    pub fn mailbox(&self, to: &PeerId) -> String {
+        format!("{}:mb:{}", self.tag, to.as_str())
+    }
+}
+
+/// The channel of a room's events (what [`RoomKeys::channel`] is, without the other keys).
+pub fn room_channel(room: &RoomId) -> String {
+    format!("{PREFIX}{{{}}}:ev", room.as_str())
+}
+
+/// The index of every room (sorted set, score = creation time).
+pub const ROOMS: &str = "sb:rooms";
+/// The set of node instances that have registered.
+pub const NODES: &str = "sb:nodes";
+
+/// The lock one node holds while it prunes [`ROOMS`] (every 30 s).
+pub const PRUNE_LOCK: &str = "sb:prune";
+
+/// A node instance's lease key.
+pub fn lease(inst: &str) -> String {
+    format!("{PREFIX}lease:{inst}")
+}
+
+/// A node instance's set of the members it holds (`[room, peer, uid]` as JSON).
+pub fn node_peers(inst: &str) -> String {
+    format!("{PREFIX}node:{inst}:peers")
+}
+
+/// A node instance's inbox channel (targeted signals).
+pub fn inbox(inst: &str) -> String {
+    format!("{PREFIX}inbox:{inst}")
+}
+
+/// The lock a survivor takes to reap a dead instance.
+pub fn reap_lock(inst: &str) -> String {
+    format!("{PREFIX}reap:{inst}")
+}
+
+/// A rendezvous code's key (all codes in one slot, so the issuing script may search them).
+pub fn code(n: u32) -> String {
+    format!("{PREFIX}{{codes}}:{n:04}")
+}
+
+/// A member record as stored in the room's member hash and carried by join events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    /// The membership's unique id: `<instance>/<connection>`.
+    pub u: String,
+    /// The node instance holding it.
+    pub o: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// Whether it is the room's host.
+    #[serde(default)]
+    pub h: bool,
+    /// Join time, Unix milliseconds.
+    pub t: u64,
+    /// Dialect tag.
+    pub d: u8,
+}
+
+impl Record {
+    /// The member as the core shows it.
+    pub fn summary(&self, id: &PeerId) -> MemberSummary {
+        MemberSummary {
+            id: id.clone(),
+            name: self.n.as_deref().map(Arc::from),
+            is_host: self.h,
+            joined_at_ms: self.t,
+            last_heartbeat_ms: self.t,
+            dialect: DialectTag(self.d),
+        }
+    }
+}
+
+/// A message header, as every node reads it.
+#[derive(Debug, Deserialize)]
+pub struct Header {
+    /// `s` signal, `j` joined, `l` left, `c` room closed.
+    pub t: String,
+    /// The publishing instance.
+    #[serde(default)]
+    pub o: String,
+    /// The room.
+    pub r: String,
+    /// The room's event sequence number (membership events).
+    #[serde(default)]
+    pub q: u64,
+    /// The peer a membership event is about.
+    #[serde(default)]
+    pub p: Option<String>,
+    /// A join event's record.
+    #[serde(default)]
+    pub m: Option<Record>,
+    /// A leave event's membership id.
+    #[serde(default)]
+    pub u: Option<String>,
+    /// A signal's sender.
+    #[serde(default)]
+    pub f: Option<String>,
+    /// A signal's named recipient.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// A signal's kind (see [`kind_code`]).
+    #[serde(default)]
+    pub k: Option<String>,
+    /// A mailbox signal's sequence number.
+    #[serde(default)]
+    pub s: Option<u64>,
+    /// A signal's origin dialect.
+    #[serde(default)]
+    pub d: u8,
+    /// A signal's audience.
+    #[serde(default)]
+    pub a: u32,
+}
+
+#[derive(Serialize)]
+struct SignalHeader<'a> {
+    t: &'static str,
+    o: &'a str,
+    r: &'a str,
+    f: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    k: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s: Option<u64>,
+    d: u8,
+    a: u32,
+}
+
+/// A signal kind's code on the wire.
+pub fn kind_code(kind: &SignalKind) -> (&str, Option<u64>) {
+    match kind {
+        SignalKind::Offer => ("o", None),
+        SignalKind::Answer => ("a", None),
+        SignalKind::Candidate => ("c", None),
+        SignalKind::Presence => ("p", None),
+        SignalKind::Cursor => ("u", None),
+        SignalKind::Generic => ("g", None),
+        SignalKind::Publish => ("b", None),
+        SignalKind::Mailbox(n) => ("m", Some(*n)),
+        SignalKind::Other(name) => (name, None),
+    }
+}
+
+fn kind_from(code: &str, seq: Option<u64>) -> SignalKind {
+    match code {
+        "o" => SignalKind::Offer,
+        "a" => SignalKind::Answer,
+        "c" => SignalKind::Candidate,
+        "p" => SignalKind::Presence,
+        "u" => SignalKind::Cursor,
+        "g" => SignalKind::Generic,
+        "b" => SignalKind::Publish,
+        "m" => SignalKind::Mailbox(seq.unwrap_or(0)),
+        other => SignalKind::Other(Arc::from(other)),
+    }
+}
+
+/// Encodes a signal from instance `inst`.
+pub fn encode_signal(inst: &str, s: &Signal) -> Vec<u8> {
+    let (k, seq) = kind_code(&s.kind);
+    let header = SignalHeader {
+        t: "s",
+        o: inst,
+        r: s.room.as_str(),
+        f: s.from.as_str(),
+        to: s.to.as_ref().map(PeerId::as_str),
+        k,
+        s: seq,
+        d: s.origin.0,
+        a: s.audience,
+    };
+    let mut out = serde_json::to_vec(&header).expect("a header always serialises");
+    out.push(b'\n');
+    out.extend_from_slice(&s.payload);
+    out
+}
+
+/// Several messages for one channel in one publish: `#<count>\n`, then each message as
+/// `<length>\n<bytes>`. (A single message starts with its JSON header's `{`.)
+pub fn encode_batch(msgs: &[Vec<u8>]) -> Vec<u8> {
+    let len: usize = msgs.iter().map(|m| m.len() + 8).sum();
+    let mut out = Vec::with_capacity(len + 8);
+    out.extend_from_slice(format!("#{}\n", msgs.len()).as_bytes());
+    for m in msgs {
+        out.extend_from_slice(format!("{}\n", m.len()).as_bytes());
+        out.extend_from_slice(m);
+    }
+    out
+}
+
+/// The messages one publish carried, in order (one, or a batch's); a malformed batch
+/// yields what could be read before the fault.
+pub fn split(msg: &[u8]) -> Vec<&[u8]> {
+    let Some(rest) = msg.strip_prefix(b"#") else {
+        return vec![msg];
+    };
+    let line = |b: &[u8]| -> Option<(usize, usize)> {
+        let i = b.iter().position(|&c| c == b'\n')?;
+        Some((std::str::from_utf8(&b[..i]).ok()?.parse().ok()?, i + 1))
+    };
+    let Some((count, skip)) = line(rest) else {
+        return Vec::new();
+    };
+    let mut at = &rest[skip..];
+    let mut out = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let Some((len, skip)) = line(at) else { break };
+        let Some(m) = at.get(skip..skip + len) else {
+            break;
+        };
+        out.push(m);
+        at = &at[skip + len..];
+    }
+    out
+}
+
+/// Splits a message into its header and payload.
+///
+/// # Errors
+/// When the header is not one of ours.
+pub fn decode(msg: &[u8]) -> Result<(Header, Bytes), serde_json::Error> {
+    let (head, body) = match msg.iter().position(|&b| b == b'\n') {
+        Some(i) => (&msg[..i], &msg[i + 1..]),
+        None => (msg, &[][..]),
+    };
+    let h: Header = serde_json::from_slice(head)?;
+    Ok((h, Bytes::copy_from_slice(body)))
+}
+
+/// The signal a header and payload describe.
+pub fn signal_of(h: &Header, payload: Bytes) -> Option<Signal> {
+    Some(Signal {
+        room: RoomId::from(h.r.as_str()),
+        from: PeerId::from(h.f.as_deref()?),
+        to: h.to.as_deref().map(PeerId::from),
+        kind: kind_from(h.k.as_deref()?, h.s),
+        payload,
+        origin: DialectTag(h.d),
+        audience: h.a,
+    })
+}
+
+/// The instance a membership id belongs to.
+pub fn owner_of(uid: &str) -> &str {
+    uid.rsplit_once('/').map_or(uid, |(inst, _)| inst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_round_trips_with_its_payload_untouched() {
+        for kind in [
+            SignalKind::Offer,
+            SignalKind::Candidate,
+            SignalKind::Mailbox(7),
+            SignalKind::Other(Arc::from("custom")),
+        ] {
+            let s = Signal {
+                room: "r{1}\n".into(),
+                from: "a\"b".into(),
+                to: Some("c".into()),
+                kind: kind.clone(),
+                payload: Bytes::from_static(b"{\"sdp\":\"v=0\\r\\n\"}\n\xff"),
+                origin: DialectTag(3),
+                audience: 4,
+            };
+            let wire = encode_signal("node-1#ab", &s);
+            let (h, body) = decode(&wire).unwrap();
+            assert_eq!(h.t, "s");
+            assert_eq!(h.o, "node-1#ab");
+            let back = signal_of(&h, body).unwrap();
+            assert_eq!(back.room, s.room);
+            assert_eq!(back.from, s.from);
+            assert_eq!(back.to, s.to);
+            assert_eq!(back.kind, kind);
+            assert_eq!(back.payload, s.payload);
+            assert_eq!((back.origin, back.audience), (s.origin, 4));
+        }
+    }
+
+    #[test]
+    fn a_batch_carries_its_messages_in_order() {
+        let msgs = vec![
+            b"{\"t\":\"s\"}\nab\ncd".to_vec(),
+            Vec::new(),
+            b"#x".to_vec(),
+        ];
+        let batch = encode_batch(&msgs);
+        let back: Vec<Vec<u8>> = split(&batch).into_iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(back, msgs);
+        assert_eq!(split(b"{\"t\":\"c\"}"), vec![&b"{\"t\":\"c\"}"[..]]);
+        // Truncated: what is whole is kept.
+        assert_eq!(split(&batch[..batch.len() - 1]).len(), 2);
+        assert!(split(b"#nonsense").is_empty());
+    }
+
+    #[test]
+    fn room_keys_share_one_hash_tag() {
+        let k = RoomKeys::new(&"room-1".into());
+        for key in [&k.meta, &k.members, &k.seq, &k.mbseq, &k.channel] {
+            assert!(key.starts_with("sb:{room-1}:"), "{key}");
+        }
+        assert_eq!(k.mailbox(&"A".into()), "sb:{room-1}:mb:A");
+        assert_eq!(code(7), "sb:{codes}:0007");
+        assert_eq!(room_channel(&"room-1".into()), k.channel);
+        assert_eq!(owner_of("n1#abc/42"), "n1#abc");
+    }
+
+    #[test]
+    fn a_join_event_as_the_script_writes_it_decodes() {
+        let wire = br#"{"t":"j","o":"n2#x","r":"room","q":5,"p":"bob","m":{"u":"n2#x/9","o":"n2#x","n":"Bob","h":false,"t":17,"d":1}}"#;
+        let (h, body) = decode(wire).unwrap();
+        assert!(body.is_empty());
+        assert_eq!((h.t.as_str(), h.q, h.p.as_deref()), ("j", 5, Some("bob")));
+        let m = h.m.unwrap();
+        assert_eq!(m.summary(&"bob".into()).name.as_deref(), Some("Bob"));
+        assert_eq!(m.o, "n2#x");
+    }
+}

@@ -1,0 +1,824 @@
+//! Cluster mode with real components: Debian's `redis-server` on a free loopback port, two or
+//! three `switchboard` processes (this package's binary) sharing it, real WebSocket clients
+//! of every dialect on different nodes, and the failures the issue names: kill -9 of a node,
+//! Redis stopped and restarted empty, a partition longer than the lease (through a loopback
+//! TCP proxy the test cuts), SIGTERM. Socket.io across nodes is in the Node test (the real
+//! socket.io-client); a browser pair across nodes is in the e2e suite.
+
+mod cluster_support;
+mod support;
+
+use std::time::Duration;
+
+use cluster_support::{Node, Proxy, Redis, http_quick};
+use serde_json::{Value, json};
+use support::{Client, http};
+use tokio::time::Instant;
+
+/// Connects an OctateCode peer to `node` and joins (creating when `create`) `room`.
+async fn octate(node: &Node, room: &str, user: &str, create: bool) -> Client {
+    let mut c = Client::connect(&node.signaling_url()).await;
+    c.send(json!({"type":"auth","userId":user,"roomId":room}))
+        .await;
+    c.recv_type("auth").await;
+    let kind = if create { "create-room" } else { "join-room" };
+    c.send(json!({"type":kind,"roomId":room})).await;
+    let r = c.recv().await;
+    assert!(
+        r["type"] == "room-created" || r["type"] == "room-joined",
+        "{user} on {}: {r}",
+        node.name
+    );
+    c
+}
+
+/// The next frame of `kind`, skipping others (bounded by the client's patience per frame
+/// and by `limit` frames).
+async fn next_of(c: &mut Client, kind: &str) -> Value {
+    for _ in 0..50 {
+        let v = c.recv().await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+    panic!("no {kind} within 50 frames");
+}
+
+fn peer_ids(room: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = room["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["userId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_different_nodes_share_rooms_in_every_dialect() {
+    let redis = Redis::start().await;
+    let cap = [("MAX_PEERS_PER_ROOM", "3")];
+    let n1 = Node::start("n1", &redis.url(), &cap).await;
+    let n2 = Node::start("n2", &redis.url(), &cap).await;
+    let n3 = Node::start("n3", &redis.url(), &cap).await;
+
+    // OctateCode: alice creates on n1, bob joins on n2 and sees her in his room-joined.
+    let mut alice = octate(&n1, "r1", "alice", true).await;
+    let mut bob = Client::connect(&n2.signaling_url()).await;
+    bob.send(json!({"type":"auth","userId":"bob","roomId":"r1"}))
+        .await;
+    bob.recv_type("auth").await;
+    bob.send(json!({"type":"join-room","roomId":"r1","data":{"userName":"Bob"}}))
+        .await;
+    let joined = bob.recv_type("room-joined").await;
+    assert_eq!(peer_ids(&joined["data"]["room"]), ["alice", "bob"]);
+    assert_eq!(joined["data"]["room"]["hostId"], "alice");
+    let host = &joined["data"]["room"]["peers"][0];
+    assert_eq!(
+        (host["userId"].clone(), host["isHost"].clone()),
+        (json!("alice"), json!(true))
+    );
+    let pj = alice.recv_type("peer-joined").await;
+    assert_eq!(pj["userId"], "bob");
+    assert_eq!(pj["data"]["peer"]["userName"], "Bob");
+
+    // Targeted both ways, byte for byte, and room-wide.
+    alice
+        .send(json!({"type":"sdp-offer","roomId":"r1","data":{"peer":"bob","offer":{"type":"offer","sdp":"v=0 a"}}}))
+        .await;
+    let got = bob.recv_type("sdp-offer").await;
+    assert_eq!(got["userId"], "alice");
+    assert_eq!(got["data"]["offer"]["sdp"], "v=0 a");
+    bob.send(json!({"type":"sdp-answer","roomId":"r1","targetUserId":"alice","data":{"answer":{"type":"answer","sdp":"v=0 b"}}}))
+        .await;
+    assert_eq!(
+        alice.recv_type("sdp-answer").await["data"]["answer"]["sdp"],
+        "v=0 b"
+    );
+    alice
+        .send(json!({"type":"presence","roomId":"r1","data":{"status":"here"}}))
+        .await;
+    assert_eq!(bob.recv_type("presence").await["data"]["status"], "here");
+
+    // A third peer through the third node; listings and detail are cluster-wide.
+    let mut carol = octate(&n3, "r1", "carol", false).await;
+    assert_eq!(alice.recv_type("peer-joined").await["userId"], "carol");
+    assert_eq!(bob.recv_type("peer-joined").await["userId"], "carol");
+    let (status, detail) = http("GET", n2.http, "/api/rooms/r1", None, &[]).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(peer_ids(&detail), ["alice", "bob", "carol"]);
+    let (_, list) = http("GET", n3.http, "/api/rooms", None, &[]).await;
+    assert!(
+        list["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["roomId"] == "r1"),
+        "{list}"
+    );
+    let (_, stats) = http("GET", n1.http, "/api/stats", None, &[]).await;
+    assert_eq!(stats["server"]["backplane"], "redis");
+    assert!(
+        stats["server"]["totalConnections"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
+    let (_, info) = http("GET", n1.http, "/api/info", None, &[]).await;
+    assert_eq!(info["node"], "n1");
+    let (_, metrics) = support::http_raw("GET", n2.http, "/metrics", None, &[]).await;
+    assert!(
+        metrics.contains("switchboard_node{node=\"n2\",backplane=\"redis\"} 1"),
+        "{metrics}"
+    );
+
+    // Capacity (3) and peer-id uniqueness hold cluster-wide.
+    let mut dave = Client::connect(&n2.signaling_url()).await;
+    dave.send(json!({"type":"auth","userId":"dave","roomId":"r1"}))
+        .await;
+    dave.recv_type("auth").await;
+    dave.send(json!({"type":"join-room","roomId":"r1"})).await;
+    assert_eq!(dave.recv_type("error").await["data"]["code"], "room_full");
+    let mut alice2 = Client::connect(&n3.signaling_url()).await;
+    alice2
+        .send(json!({"type":"auth","userId":"alice","roomId":"r2"}))
+        .await;
+    alice2.recv_type("auth").await;
+    alice2
+        .send(json!({"type":"create-room","roomId":"r2"}))
+        .await;
+    alice2.recv_type("room-created").await;
+    let mut alice3 = Client::connect(&n1.signaling_url()).await;
+    alice3
+        .send(json!({"type":"auth","userId":"alice","roomId":"r2"}))
+        .await;
+    alice3.recv_type("auth").await;
+    alice3.send(json!({"type":"join-room","roomId":"r2"})).await;
+    assert_eq!(
+        alice3.recv_type("error").await["data"]["code"],
+        "peer_id_taken"
+    );
+
+    // Leaving is heard on the other nodes.
+    carol.send(json!({"type":"leave-room","roomId":"r1"})).await;
+    assert_eq!(alice.recv_type("peer-left").await["userId"], "carol");
+    assert_eq!(bob.recv_type("peer-left").await["userId"], "carol");
+
+    // DELETE through another node closes the room for members on every node.
+    let (status, _) = http("DELETE", n3.http, "/api/rooms/r1", None, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        next_of(&mut alice, "room-closed").await["data"]["reason"],
+        "deleted"
+    );
+    assert_eq!(
+        next_of(&mut bob, "room-closed").await["data"]["reason"],
+        "deleted"
+    );
+    let (status, _) = http("GET", n1.http, "/api/rooms/r1", None, &[]).await;
+    assert_eq!(status, 404);
+
+    // Rendezvous across nodes, and OctateCode ⇄ rendezvous across nodes.
+    let mut ra = Client::connect(&format!("ws://{}/ws?room=code1", n1.http)).await;
+    ra.send(json!({"type":"join","peerId":"ra"})).await;
+    assert_eq!(ra.recv_type("ready").await["peers"], json!([]));
+    let mut rb = Client::connect(&format!("ws://{}/ws?room=code1", n2.http)).await;
+    rb.send(json!({"type":"join","peerId":"rb"})).await;
+    assert_eq!(
+        rb.recv_type("ready").await["peers"],
+        json!([{"peerId":"ra"}])
+    );
+    assert_eq!(ra.recv_type("peer-joined").await["peerId"], "rb");
+    rb.send(json!({"type":"signal","to":"ra","data":{"type":"offer","sdp":"x"}}))
+        .await;
+    let s = ra.recv_type("signal").await;
+    assert_eq!(
+        (s["from"].clone(), s["data"]["sdp"].clone()),
+        (json!("rb"), json!("x"))
+    );
+    // Two is the rendezvous room's capacity, wherever the third comes from.
+    let mut rc = Client::connect(&format!("ws://{}/ws?room=code1", n3.http)).await;
+    rc.send(json!({"type":"join","peerId":"rc"})).await;
+    assert_eq!(rc.recv_type("error").await["code"], "room_full");
+
+    // nt across nodes: sides are unique cluster-wide; signals and the mailbox cross.
+    let app = "5b0e8f2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    let mut side_a = Client::connect(&format!("ws://{}/ws?appID={app}&side=A", n1.http)).await;
+    let mut side_b = Client::connect(&format!("ws://{}/ws?appID={app}&side=B", n2.http)).await;
+    assert_eq!(side_b.recv_text().await, "{\"type\":\"room_full\"}\n");
+    assert_eq!(side_a.recv_text().await, "{\"type\":\"room_full\"}\n");
+    let mut busy = Client::connect(&format!("ws://{}/ws?appID={app}&side=A", n3.http)).await;
+    assert_eq!(busy.recv_close().await, Some((1008, "side A busy".into())));
+    side_a.send_text(r#"{"type":"offer","sdp":"v=0 nt"}"#).await;
+    assert_eq!(
+        side_b.recv_text().await,
+        r#"{"type":"offer","sdp":"v=0 nt"}"#
+    );
+    side_a
+        .send(json!({"type":"send","to":"B","payload":{"n":1}}))
+        .await;
+    let item: Value = serde_json::from_str(side_b.recv_text().await.trim()).unwrap();
+    assert_eq!(item, json!({"payload":{"n":1},"seq":0,"type":"send"}));
+    side_b.send(json!({"type":"hello","deliveredUpTo":0})).await;
+    let again: Value = serde_json::from_str(side_b.recv_text().await.trim()).unwrap();
+    assert_eq!(again["seq"], 0, "replayed from Redis");
+
+    // y-webrtc across nodes: a publish reaches the other node's subscriber with the
+    // cluster-wide audience.
+    let mut y1 = Client::connect(&format!("ws://{}/y-webrtc", n1.http)).await;
+    let mut y2 = Client::connect(&format!("ws://{}/y-webrtc", n3.http)).await;
+    for y in [&mut y1, &mut y2] {
+        y.send(json!({"type":"subscribe","topics":["doc"]})).await;
+        y.send(json!({"type":"ping"})).await;
+        y.recv_type("pong").await;
+    }
+    y1.send(json!({"type":"publish","topic":"doc","data":{"hello":1}}))
+        .await;
+    let p = y2.recv_type("publish").await;
+    assert_eq!(
+        (p["data"]["hello"].clone(), p["clients"].clone()),
+        (json!(1), json!(2))
+    );
+
+    // Rendezvous codes: issued on one node, redeemed once on another.
+    let (status, issued) = http("POST", n1.http, "/rendezvous/code", Some(&json!({})), &[]).await;
+    assert_eq!(status, 200, "{issued}");
+    let code = issued["code"].as_str().unwrap().to_owned();
+    let body = json!({"code": code});
+    let (status, redeemed) = http("POST", n2.http, "/rendezvous/redeem", Some(&body), &[]).await;
+    assert_eq!(status, 200, "{redeemed}");
+    assert_eq!(redeemed["appID"], issued["appID"]);
+    let (status, _) = http("POST", n3.http, "/rendezvous/redeem", Some(&body), &[]).await;
+    assert_eq!(status, 410);
+}
+
+/// The sequence numbers in the next `n` signal frames `c` receives.
+async fn seqs(c: &mut Client, n: usize) -> Vec<usize> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let t = c.recv_text().await;
+        assert!(!t.contains("\"error\""), "error frame: {t}");
+        if let Some(at) = t.find("seq ") {
+            let d: String = t[at + 4..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            got.push(d.parse().unwrap());
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senders_signals_arrive_in_order_across_nodes() {
+    const N: usize = 2000;
+    let redis = Redis::start().await;
+    let env = [("OUTBOX_CAPACITY", "8192")];
+    let n1 = Node::start("o1", &redis.url(), &env).await;
+    let n2 = Node::start("o2", &redis.url(), &env).await;
+    let mut alice = octate(&n1, "ord", "alice", true).await;
+    let mut bob = octate(&n2, "ord", "bob", false).await;
+    alice.recv_type("peer-joined").await;
+    // Targeted and room-wide signals interleaved: two channels, one order.
+    let recv = tokio::spawn(async move { (seqs(&mut bob, N).await, bob) });
+    for n in 0..N {
+        let frame = if n % 3 == 0 {
+            json!({"type":"presence","roomId":"ord","data":{"s":format!("seq {n}")}})
+        } else {
+            json!({"type":"ice-candidate","roomId":"ord","data":{"peer":"bob","candidate":{"candidate":format!("seq {n}")}}})
+        };
+        alice.send(frame).await;
+    }
+    let (got, _bob) = recv.await.unwrap();
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "octate → octate across nodes"
+    );
+
+    // Rendezvous → nt across nodes (cross-dialect, targeted by side).
+    let app = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+    let mut side_a = Client::connect(&format!("ws://{}/ws?appID={app}&side=A", n1.http)).await;
+    let mut rv = Client::connect(&format!("ws://{}/ws?room={app}", n2.http)).await;
+    rv.send(json!({"type":"join","peerId":"B"})).await;
+    rv.recv_type("ready").await;
+    assert!(side_a.recv_text().await.contains("room_full"));
+    let recv = tokio::spawn(async move { (seqs(&mut side_a, N).await, side_a) });
+    for n in 0..N {
+        rv.send(json!({"type":"signal","to":"A","data":{"candidate":format!("seq {n}")}}))
+            .await;
+    }
+    let (got, _a) = recv.await.unwrap();
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "rendezvous → nt across nodes"
+    );
+}
+
+/// Waits until `c` has seen `peer-left` for each of `ids` (any order); returns when.
+async fn wait_left(c: &mut Client, ids: &[&str], within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut missing: Vec<&str> = ids.to_vec();
+    while !missing.is_empty() {
+        let left = within
+            .checked_sub(start.elapsed())
+            .expect("peer-left in time");
+        let v: Value = tokio::time::timeout(left, c.recv())
+            .await
+            .unwrap_or_else(|_| panic!("peer-left for {missing:?} within {within:?}"));
+        if v["type"] == "peer-left" {
+            missing.retain(|m| v["userId"] != *m);
+        }
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_peers_leave_every_room_within_five_seconds() {
+    let redis = Redis::start().await;
+    // The default lease, as deployed.
+    let lease = [("CLUSTER_LEASE", "3s")];
+    let n1 = Node::start("k1", &redis.url(), &lease).await;
+    let n2 = Node::start("k2", &redis.url(), &lease).await;
+    let mut n3 = Node::start("k3", &redis.url(), &lease).await;
+    let mut a = octate(&n1, "kr", "a", true).await;
+    let mut b = octate(&n2, "kr", "b", false).await;
+    let _c = octate(&n3, "kr", "c", false).await;
+    let _d = octate(&n3, "kr", "d", false).await;
+    for who in ["b", "c", "d"] {
+        assert_eq!(a.recv_type("peer-joined").await["userId"], who);
+    }
+    let started = Instant::now();
+    n3.kill9().await;
+    let ta = wait_left(&mut a, &["c", "d"], Duration::from_secs(5)).await;
+    let tb = wait_left(&mut b, &["c", "d"], Duration::from_secs(5))
+        .await
+        .max(ta);
+    eprintln!("kill -9: peer-left after {:?}", started.elapsed().max(tb));
+    // Nothing of them remains in the listings.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, room) = http("GET", n2.http, "/api/rooms/kr", None, &[]).await;
+        if peer_ids(&room) == ["a", "b"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dead node's peers still listed: {room}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The survivors still talk across nodes.
+    a.send(json!({"type":"sdp-offer","roomId":"kr","data":{"peer":"b","offer":{"sdp":"after"}}}))
+        .await;
+    assert_eq!(
+        b.recv_type("sdp-offer").await["data"]["offer"]["sdp"],
+        "after"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_local_rooms_refuses_cross_node_signals_and_converges() {
+    let mut redis = Redis::start().await;
+    let n1 = Node::start("s1", &redis.url(), &[]).await;
+    let n2 = Node::start("s2", &redis.url(), &[]).await;
+    let mut a1 = octate(&n1, "rr", "a1", true).await;
+    let mut a2 = octate(&n1, "rr", "a2", false).await;
+    let mut b1 = octate(&n2, "rr", "b1", false).await;
+    assert_eq!(a1.recv_type("peer-joined").await["userId"], "a2");
+    assert_eq!(a1.recv_type("peer-joined").await["userId"], "b1");
+    assert_eq!(a2.recv_type("peer-joined").await["userId"], "b1");
+
+    // An nt pair and a rendezvous pair across the two nodes, for their dialects' errors.
+    let app = "3c2b1a09-8f7e-4d6c-9b5a-493827160504";
+    let mut side_a = Client::connect(&format!("ws://{}/ws?appID={app}&side=A", n1.http)).await;
+    let mut side_b = Client::connect(&format!("ws://{}/ws?appID={app}&side=B", n2.http)).await;
+    assert!(side_a.recv_text().await.contains("room_full"));
+    assert!(side_b.recv_text().await.contains("room_full"));
+    let mut ra = Client::connect(&format!("ws://{}/ws?room=rz", n1.http)).await;
+    ra.send(json!({"type":"join","peerId":"ra"})).await;
+    ra.recv_type("ready").await;
+    let mut rb = Client::connect(&format!("ws://{}/ws?room=rz", n2.http)).await;
+    rb.send(json!({"type":"join","peerId":"rb"})).await;
+    rb.recv_type("ready").await;
+    ra.recv_type("peer-joined").await;
+
+    redis.stop().await;
+    n1.wait_ready(false).await;
+    n2.wait_ready(false).await;
+    let down = Instant::now();
+    // For ten seconds: peers on one node keep signaling; a cross-node signal is an error.
+    let mut rounds = 0;
+    while down.elapsed() < Duration::from_secs(10) {
+        a1.send(json!({"type":"ice-candidate","roomId":"rr","data":{"peer":"a2","candidate":{"n":rounds}}}))
+            .await;
+        assert_eq!(
+            a2.recv_type("ice-candidate").await["data"]["candidate"]["n"],
+            rounds
+        );
+        a1.send(json!({"type":"ice-candidate","roomId":"rr","data":{"peer":"b1","candidate":{"n":rounds}}}))
+            .await;
+        let e = a1.recv_type("error").await;
+        assert_eq!(e["data"]["code"], "unavailable", "{e}");
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, _) = http_quick(n1.http, "/readyz").await;
+    assert_eq!(status, 503);
+    // Every dialect says so: nt's error frame, rendezvous' error code.
+    side_a.send_text(r#"{"type":"offer","sdp":"during"}"#).await;
+    assert_eq!(side_a.recv_text().await, "{\"type\":\"error\"}\n");
+    ra.send(json!({"type":"signal","to":"rb","data":{"n":1}}))
+        .await;
+    assert_eq!(ra.recv_type("error").await["code"], "unavailable");
+
+    redis.restart().await;
+    let back = Instant::now();
+    n1.wait_ready(true).await;
+    n2.wait_ready(true).await;
+    // Cross-node signaling works again within 5 s of Redis returning.
+    loop {
+        a1.send(json!({"type":"ice-candidate","roomId":"rr","data":{"peer":"b1","candidate":{"n":"back"}}}))
+            .await;
+        let v = a1.recv_timeout_or_none(Duration::from_millis(300)).await;
+        match v {
+            Some(e) if e["type"] == "error" => {}
+            _ => break,
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "cross-node signaling not back in 5 s"
+        );
+    }
+    assert_eq!(
+        next_of(&mut b1, "ice-candidate").await["data"]["candidate"]["n"],
+        "back"
+    );
+    eprintln!(
+        "redis restart: cross-node signaling back after {:?}",
+        back.elapsed()
+    );
+    // Membership is rebuilt: the room lists all three again.
+    loop {
+        let (_, room) = http("GET", n2.http, "/api/rooms/rr", None, &[]).await;
+        if room["peers"].is_array() && peer_ids(&room) == ["a1", "a2", "b1"] {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "membership not rebuilt: {room}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The other dialects' pairs work across nodes again too.
+    side_a.send_text(r#"{"type":"offer","sdp":"after"}"#).await;
+    assert_eq!(
+        side_b.recv_text().await,
+        r#"{"type":"offer","sdp":"after"}"#
+    );
+    ra.send(json!({"type":"signal","to":"rb","data":{"n":2}}))
+        .await;
+    assert_eq!(rb.recv_type("signal").await["data"]["n"], 2);
+    // Nobody saw a duplicate join (or a leave) through the outage.
+    for c in [&mut a1, &mut a2, &mut b1, &mut ra, &mut rb] {
+        c.expect_no_membership_event(Duration::from_millis(3000))
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_past_its_lease_closes_its_peers_who_reconnect_elsewhere() {
+    let redis = Redis::start().await;
+    let proxy = Proxy::start(redis.addr()).await;
+    let n1 = Node::start("p1", &redis.url(), &[]).await;
+    let n2 = Node::start("p2", &proxy.url(), &[]).await;
+    let mut a = octate(&n1, "pr", "a", true).await;
+    let mut b = octate(&n2, "pr", "b", false).await;
+    assert_eq!(a.recv_type("peer-joined").await["userId"], "b");
+
+    let cut = Instant::now();
+    proxy.cut();
+    // The lease (2 s) lapses: the survivor removes b.
+    let t = wait_left(&mut a, &["b"], Duration::from_secs(6)).await;
+    eprintln!("partition: the survivor's peers heard peer-left after {t:?}");
+    assert!(
+        cut.elapsed() > Duration::from_secs(2),
+        "not before the lease"
+    );
+    proxy.heal();
+    // b's node finds its lease gone: b is closed with a reason.
+    let closed = b.recv_close_within(Duration::from_secs(10)).await;
+    assert_eq!(
+        closed,
+        Some((1001, "node lost contact with the cluster: reconnect".into()))
+    );
+    eprintln!(
+        "partition: the cut-off node closed its peers {:?} after the cut",
+        cut.elapsed()
+    );
+    // b reconnects through the other node and is back in the room with a.
+    let mut b2 = octate(&n1, "pr", "b", false).await;
+    assert_eq!(next_of(&mut a, "peer-joined").await["userId"], "b");
+    b2.send(json!({"type":"sdp-offer","roomId":"pr","data":{"peer":"a","offer":{"sdp":"again"}}}))
+        .await;
+    assert_eq!(
+        a.recv_type("sdp-offer").await["data"]["offer"]["sdp"],
+        "again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_with_a_reconnect_hint_and_others_hear_within_a_second() {
+    const ROOMS: usize = 10;
+    const PER_ROOM: usize = 10;
+    let redis = Redis::start().await;
+    let n1 = Node::start("t1", &redis.url(), &[]).await;
+    let mut n2 = Node::start("t2", &redis.url(), &[]).await;
+    // Ten rooms, each with an observer on t1 and ten peers on t2.
+    let mut observers = Vec::new();
+    let mut leaving = Vec::new();
+    for r in 0..ROOMS {
+        let room = format!("tr{r}");
+        let mut o = octate(&n1, &room, "o", true).await;
+        for p in 0..PER_ROOM {
+            leaving.push(octate(&n2, &room, &format!("p{p}"), false).await);
+            o.recv_type("peer-joined").await;
+        }
+        observers.push(o);
+    }
+    let started = Instant::now();
+    let term = tokio::spawn(async move { (n2.term().await, n2) });
+    // Every room hears every one of its t2 peers left within a second of the signal.
+    let ids: Vec<String> = (0..PER_ROOM).map(|p| format!("p{p}")).collect();
+    let mut waits = Vec::new();
+    for mut o in observers {
+        let ids = ids.clone();
+        waits.push(tokio::spawn(async move {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            wait_left(&mut o, &refs, Duration::from_secs(1)).await;
+            o
+        }));
+    }
+    let mut observers = Vec::new();
+    for w in waits {
+        observers.push(w.await.unwrap());
+    }
+    eprintln!(
+        "SIGTERM: {} peers in {ROOMS} rooms heard leaving after {:?}",
+        ROOMS * PER_ROOM,
+        started.elapsed()
+    );
+    // Each of them got close 1001 with the reconnect hint.
+    for c in &mut leaving {
+        let closed = c.recv_close_within(Duration::from_secs(5)).await;
+        assert_eq!(
+            closed,
+            Some((1001, "server shutting down: reconnect".into()))
+        );
+    }
+    let (status, _n2) = term.await.unwrap();
+    assert!(status.is_some_and(|s| s.success()), "exit 0 after SIGTERM");
+    // Listings forget them at once.
+    let (_, room) = http("GET", n1.http, "/api/rooms/tr0", None, &[]).await;
+    assert_eq!(peer_ids(&room), ["o"]);
+}
+
+trait ClientExt {
+    async fn recv_timeout_or_none(&mut self, d: Duration) -> Option<Value>;
+    async fn recv_close_within(&mut self, d: Duration) -> Option<(u16, String)>;
+    async fn expect_no_membership_event(&mut self, d: Duration);
+}
+
+impl ClientExt for Client {
+    async fn recv_timeout_or_none(&mut self, d: Duration) -> Option<Value> {
+        tokio::time::timeout(d, self.recv()).await.ok()
+    }
+
+    async fn recv_close_within(&mut self, d: Duration) -> Option<(u16, String)> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("a close in time");
+            match tokio::time::timeout(left, self.inner().next()).await {
+                Err(_) => panic!("no close within {d:?}"),
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    return f.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => return None,
+            }
+        }
+    }
+
+    async fn expect_no_membership_event(&mut self, d: Duration) {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = Instant::now() + d;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match tokio::time::timeout(left, self.inner().next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    assert!(
+                        !t.contains("\"peer-joined\"") && !t.contains("\"peer-left\""),
+                        "unexpected membership event: {t}"
+                    );
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_joins_on_three_nodes_respect_capacity_and_identity_atomically() {
+    let redis = Redis::start().await;
+    let env = [("MAX_PEERS_PER_ROOM", "3")];
+    let nodes = [
+        Node::start("c1", &redis.url(), &env).await,
+        Node::start("c2", &redis.url(), &env).await,
+        Node::start("c3", &redis.url(), &env).await,
+    ];
+    let _host = octate(&nodes[0], "cap", "host", true).await;
+    // Twelve joiners, four per node, all at once: exactly two get in.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let url = nodes[i % 3].signaling_url();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await;
+            let user = format!("u{i}");
+            c.send(json!({"type":"auth","userId":user,"roomId":"cap"}))
+                .await;
+            c.recv_type("auth").await;
+            c.send(json!({"type":"join-room","roomId":"cap"})).await;
+            let v = next_of_any(&mut c, &["room-joined", "error"]).await;
+            (v, c)
+        }));
+    }
+    let mut joined = 0;
+    let mut full = 0;
+    let mut keep = Vec::new();
+    for t in tasks {
+        let (v, c) = t.await.unwrap();
+        match v["type"].as_str() {
+            Some("room-joined") => joined += 1,
+            _ if v["data"]["code"] == "room_full" => full += 1,
+            _ => panic!("unexpected: {v}"),
+        }
+        keep.push(c);
+    }
+    assert_eq!((joined, full), (2, 10), "capacity 3 with the host");
+    // The same user id from two nodes at once: one wins.
+    let mut tasks = Vec::new();
+    for n in &nodes[1..] {
+        let url = n.signaling_url();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await;
+            c.send(json!({"type":"auth","userId":"same","roomId":"ids"}))
+                .await;
+            c.recv_type("auth").await;
+            c.send(json!({"type":"create-room","roomId":"ids"})).await;
+            let first = c.recv().await;
+            if first["type"] == "error" && first["data"]["code"] == "room_exists" {
+                c.send(json!({"type":"join-room","roomId":"ids"})).await;
+                return (c.recv().await, c);
+            }
+            (first, c)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        let (v, c) = t.await.unwrap();
+        outcomes.push(v);
+        keep.push(c);
+    }
+    let winners = outcomes
+        .iter()
+        .filter(|v| v["type"] == "room-created" || v["type"] == "room-joined")
+        .count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|v| v["data"]["code"] == "peer_id_taken"),
+        "{outcomes:?}"
+    );
+}
+
+/// The next frame whose type is one of `kinds`.
+async fn next_of_any(c: &mut Client, kinds: &[&str]) -> Value {
+    for _ in 0..50 {
+        let v = c.recv().await;
+        if kinds.iter().any(|k| v["type"] == *k) {
+            return v;
+        }
+    }
+    panic!("none of {kinds:?} within 50 frames");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_on_another_node_is_closed_and_holds_nobody_up() {
+    let redis = Redis::start().await;
+    let env = [("OUTBOX_CAPACITY", "16")];
+    let n1 = Node::start("w1", &redis.url(), &env).await;
+    let n2 = Node::start("w2", &redis.url(), &env).await;
+    let mut sender = octate(&n1, "slow", "sender", true).await;
+    // A client on n2 that joins and then never reads again.
+    let _stuck = octate(&n2, "slow", "stuck", false).await;
+    sender.recv_type("peer-joined").await;
+    // A healthy pair across the same two nodes.
+    let mut a = octate(&n1, "fine", "a", true).await;
+    let mut b = octate(&n2, "fine", "b", false).await;
+    a.recv_type("peer-joined").await;
+    let big = "x".repeat(60_000);
+    let flood = tokio::spawn(async move {
+        for n in 0..400 {
+            sender
+                .send(json!({"type":"presence","roomId":"slow","data":{"n":n,"pad":big}}))
+                .await;
+        }
+        sender
+    });
+    // Meanwhile the healthy pair's signals keep arriving promptly.
+    for n in 0..50 {
+        a.send(
+            json!({"type":"ice-candidate","roomId":"fine","data":{"peer":"b","candidate":{"n":n}}}),
+        )
+        .await;
+        let v = tokio::time::timeout(Duration::from_secs(2), next_of(&mut b, "ice-candidate"))
+            .await
+            .expect("the healthy pair is not held up");
+        assert_eq!(v["data"]["candidate"]["n"], n);
+    }
+    let mut sender = flood.await.unwrap();
+    // The stuck client's node closed it as a slow consumer; its room heard it left.
+    assert_eq!(next_of(&mut sender, "peer-left").await["userId"], "stuck");
+}
+
+/// A room's access follows its creator across nodes: a room a token holder made on one node
+/// admits token holders only on every node, and in production a token holder cannot enter
+/// an anonymous room through another node either (issue 14, in cluster mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_room_made_on_one_node_is_closed_to_anonymous_peers_on_another() {
+    let redis = Redis::start().await;
+    let env = [
+        ("NODE_ENV", "production"),
+        ("AUTH_SECRET", "a-production-secret-of-some-length"),
+        ("ADMIN_API_KEY", "admin-key"),
+        ("REQUIRE_TOKEN", "octate"),
+    ];
+    let n1 = Node::start("n1", &redis.url(), &env).await;
+    let n2 = Node::start("n2", &redis.url(), &env).await;
+    let token = |node: &Node, user: &str, room: &str| {
+        let (api, user, room) = (node.http, user.to_owned(), room.to_owned());
+        async move {
+            let (status, body) = http(
+                "POST",
+                api,
+                "/api/auth/token",
+                Some(&json!({"userId": user, "roomId": room})),
+                &[("authorization", "Bearer admin-key")],
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let room = "5e1f2e3d-4c5b-4a69-8877-665544332211";
+    let ta = token(&n1, "alice", room).await;
+    let mut alice = Client::connect(&n1.signaling_url()).await;
+    alice
+        .send(json!({"type":"auth","userId":"alice","roomId":room,"data":{"token":ta}}))
+        .await;
+    alice.recv_type("auth").await;
+    alice
+        .send(json!({"type":"create-room","roomId":room}))
+        .await;
+    alice.recv_type("room-created").await;
+
+    // Anonymous rendezvous peer on the other node: refused, and alice hears nothing.
+    let mut dave = Client::connect(&format!("ws://{}/ws?room={room}", n2.http)).await;
+    dave.send(json!({"type":"join","peerId":"dave"})).await;
+    assert_eq!(dave.recv_type("error").await["code"], "token_required");
+    alice.expect_silence(Duration::from_millis(200)).await;
+    // With a token for the room, on the other node: in, as the token's user.
+    let td = token(&n2, "dave", room).await;
+    let mut dave = Client::connect(&format!("ws://{}/ws?room={room}&token={td}", n2.http)).await;
+    dave.send(json!({"type":"join"})).await;
+    assert_eq!(dave.recv_type("ready").await["selfId"], "dave");
+    assert_eq!(alice.recv_type("peer-joined").await["userId"], "dave");
+
+    // An anonymous rendezvous room on n1; a token holder on n2 is kept out of it.
+    let mut anon = Client::connect(&format!("ws://{}/ws?room=open-room", n1.http)).await;
+    anon.send(json!({"type":"join","peerId":"x"})).await;
+    anon.recv_type("ready").await;
+    let tc = token(&n2, "carol", "open-room").await;
+    let mut carol =
+        Client::connect(&format!("ws://{}/ws?room=open-room&token={tc}", n2.http)).await;
+    carol.send(json!({"type":"join"})).await;
+    assert_eq!(carol.recv_type("error").await["code"], "room_not_secured");
+    anon.expect_silence(Duration::from_millis(200)).await;
+}
