@@ -336,10 +336,10 @@ async fn a_malformed_origin_is_refused() {
 }
 
 /// Finding 5: only OctateCode senders were told about a signal that could not be delivered.
-/// Rendezvous and y-webrtc senders get an `error` frame naming `undelivered` too, and
-/// Socket.io senders an `error` event (nt has no error frames, see docs/PROTOCOL.md).
+/// Rendezvous and y-webrtc senders get an `error` frame naming `undelivered` too, Socket.io
+/// senders an `error` event, and nt senders the dialect's one error frame.
 #[tokio::test]
-async fn every_dialect_with_an_error_message_tells_the_sender_of_an_undelivered_signal() {
+async fn every_dialect_tells_the_sender_of_an_undelivered_signal() {
     let s = TestServer::with(Config {
         max_messages_per_second: 0,
         ..test_config()

@@ -319,10 +319,13 @@ impl Codec for Nt {
         }
         match e {
             // nt clients parse no error frames; the shared limit replies get an empty one, and
-            // so does a signal that could not reach the other side's node (cluster mode):
-            // never a silent drop.
+            // so does a signal that was not delivered (the other side could not take it, the
+            // server is busy, or its node could not be reached in cluster mode): never a
+            // silent drop.
             CommandError::FrameTooLarge { .. }
             | CommandError::RateLimited
+            | CommandError::Undelivered(_)
+            | CommandError::ServerBusy
             | CommandError::Unavailable(_) => {
                 Out::Frame(Bytes::from_static(b"{\"type\":\"error\"}\n"))
             }
