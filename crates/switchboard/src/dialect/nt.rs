@@ -23,7 +23,9 @@
 //!   `nt_session_established_total{mode}` (plus `nt_session_time_to_first_flow_seconds`,
 //!   from both sides present), `{"event":"ice-failed","reason"?}` in
 //!   `nt_session_failed_total{reason}`. Everything else, malformed JSON included, is ignored.
-//!   The server never sends errors, `peer-joined` or `peer-left` in this dialect.
+//!   The server never sends `peer-joined` or `peer-left` in this dialect, and one error
+//!   frame only, `{"type":"error"}\n`: for a message too large or over the rate limit, and
+//!   for a signal a connected recipient could not take (never a silent drop).
 //! - Signals from other dialects in the same room arrive as `{"type":"offer","sdp":…}`,
 //!   `{"type":"answer","sdp":…}` and `{"type":"ice","cand":…}`; other kinds are not shown.
 
