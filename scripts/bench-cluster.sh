@@ -33,7 +33,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_node NAME [REDIS_URL]: a node on core 0; sets SIG_<NAME> and PID_<NAME>.
 start_node() {
   local name=$1 redis=${2:-}
-  env HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 SOCKETIO_PORT=0 MAX_MESSAGES_PER_SECOND=0 \
+  env HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 SOCKETIO_PORT=0 MAX_MESSAGES_PER_SECOND=0 MAX_CONNECTIONS_PER_IP=0 \
       HTTP_REQUESTS_PER_SECOND=0 ROOM_CREATIONS_PER_MINUTE=0 MAX_ROOMS=0 \
       MEMORY_CRITICAL_THRESHOLD=4096 MEMORY_WARNING_THRESHOLD=4096 LOG_LEVEL=warn \
       ${redis:+REDIS_URL=$redis} NODE_ID="$name" \

@@ -122,8 +122,9 @@ pub struct Config {
     /// HTTP requests per second per client IP on every port (burst of twice that), 0 = unlimited.
     #[arg(long, env = "HTTP_REQUESTS_PER_SECOND", default_value_t = 50)]
     pub http_requests_per_second: u32,
-    /// Concurrent WebSocket and Socket.io connections per client IP, 0 = unlimited.
-    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    /// Concurrent WebSocket and Socket.io connections per client IP (a NAT or a proxy that
+    /// is not in TRUSTED_PROXIES counts as one client), 0 = unlimited.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
     pub max_connections_per_ip: usize,
     /// Concurrent WebSocket and Socket.io connections in total: auto (the descriptor limit
     /// less a tenth kept for HTTP requests and probes), a number, or 0 = unlimited.

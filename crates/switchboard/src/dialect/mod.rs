@@ -52,6 +52,10 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// Policy violation (auth, limits, protocol misuse).
     pub const POLICY: u16 = 1008;
+    /// A frame that breaks the WebSocket protocol (RFC 6455 section 7.4.1).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// Message too big.
     pub const TOO_BIG: u16 = 1009;
     /// Try again later (overloaded).

@@ -40,7 +40,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use self::budget::Busy;
-use self::watch::Watched;
+use self::watch::{ConnectionKill, Kill, Watched};
 use crate::state::AppState;
 
 /// How long a plain HTTP connection may take to finish its request at shutdown.
@@ -105,11 +105,18 @@ fn admit(app: &AppState, tcp: TcpStream, remote: SocketAddr, router: &Router) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     let (id, tracked) = app.http_connections.insert();
-    let io = TokioIo::new(Watched::new(tcp, app.config.message_timeout.get()));
+    let kill = Arc::new(Kill::default());
+    let io = TokioIo::new(Watched::new(
+        tcp,
+        app.config.message_timeout.get(),
+        Arc::clone(&kill),
+    ));
     let router = router.clone();
     let service_tracked = Arc::clone(&tracked);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(remote));
+        req.extensions_mut()
+            .insert(ConnectionKill(Arc::clone(&kill)));
         let busy = Busy::new(&service_tracked);
         let router = router.clone();
         async move {

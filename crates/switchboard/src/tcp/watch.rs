@@ -19,6 +19,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -153,6 +156,39 @@ impl FrameWatch {
     }
 }
 
+/// Ends a connection from outside its reader and writer: the next read or write fails.
+/// Every request carries its connection's ([`ConnectionKill`]), so that a transport the
+/// server does not drive itself (Socket.io's, inside socketioxide) can still be closed when
+/// the server has dismissed its client.
+#[derive(Debug, Default)]
+pub struct Kill {
+    killed: AtomicBool,
+    reader: AtomicWaker,
+}
+
+impl Kill {
+    /// Ends the connection: its pending read wakes and fails, and so does any write.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.reader.wake();
+    }
+
+    fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+}
+
+/// The request extension that gives a handler its connection's [`Kill`].
+#[derive(Debug, Clone)]
+pub struct ConnectionKill(pub Arc<Kill>);
+
+fn killed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection dismissed by the server",
+    )
+}
+
 /// Where a connection is.
 #[derive(Debug)]
 enum Phase {
@@ -166,6 +202,7 @@ enum Phase {
 #[derive(Debug)]
 pub struct Watched {
     io: TcpStream,
+    kill: Arc<Kill>,
     phase: Phase,
     timeout: Duration,
     /// Armed while a message is unfinished; boxed so an idle connection carries 8 bytes.
@@ -173,10 +210,12 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// Watches `io`; a message unfinished for `timeout` fails the stream (zero: never).
-    pub fn new(io: TcpStream, timeout: Duration) -> Self {
+    /// Watches `io`; a message unfinished for `timeout` fails the stream (zero: never);
+    /// `kill` ends it.
+    pub fn new(io: TcpStream, timeout: Duration, kill: Arc<Kill>) -> Self {
         Self {
             io,
+            kill,
             phase: Phase::Http,
             timeout,
             deadline: None,
@@ -200,6 +239,9 @@ impl AsyncRead for Watched {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.kill.is_killed() {
+            return Poll::Ready(Err(killed()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -214,13 +256,19 @@ impl AsyncRead for Watched {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => match &mut this.deadline {
-                Some(d) => {
-                    ready!(d.as_mut().poll(cx));
-                    Poll::Ready(Err(unfinished_message()))
+            Poll::Pending => {
+                this.kill.reader.register(cx.waker());
+                if this.kill.is_killed() {
+                    return Poll::Ready(Err(killed()));
                 }
-                None => Poll::Pending,
-            },
+                match &mut this.deadline {
+                    Some(d) => {
+                        ready!(d.as_mut().poll(cx));
+                        Poll::Ready(Err(unfinished_message()))
+                    }
+                    None => Poll::Pending,
+                }
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
     }
@@ -232,6 +280,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.kill.is_killed() {
+            return Poll::Ready(Err(killed()));
+        }
         self.saw_write(buf);
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
@@ -241,6 +292,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.kill.is_killed() {
+            return Poll::Ready(Err(killed()));
+        }
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
             self.saw_write(first);
         }

@@ -34,6 +34,7 @@ use crate::dialect::socketio::{self as codec, EVENTS, Emit, NAME, TAG};
 use crate::metrics::DialectLabel;
 use crate::rate::{MessageLimit, Verdict};
 use crate::state::AppState;
+use crate::tcp::watch::ConnectionKill;
 
 /// Events received but not yet handled, per socket. The socket's task handles them in
 /// microseconds; a client that gets this far ahead is flooding and is disconnected.
@@ -43,6 +44,8 @@ const INBOUND_CAPACITY: usize = 1024;
 /// on top of its outbox. A polling client takes at most this many per poll (1,000 events
 /// arrive in ~250 ms on loopback, against ~70 ms with 128).
 const ENGINE_QUEUE: usize = 16;
+/// How long a dismissed socket's last packets get before its transport is closed.
+const DISMISS_GRACE: Duration = Duration::from_millis(200);
 /// How soon a socket whose Engine.IO channel was full is tried again.
 const EMIT_RETRY: Duration = Duration::from_millis(2);
 
@@ -103,6 +106,9 @@ pub fn layer(app: AppState) -> SocketIoLayer {
         .max_buffer_size(ENGINE_QUEUE)
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
+        // An Engine.IO session that does not connect to the namespace in time is closed
+        // (socketioxide's default is 45 s).
+        .connect_timeout(app.config.auth_timeout.get())
         .build_layer();
     // Everything a socket needs is set up in a connect *middleware*: socketioxide awaits
     // middlewares before it sends the CONNECT packet, but spawns the connect handler after
@@ -271,6 +277,7 @@ async fn run(
                     out.push(("error".into(), json!({ "message": "No room joined in time" })));
                     out.flush();
                     let _ = s.clone().disconnect();
+                    session.handle().close(CloseReason::Shutdown);
                     break;
                 }
                 join_deadline = None;
@@ -319,6 +326,8 @@ async fn run(
         }
     }
     session.leave_all();
+    // Whether the server ended the session (anything but the client's own disconnect).
+    let dismissed = s.connected() || session.handle().is_closing();
     if s.connected() {
         let reason = session
             .handle()
@@ -340,7 +349,27 @@ async fn run(
             }
         }
     }
+    if dismissed {
+        close_transport(&s).await;
+    }
     active.dec();
+}
+
+/// Closes a dismissed socket's WebSocket transport, once its last packets (the `error` and
+/// the namespace disconnect) have had a moment to go out: socketioxide leaves the Engine.IO
+/// session open after a namespace disconnect, and a client that ignores the disconnect
+/// would otherwise keep its connection for as long as it answers pings. (A polling session
+/// holds no connection between requests and ends at its ping timeout.)
+async fn close_transport(s: &SocketRef) {
+    if s.transport_type() != socketioxide::TransportType::Websocket {
+        return;
+    }
+    let Some(ConnectionKill(kill)) = s.req_parts().extensions.get::<ConnectionKill>().cloned()
+    else {
+        return;
+    };
+    tokio::time::sleep(DISMISS_GRACE).await;
+    kill.kill();
 }
 
 /// One event from the client: rate limit, decode, apply, answer. False when the socket is
@@ -365,6 +394,7 @@ async fn on_event(
             app.metrics.limit("rate");
             session.leave_all();
             let _ = out.s.clone().disconnect();
+            session.handle().close(CloseReason::Shutdown);
             return false;
         }
     }

@@ -277,6 +277,21 @@ impl<C: Codec> Connection<C> {
                     self.app.metrics.limit("message_timeout");
                     return Read::Done(Step::close(close::POLICY, "message not finished in time"));
                 }
+                // A client that breaks the protocol is told why, as RFC 6455 asks.
+                if let Some(tokio_tungstenite::tungstenite::Error::Protocol(p)) = ws_error {
+                    self.app.metrics.error("protocol_error");
+                    // A close reason is at most 123 bytes.
+                    let mut reason = format!("protocol error: {p}");
+                    reason.truncate(reason.floor_char_boundary(120));
+                    return Read::Done(Step::close(close::PROTOCOL_ERROR, reason));
+                }
+                if let Some(tokio_tungstenite::tungstenite::Error::Utf8(_)) = ws_error {
+                    self.app.metrics.error("invalid_utf8");
+                    return Read::Done(Step::close(
+                        close::INVALID_DATA,
+                        "text message is not UTF-8",
+                    ));
+                }
                 return Read::Done(Step::Gone);
             }
         };

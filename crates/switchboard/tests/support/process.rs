@@ -47,7 +47,8 @@ impl Process {
             .env("LOG_LEVEL", "error")
             .env("HTTP_REQUESTS_PER_SECOND", "0")
             .env("ROOM_CREATIONS_PER_MINUTE", "0")
-            .env("MAX_MESSAGES_PER_SECOND", "0");
+            .env("MAX_MESSAGES_PER_SECOND", "0")
+            .env("MAX_CONNECTIONS_PER_IP", "0");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -175,11 +176,26 @@ impl RawWs {
     /// Upgrades `path` on `addr` from the loopback address `from`; the status line's code
     /// and the socket (after the response head).
     pub async fn open(from: std::net::IpAddr, addr: SocketAddr, path: &str) -> (u16, Self) {
+        Self::open_with(from, addr, path, &[]).await
+    }
+
+    /// [`open`](Self::open) with extra header lines.
+    pub async fn open_with(
+        from: std::net::IpAddr,
+        addr: SocketAddr,
+        path: &str,
+        extra: &[&str],
+    ) -> (u16, Self) {
         let mut tcp = tcp_from(from, addr).await;
-        let req = format!(
+        let mut req = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         );
+        for h in extra {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
         tcp.write_all(req.as_bytes()).await.unwrap();
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
