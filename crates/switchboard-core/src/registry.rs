@@ -777,14 +777,26 @@ impl MembershipService for Registry {
 }
 
 impl Shared {
+    /// The registry's state. A panic while the lock was held may have left rooms, members
+    /// and the peer index half-updated (a member in a room but not in the index, a seat
+    /// whose epoch no longer matches): rather than serve wrong membership to every peer,
+    /// the process aborts, loudly, and is restarted by its supervisor.
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // matters more than losing every room, so recover the guard rather than poisoning
-        // the whole server.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        match self.state.lock() {
+            Ok(guard) => guard,
+            Err(_) => poisoned(),
+        }
     }
+}
+
+/// Aborts after a panic inside the registry's critical section.
+#[cold]
+fn poisoned() -> ! {
+    eprintln!(
+        "switchboard: the room registry's lock was poisoned by a panic while it was held; \
+         its state can no longer be trusted: aborting"
+    );
+    std::process::abort()
 }
 
 impl SeatOwner for Shared {
@@ -946,5 +958,53 @@ impl Member {
             last_heartbeat_ms: self.last_heartbeat_ms,
             dialect: self.handle.dialect(),
         }
+    }
+}
+
+#[cfg(test)]
+impl Registry {
+    /// Runs `f` while holding the registry's lock (the test that poisons it).
+    fn with_lock_held(&self, f: impl FnOnce()) {
+        let _guard = self.lock();
+        f();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process the test below starts.
+    const CHILD: &str = "SWITCHBOARD_POISON_CHILD";
+
+    /// A panic inside the registry's critical section poisons its lock; the next use of
+    /// the registry aborts the process rather than serving half-updated rooms. Run in a
+    /// child process (this test's own binary), whose death by SIGABRT is the result.
+    #[test]
+    fn a_poisoned_registry_aborts_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            let reg = Registry::new(Limits::default());
+            let held = reg.clone();
+            let _ = std::thread::spawn(move || {
+                held.with_lock_held(|| panic!("a bug inside the critical section"));
+            })
+            .join();
+            let _ = reg.stats_now();
+            // Not reached: the line above aborts.
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "registry::tests::a_poisoned_registry_aborts_the_process",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(6), "{:?}", out.status);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("lock was poisoned"), "{stderr}");
     }
 }

@@ -21,10 +21,22 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
+    switchboard::metrics::count_panics();
     // Every peer is a socket: lift the soft descriptor limit to the hard one.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+    if config.print_config {
+        let budget = switchboard::tcp::Budget::current();
+        for (name, value) in config.effective(budget.sockets) {
+            println!("{name}={value}");
+        }
+        println!(
+            "# descriptor limit {}: {} connections, {} of them WebSocket/Socket.io by default",
+            budget.descriptors, budget.connections, budget.sockets
+        );
+        return ExitCode::SUCCESS;
     }
     // One worker per core the process may use (`taskset`, affinity masks): more workers
     // than cores only adds context switches to every relayed message.

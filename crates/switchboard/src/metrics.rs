@@ -258,9 +258,36 @@ pub struct Metrics {
     pub ws_rtt: Histogram,
     /// Peers closed because their outbox was full.
     pub slow_consumers: Counter,
+    /// Panics in connection tasks (and anywhere else), from [`PANICS`] at scrape time.
+    pub panics: Counter,
     /// 1, labelled with this node's name and backplane (so a cluster's series can be told
     /// apart and joined by node).
     pub node: Family<NodeLabels, Gauge>,
+}
+
+/// Panics since the process started, counted by the panic hook ([`count_panics`]).
+pub static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Installs a panic hook that logs the panic with its location (as an error, in the
+/// configured log format), counts it in [`PANICS`], and then runs the default hook. Tokio
+/// catches the panic at the task's edge: one connection ends, the process goes on.
+pub fn count_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, %message, "panic");
+        default(info);
+    }));
 }
 
 impl std::fmt::Debug for Metrics {
@@ -362,6 +389,7 @@ impl Metrics {
             relay_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             ws_rtt: rtt_histogram(),
             slow_consumers: Counter::default(),
+            panics: Counter::default(),
             node: Family::default(),
         };
         r.register(
@@ -407,6 +435,11 @@ impl Metrics {
             "slow_consumers",
             "Peers closed because their outbox was full",
             m.slow_consumers.clone(),
+        );
+        r.register(
+            "panics",
+            "Panics caught (each ended one connection's task, not the process)",
+            m.panics.clone(),
         );
         r.register(
             "node",

@@ -404,3 +404,55 @@ async fn memory_goes_back_after_many_connections_close() {
         server.rss() / MB
     );
 }
+
+/// Issue 15: a panic in one connection's task ends that connection only. The debug build
+/// knows a message that panics its task on purpose; sent over a WebSocket dialect and over
+/// Socket.io, it costs those two connections (their rooms hear them leave) and nothing
+/// else: the process serves on, the bystanders signal, the panics are counted and logged.
+#[tokio::test]
+async fn a_panic_in_one_connection_ends_that_connection_only() {
+    let server = Process::start(&[], None);
+    let mut bystanders = Bystanders::meet(&server.signaling_url(), "calm").await;
+    // An OctateCode peer in a room with a witness, then its task panics.
+    let mut witness = Client::connect(&server.signaling_url()).await;
+    witness
+        .send(json!({"type":"auth","userId":"witness","roomId":"doomed"}))
+        .await;
+    witness.recv_type("auth").await;
+    witness
+        .send(json!({"type":"create-room","roomId":"doomed"}))
+        .await;
+    witness.recv_type("room-created").await;
+    let mut victim = Client::connect(&server.signaling_url()).await;
+    victim
+        .send(json!({"type":"auth","userId":"victim","roomId":"doomed"}))
+        .await;
+    victim.recv_type("auth").await;
+    victim
+        .send(json!({"type":"join-room","roomId":"doomed"}))
+        .await;
+    victim.recv_type("room-joined").await;
+    witness.recv_type("peer-joined").await;
+    victim.send_text("__switchboard_test_panic__").await;
+    assert_eq!(witness.recv_type("peer-left").await["userId"], "victim");
+    // And a Socket.io socket.
+    let mut sio = SioClient::connect(server.socketio, None).await;
+    sio.emit("offer", &[json!("__switchboard_test_panic__")])
+        .await;
+    // The process is still there and serving.
+    bystanders.still_signal().await;
+    let (status, _) = http("GET", server.http, "/api/health", None, &[]).await;
+    assert_eq!(status, 200);
+    let mut counted = false;
+    for _ in 0..50 {
+        let (_, text) = http_raw("GET", server.http, "/metrics", None, &[]).await;
+        if series_or(&text, "switchboard_panics_total") == Some(2.0) {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(counted, "two panics counted");
+    witness.send(json!({"type":"ping"})).await;
+    witness.recv_type("heartbeat").await;
+}

@@ -289,3 +289,46 @@ fn help_lists_every_setting_with_its_env_name() {
         );
     }
 }
+
+#[test]
+fn print_config_shows_every_effective_limit_with_secrets_masked() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--print-config")
+        .env("AUTH_SECRET", "a-very-secret-value-of-length")
+        .env("ADMIN_API_KEY", "the-admin-key")
+        .env("NODE_ENV", "production")
+        .env("MESSAGE_TIMEOUT", "7s")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "MESSAGE_TIMEOUT=7s",
+        "REQUEST_HEADER_TIMEOUT=10s",
+        "OUTBOX_MAX_BYTES=1m",
+        "AUTH_SECRET=(set)",
+        "ADMIN_API_KEY=(set)",
+        "REQUIRE_TOKEN=auto (octate,socketio,rendezvous,nt,ywebrtc)",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing in:\n{text}"
+        );
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("MAX_CONNECTIONS=auto (")),
+        "{text}"
+    );
+    assert!(!text.contains("a-very-secret-value") && !text.contains("the-admin-key"));
+    // Every setting the README documents is there.
+    for var in [
+        "PORT",
+        "MAX_FRAME_BYTES",
+        "BUFFERED_BYTES_MAX",
+        "AUTH_TIMEOUT",
+        "REDIS_URL",
+    ] {
+        assert!(text.contains(&format!("\n{var}=")), "{var}");
+    }
+}

@@ -422,3 +422,33 @@ async fn every_dialect_tells_the_sender_of_an_undelivered_signal() {
     drop(s2);
     s.stop().await;
 }
+
+/// `/api/info` shows every effective limit and deadline to the admin, and to no one else
+/// in production.
+#[tokio::test]
+async fn the_effective_limits_are_shown_to_the_admin_only() {
+    let s = TestServer::with(production("auto")).await;
+    let (status, info) = http("GET", s.http, "/api/info", None, &[]).await;
+    assert_eq!(status, 200);
+    assert!(info["limits"].is_null(), "{info}");
+    let (_, info) = http(
+        "GET",
+        s.http,
+        "/api/info",
+        None,
+        &[("authorization", "Bearer admin-key")],
+    )
+    .await;
+    let limits = &info["limits"];
+    assert_eq!(limits["MESSAGE_TIMEOUT"], "10s");
+    assert_eq!(limits["MAX_CONNECTIONS_PER_IP"], "1000");
+    assert_eq!(limits["AUTH_SECRET"], "(set)");
+    assert!(
+        limits["MAX_CONNECTIONS"]
+            .as_str()
+            .unwrap()
+            .starts_with("auto ("),
+        "{limits}"
+    );
+    s.stop().await;
+}

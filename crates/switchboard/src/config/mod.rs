@@ -26,7 +26,7 @@ pub use self::values::{Cidrs, Count, DIALECTS, Dialects, List, Size, Span};
 pub const DEFAULT_AUTH_SECRET: &str = "dev-secret-change-in-production";
 
 /// The validated configuration. Every field is a flag and an environment variable.
-#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[derive(Debug, Clone, PartialEq, Eq, Parser, serde::Serialize)]
 #[command(
     name = "switchboard",
     version,
@@ -38,6 +38,11 @@ pub const DEFAULT_AUTH_SECRET: &str = "dev-secret-change-in-production";
                   Durations take ms/s/m/h/d (a bare number is milliseconds); sizes take k/m/g."
 )]
 pub struct Config {
+    /// Print every setting's effective value (secrets masked), one `NAME=value` per line,
+    /// and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub host: IpAddr,
@@ -264,6 +269,19 @@ macro_rules! display_value_enum {
     )*};
 }
 display_value_enum!(NodeEnv, LogFormat);
+
+/// Settings serialise as they are written in the environment (`30s`, `1m`, `auto`), for
+/// [`Config::effective`].
+macro_rules! serialize_as_written {
+    ($($ty:ty),*) => {$(
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+serialize_as_written!(NodeEnv, LogFormat, Span, Size, List, Cidrs, Dialects, Count);
 
 impl Default for Config {
     /// The embedded defaults: the parse of an empty command line with no environment.
@@ -537,6 +555,53 @@ impl Config {
         } else {
             Err(ConfigError(p))
         }
+    }
+
+    /// Every setting as the server runs with it, in `--help` order: its environment name
+    /// and value, secrets masked (`(set)` / `unset`), and what `auto` resolves to
+    /// (`max_connections`: the connection limit the descriptor budget gives). For
+    /// `--print-config` and `/api/info` (admin).
+    pub fn effective(&self, max_connections: usize) -> Vec<(String, String)> {
+        let values = serde_json::to_value(self).unwrap_or_default();
+        let mut out = Vec::new();
+        for arg in Self::command().get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+                continue;
+            };
+            let v = &values[arg.get_id().as_str()];
+            let shown = match v {
+                serde_json::Value::Null => "unset".to_owned(),
+                _ if arg.is_hide_env_values_set() => "(set)".to_owned(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let shown = match env {
+                "MAX_CONNECTIONS" if self.max_connections == Count::Auto => {
+                    format!("auto ({max_connections})")
+                }
+                "REQUIRE_TOKEN" if self.require_token == Dialects::Auto => {
+                    let on: Vec<&str> = DIALECTS
+                        .iter()
+                        .copied()
+                        .filter(|d| self.requires_token(d))
+                        .collect();
+                    let on = if on.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        on.join(",")
+                    };
+                    format!("auto ({on})")
+                }
+                "BUFFERED_BYTES_MAX"
+                    if self.buffered_bytes_cap() < self.buffered_bytes_max.get() =>
+                {
+                    format!("{shown} (capped at {})", Size(self.buffered_bytes_cap()))
+                }
+                _ => shown,
+            };
+            out.push((env.to_owned(), shown));
+        }
+        out
     }
 
     /// Whether connections of `dialect` must present a token (`REQUIRE_TOKEN`).

@@ -161,8 +161,18 @@ async fn stats(State(app): State<AppState>, admin: Admin) -> Result<Json<Value>,
     })))
 }
 
-async fn info(State(app): State<AppState>) -> Json<Value> {
+async fn info(State(app): State<AppState>, admin: Admin) -> Json<Value> {
+    // The effective limits and deadlines, for the admin (everyone in development).
+    let limits = admin.granted().then(|| {
+        let max = app.admission.max_connections();
+        app.config
+            .effective(max)
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<serde_json::Map<String, Value>>()
+    });
     Json(json!({
+        "limits": limits,
         "name": NAME,
         "version": VERSION,
         "node": app.node_id,
@@ -191,6 +201,7 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
             "WS /ws?appID=UUID&side=A|B (deployed nt-backend-wrtc)",
             "POST /rendezvous/code, POST /rendezvous/redeem",
             "WS /y-webrtc (y-webrtc signaling)",
+            "GET /sdk/switchboard.js, GET /demo/ (DEMO=on)",
         ],
     }))
 }

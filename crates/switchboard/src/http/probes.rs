@@ -52,6 +52,10 @@ async fn metrics(State(app): State<AppState>, admin: Admin) -> Response {
     let s = app.registry.stats_now();
     let m = &app.metrics;
     m.rooms_active.set(s.rooms as i64);
+    m.panics.inner().store(
+        crate::metrics::PANICS.load(std::sync::atomic::Ordering::Relaxed),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     m.peers_active.set(s.peers as i64);
     // Seed 004's gauges count its own protocol: peers connected through `/ws` (both forms)
     // and the rooms holding them.

@@ -252,8 +252,7 @@ async fn run(
     }
     let label = DialectLabel { dialect: NAME };
     app.metrics.connections.get_or_create(&label).inc();
-    let active = app.metrics.connections_active.get_or_create(&label).clone();
-    active.inc();
+    let _open = super::Open::new(app.metrics.connections_active.get_or_create(&label).clone());
     let mut rate = MessageLimit::new(app.config.max_messages_per_second);
     let mut out = Emitter::new(s.clone());
     let shutdown = app.shutdown.token().cancelled();
@@ -352,7 +351,6 @@ async fn run(
     if dismissed {
         close_transport(&s).await;
     }
-    active.dec();
 }
 
 /// Closes a dismissed socket's WebSocket transport, once its last packets (the `error` and
@@ -399,6 +397,11 @@ async fn on_event(
         }
     }
     app.metrics.message(NAME, event);
+    #[cfg(debug_assertions)]
+    assert!(
+        args.first().and_then(Value::as_str).map(str::as_bytes) != Some(super::TEST_PANIC),
+        "a test asked this socket's task to panic"
+    );
     let result = match codec::decode(event, args) {
         Ok(cmd) => session.apply(app, cmd).outcome().await,
         Err(e) => Err(e),

@@ -151,7 +151,7 @@ pub fn drive<C: Codec>(
         last_seen: Instant::now(),
     };
     async move {
-        active.inc();
+        let _open = super::Open::new(active);
         tracing::debug!(conn = %c.conn, dialect = C::NAME, "connection open");
         let ping_every = c.codec.ping_interval(&c.app.config);
         let jitter = rand::rng().random_range(0..=ping_every.as_millis() as u64 / 2);
@@ -216,7 +216,6 @@ pub fn drive<C: Codec>(
             Step::Continue | Step::Gone => None,
         };
         Box::pin(c.finish(end)).await;
-        active.dec();
         // The connection's slot (per-IP and total counts) is released last.
         drop(slot);
         tracing::debug!(conn = %c.conn, "connection closed");
@@ -309,6 +308,11 @@ impl<C: Codec> Connection<C> {
             }
             Message::Close(_) => return Read::Done(Step::ClientClosed),
         };
+        #[cfg(debug_assertions)]
+        assert!(
+            data != super::TEST_PANIC,
+            "a test asked this connection's task to panic"
+        );
         self.bytes_in.inc_by(data.len() as u64);
         self.codec
             .observe(&self.app.metrics, Observation::FrameIn(data.len()));
