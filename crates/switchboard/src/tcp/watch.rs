@@ -13,8 +13,17 @@
 //! The switch from HTTP to WebSocket is seen on the way out: the first write that begins
 //! with `HTTP/1.1 101` is the handshake's answer, and every byte read after it is a frame
 //! (RFC 6455 forbids a client to send frames before it has that answer).
+//!
+//! Reads are also coalesced here. The WebSocket reader asks for small reads
+//! (`WS_READ_BUFFER`, 512 bytes, so that an idle connection keeps a small buffer), which
+//! would cost a `recv` per half-kilobyte under load. [`Watched`] instead takes up to
+//! [`COALESCE`] bytes per `recv` into a buffer on the stack, hands the reader what it asked
+//! for, and keeps the rest ([`Spill`]) for the next reads, freeing it as soon as it is used
+//! up: a busy connection makes one system call per batch of frames, an idle one holds no
+//! extra buffer.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -189,6 +198,16 @@ fn killed() -> io::Error {
     )
 }
 
+/// The most read from the socket per `recv` when the reader asks for less.
+pub const COALESCE: usize = 16 << 10;
+
+/// Bytes read from the socket and not yet handed to the reader.
+#[derive(Debug)]
+struct Spill {
+    data: Box<[u8]>,
+    pos: usize,
+}
+
 /// Where a connection is.
 #[derive(Debug)]
 enum Phase {
@@ -207,6 +226,8 @@ pub struct Watched {
     timeout: Duration,
     /// Armed while a message is unfinished; boxed so an idle connection carries 8 bytes.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Read ahead, while the reader takes it; `None` (8 bytes) once used up.
+    spill: Option<Box<Spill>>,
 }
 
 impl Watched {
@@ -219,7 +240,42 @@ impl Watched {
             phase: Phase::Http,
             timeout,
             deadline: None,
+            spill: None,
         }
+    }
+
+    /// Follows the bytes just handed to the reader and arms or clears the deadline.
+    fn delivered(&mut self, bytes: &[u8]) {
+        if let Phase::WebSocket(watch) = &mut self.phase {
+            watch.feed(bytes);
+            if !watch.in_message() {
+                self.deadline = None;
+            } else if self.deadline.is_none() {
+                let at = Instant::now() + self.timeout;
+                self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+            }
+        }
+    }
+
+    /// Reads from the socket into `buf`, up to [`COALESCE`] bytes at once, keeping what
+    /// does not fit.
+    fn poll_socket(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() >= COALESCE {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let mut stack = [MaybeUninit::<u8>::uninit(); COALESCE];
+        let mut ahead = ReadBuf::uninit(&mut stack);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut ahead))?;
+        let got = ahead.filled();
+        let n = got.len().min(buf.remaining());
+        buf.put_slice(&got[..n]);
+        if got.len() > n {
+            self.spill = Some(Box::new(Spill {
+                data: got[n..].into(),
+                pos: 0,
+            }));
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn saw_write(&mut self, first: &[u8]) {
@@ -243,17 +299,22 @@ impl AsyncRead for Watched {
             return Poll::Ready(Err(killed()));
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
+        if let Some(spill) = &mut this.spill {
+            let n = (spill.data.len() - spill.pos).min(buf.remaining());
+            buf.put_slice(&spill.data[spill.pos..spill.pos + n]);
+            spill.pos += n;
+            if spill.pos == spill.data.len() {
+                this.spill = None;
+            }
+            this.delivered(&buf.filled()[before..]);
+            return Poll::Ready(Ok(()));
+        }
+        match this.poll_socket(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if let Phase::WebSocket(watch) = &mut this.phase {
-                    watch.feed(&buf.filled()[before..]);
-                    if !watch.in_message() {
-                        this.deadline = None;
-                    } else if this.deadline.is_none() {
-                        let at = Instant::now() + this.timeout;
-                        this.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
-                    }
-                }
+                let end = buf.filled().len();
+                // `delivered` borrows self mutably: look at the bytes through the buffer.
+                let bytes = &buf.filled()[before..end];
+                this.delivered(bytes);
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
