@@ -99,6 +99,9 @@ impl Authenticator {
         hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        // A token minted elsewhere may say when it becomes valid (RFC 7519 §4.1.5);
+        // jsonwebtoken ignores `nbf` unless asked. Found by fuzzing (fuzz/fuzz_targets/token.rs).
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
@@ -290,6 +293,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.verify(&t), Err(TokenError::Expired));
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/token.rs): `nbf` was not checked.
+    #[test]
+    fn a_token_not_yet_valid_is_refused() {
+        #[derive(Serialize)]
+        struct WithNbf<'a> {
+            sub: &'a str,
+            room: &'a str,
+            exp: u64,
+            nbf: u64,
+        }
+        let a = auth();
+        let sign = |nbf| {
+            let claims = WithNbf {
+                sub: "alice",
+                room: "r1",
+                exp: now_secs() + 3600,
+                nbf,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"test-secret"),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            a.verify(&sign(now_secs() + 600)),
+            Err(TokenError::Malformed)
+        );
+        assert!(a.verify(&sign(now_secs())).is_ok());
     }
 
     #[test]
