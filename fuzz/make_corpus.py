@@ -257,3 +257,28 @@ write("config", {
     "help": args("--help"),
     "values": args("10800000", "250ms", "1g", "99999999999999999999g", "a,,b", "::ffff:127.0.0.1/128"),
 })
+
+# --- the config target's dictionary (fuzz/config.dict) -------------------------------------
+# Every flag of Config (its fields, as clap spells them) and the value forms the settings
+# take. The config campaign runs without comparison tracing (FUZZING.md); this stands in.
+import re  # noqa: E402
+
+src = open(os.path.join(os.path.dirname(ROOT), "..", "crates", "switchboard", "src", "config", "mod.rs")).read()
+body = src[src.index("pub struct Config {"):src.index("/// `NODE_ENV`.")]
+fields = re.findall(r"^\s+pub (\w+):", body, re.M)
+words = []
+for f in fields:
+    flag = "--" + f.replace("_", "-")
+    words += [flag, flag + "="]
+words += ["=", "0", "1", "65535", "70000", "-1", "18446744073709551615", "18446744073709551616",
+          "ms", "s", "m", "h", "d", "y", "w", "us", "ns", "years", "months", "1h 30m", "250ms",
+          "k", "K", "g", "G", ",", "/", ":", "::", "::1", "127.0.0.1", "10.0.0.0/8", "/128", "/33",
+          "::ffff:", "production", "prod", "development", "dev", "test", "auto", "text", "plain",
+          "json", "on", "off", "true", "false", "yes", "no", "stun:", "stuns:", "turn:", "turns:",
+          "http://", "https://", "/metrics", "/api", "/api/", "/socket.io", "/demo", "/sdk",
+          "/healthz", "//", ".", "_", "--help", "--version", "-h", "-V", "--", "info", "debug", "trace"]
+with open(os.path.join(os.path.dirname(ROOT), "config.dict"), "w") as f:
+    f.write("# libFuzzer dictionary for the config target, written by fuzz/make_corpus.py.\n")
+    for w in words:
+        f.write('"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"\n')
+    f.write('"\\x00"\n')

@@ -4,7 +4,8 @@
 #   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
 #      esbuild build; the Yjs provider's unit tests with real Yjs docs;
 #   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny;
-#   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients);
+#   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients),
+#      and every fuzz target for a few seconds (fuzz/smoke.sh; FUZZING.md);
 #   5. the Node test with the real socket.io-client;
 #   6. the headless-Chromium end-to-end suites (WebRTC through every dialect, TURN via coturn;
 #      the SDK, the Yjs provider and the /demo/ editor), inside a network namespace that has
@@ -86,6 +87,12 @@ cargo build --workspace --bins
 CURRENT="Rust tests"
 step "$CURRENT"
 cargo test --workspace
+
+if [ -x fuzz/smoke.sh ]; then
+  CURRENT="fuzz targets, a few seconds each (cargo-fuzz; FUZZING.md)"
+  step "$CURRENT"
+  fuzz/smoke.sh
+fi
 
 if [ -f tests-node/package.json ]; then
   CURRENT="Node tests (socket.io-client)"
