@@ -3,7 +3,7 @@
 //!
 //! A target fails (libFuzzer reports a crash) on a panic anywhere in the server's code, and
 //! on a broken invariant checked here:
-//! - every frame a JSON dialect renders is valid JSON (one object), whatever the input;
+//! - every frame a JSON dialect renders is UTF-8 and one JSON value, whatever the input;
 //! - a signal relayed within its own dialect keeps the sender's bytes exactly;
 //! - an error frame or event echoes at most a bounded part of what the client sent
 //!   ([`MAX_ERROR_FRAME`]);
