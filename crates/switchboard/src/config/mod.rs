@@ -445,6 +445,12 @@ impl Config {
                 self.socketio_port
             ),
         );
+        // tower-http panics on `*` in a list of origins: the server died building its
+        // routers. Found by fuzzing (fuzz/fuzz_targets/config.rs).
+        rule(
+            self.cors_origins.iter().any(|o| o == "*"),
+            "CORS_ORIGINS: \"*\" is not an origin; leave CORS_ORIGINS empty to allow any".into(),
+        );
         // The key comes back as `Authorization: Bearer <key>`, read as visible ASCII and
         // trimmed: a key no header can carry would lock the admin API. Found by fuzzing
         // (fuzz/fuzz_targets/config.rs).
@@ -756,6 +762,21 @@ mod tests {
         assert!(
             checked >= 30,
             "only {checked} settings found in README tables"
+        );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): `CORS_ORIGINS=*` (or `*` among
+    /// origins) was accepted, and building the routers panicked.
+    #[test]
+    fn a_wildcard_among_the_cors_origins_is_refused() {
+        for bad in ["*", "https://a.example,*", " */"] {
+            let e = parse(&["--cors-origins", bad]).expect_err(bad);
+            assert!(e.to_string().contains("CORS_ORIGINS"), "{e}");
+        }
+        let c = parse(&["--cors-origins", "https://a.example/,https://b.example"]).unwrap();
+        assert_eq!(
+            c.cors_origins.as_slice(),
+            ["https://a.example", "https://b.example"]
         );
     }
 
