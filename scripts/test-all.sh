@@ -6,8 +6,9 @@
 #      esbuild build; the Yjs provider's unit tests with real Yjs docs;
 #   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny;
 #   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients;
-#      cluster mode with real redis-server and switchboard processes), and the cluster
-#      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx);
+#      cluster mode with real redis-server and switchboard processes), the cluster
+#      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx),
+#      and every fuzz target for a few seconds (fuzz/smoke.sh; FUZZING.md);
 #   5. the Node test with the real socket.io-client;
 #   6. the headless-Chromium end-to-end suites (WebRTC through every dialect, TURN via coturn;
 #      the SDK, the Yjs provider and the /demo/ editor), inside a network namespace that has
@@ -97,6 +98,12 @@ cargo test --workspace
 CURRENT="cluster smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx)"
 step "$CURRENT"
 SWITCHBOARD_BIN="$ROOT/target/debug/switchboard" timeout 300 scripts/cluster.sh --smoke
+
+if [ -x fuzz/smoke.sh ]; then
+  CURRENT="fuzz targets, a few seconds each (cargo-fuzz; FUZZING.md)"
+  step "$CURRENT"
+  fuzz/smoke.sh
+fi
 
 if [ -f tests-node/package.json ]; then
   CURRENT="Node tests (socket.io-client)"

@@ -514,6 +514,8 @@ mod tests {
         assert_eq!(keyless.admin(ME, Some("Bearer ")), Err(AdminError::Missing));
     }
 
+    /// `nbf` is also what the token fuzz target (fuzz/fuzz_targets/token.rs) checks against an
+    /// independent verifier.
     #[test]
     fn tokens_from_the_future_are_refused_beyond_the_leeway() {
         let a = auth();

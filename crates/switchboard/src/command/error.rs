@@ -91,7 +91,7 @@ pub enum CommandError {
     #[error("A connection may be in at most {0} rooms")]
     TooManyRoomsPerConnection(usize),
     /// Another connection holds this peer id in the room.
-    #[error("User {0} is already in this room on another connection")]
+    #[error("User {} is already in this room on another connection", truncate(.0.as_str()))]
     PeerIdTaken(PeerId),
     /// No room may be created now (memory, shutdown).
     #[error("Server is not accepting new rooms right now")]
@@ -232,5 +232,37 @@ impl From<RelayError> for CommandError {
 impl From<TokenError> for CommandError {
     fn from(e: TokenError) -> Self {
         Self::Token(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (fuzz/fuzz_targets/socketio.rs): `PeerIdTaken` echoed the whole id a
+    /// client joined with, so a 64 KiB `userId` came back in a 64 KiB `error`. Every refusal
+    /// that names something a client sent names at most 64 characters of it.
+    #[test]
+    fn refusals_name_at_most_64_characters_of_a_client_string() {
+        let long = "é".repeat(10_000);
+        for e in [
+            CommandError::PeerIdTaken(PeerId::new(&long)),
+            CommandError::PeerNotFound(PeerId::new(&long)),
+            CommandError::NotInRoom(Some(RoomId::new(&long))),
+            CommandError::Undelivered(vec![PeerId::new(&long); 2]),
+            CommandError::UnknownType(truncate(&long).to_owned()),
+        ] {
+            let text = e.to_string();
+            assert!(
+                text.chars().count() < 64 * 2 + 64,
+                "{}: {} chars",
+                e.code(),
+                text.len()
+            );
+        }
+        assert_eq!(
+            CommandError::PeerIdTaken(PeerId::new("bob")).to_string(),
+            "User bob is already in this room on another connection"
+        );
     }
 }

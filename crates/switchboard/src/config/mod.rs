@@ -534,6 +534,21 @@ impl Config {
                 self.socketio_port
             ),
         );
+        // tower-http panics on `*` in a list of origins: the server died building its
+        // routers. Found by fuzzing (fuzz/fuzz_targets/config.rs).
+        rule(
+            self.cors_origins.iter().any(|o| o == "*"),
+            "CORS_ORIGINS: \"*\" is not an origin; leave CORS_ORIGINS empty to allow any".into(),
+        );
+        // The key comes back as `Authorization: Bearer <key>`, read as visible ASCII and
+        // trimmed: a key no header can carry would lock the admin API. Found by fuzzing
+        // (fuzz/fuzz_targets/config.rs).
+        if let Some(key) = &self.admin_api_key {
+            rule(
+                !key.bytes().all(|b| (0x20..0x7f).contains(&b)) || key.trim() != key,
+                "ADMIN_API_KEY: must be printable ASCII without spaces at either end (it is sent in an Authorization header)".into(),
+            );
+        }
         if self.is_production() {
             rule(
                 self.auth_secret == DEFAULT_AUTH_SECRET || self.auth_secret.len() < 16,
@@ -897,6 +912,34 @@ mod tests {
             checked >= 30,
             "only {checked} settings found in README tables"
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): `CORS_ORIGINS=*` (or `*` among
+    /// origins) was accepted, and building the routers panicked.
+    #[test]
+    fn a_wildcard_among_the_cors_origins_is_refused() {
+        for bad in ["*", "https://a.example,*", " */"] {
+            let e = parse(&["--cors-origins", bad]).expect_err(bad);
+            assert!(e.to_string().contains("CORS_ORIGINS"), "{e}");
+        }
+        let c = parse(&["--cors-origins", "https://a.example/,https://b.example"]).unwrap();
+        assert_eq!(
+            c.cors_origins.as_slice(),
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): an admin key with a newline, a
+    /// non-ASCII character or a space at an end was accepted, and no request could ever
+    /// present it.
+    #[test]
+    fn the_admin_key_must_fit_an_authorization_header() {
+        for bad in ["line\nbreak", "clé", " padded", "padded "] {
+            let e = parse(&["--admin-api-key", bad]).expect_err(bad);
+            assert!(e.to_string().contains("ADMIN_API_KEY"), "{e}");
+        }
+        let c = parse(&["--admin-api-key", "a key-with_symbols!~"]).expect("printable");
+        assert_eq!(c.admin_api_key.as_deref(), Some("a key-with_symbols!~"));
     }
 
     #[test]

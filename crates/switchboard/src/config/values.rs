@@ -47,19 +47,30 @@ impl From<Span> for Duration {
     }
 }
 
+/// The longest duration a setting takes: 100 years (of 365.25 days, as `humantime` counts
+/// them). Longer ones overflowed where the server adds them to the clock: a token's expiry
+/// (`TOKEN_TTL`), a rendezvous code's expiry time (`ROOM_TTL`), a connection's deadlines
+/// (`PING_INTERVAL`, `AUTH_TIMEOUT`, `HEARTBEAT`). Found by fuzzing (fuzz/fuzz_targets/config.rs).
+pub const MAX_SPAN: Span = Span::secs(100 * 31_557_600);
+
 impl FromStr for Span {
     type Err = String;
     fn from_str(v: &str) -> Result<Self, String> {
         let v = v.trim();
-        if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-            return v
-                .parse::<u64>()
+        let span = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            v.parse::<u64>()
                 .map(Self::millis)
-                .map_err(|_| "number of milliseconds too large".to_owned());
+                .map_err(|_| "number of milliseconds too large".to_owned())?
+        } else {
+            humantime::parse_duration(v).map(Self).map_err(|_| {
+                "expected a duration such as 250ms, 30s, 5m, 3h or a number of milliseconds"
+                    .to_owned()
+            })?
+        };
+        if span > MAX_SPAN {
+            return Err(format!("at most {MAX_SPAN}"));
         }
-        humantime::parse_duration(v).map(Self).map_err(|_| {
-            "expected a duration such as 250ms, 30s, 5m, 3h or a number of milliseconds".to_owned()
-        })
+        Ok(span)
     }
 }
 
@@ -333,6 +344,21 @@ mod tests {
         assert!("5 fortnights".parse::<Span>().is_err());
         for s in ["3h", "250ms", "25s", "10m", "0s"] {
             assert_eq!(s.parse::<Span>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn spans_are_at_most_a_hundred_years() {
+        assert_eq!(MAX_SPAN.to_string(), "100years");
+        assert_eq!("100years".parse(), Ok(MAX_SPAN));
+        assert_eq!("3155760000000".parse(), Ok(MAX_SPAN));
+        for s in [
+            "101years",
+            "3155760000001",
+            "18446744073709551615",
+            "9000years",
+        ] {
+            assert_eq!(s.parse::<Span>(), Err("at most 100years".to_owned()), "{s}");
         }
     }
 

@@ -239,7 +239,12 @@ impl Codec for Nt {
     }
 
     fn decode(&mut self, frame: &Bytes, _binary: bool) -> Decoded {
-        // Text and binary frames are read alike.
+        // Text and binary frames are read alike. A binary frame must be UTF-8 JSON too: it
+        // is relayed as a text frame, and `Head` alone does not check the bytes of the
+        // fields it skips.
+        if std::str::from_utf8(frame).is_err() {
+            return Decoded::err(MALFORMED, CommandError::BadJson);
+        }
         let Ok(head) = serde_json::from_slice::<Head<'_>>(frame) else {
             return Decoded::err(MALFORMED, CommandError::BadJson);
         };
@@ -449,6 +454,21 @@ mod tests {
         assert!(matches!(d.command, Ok(Command::Ignore)));
         let d = c.decode(&Bytes::from_static(b"not json"), false);
         assert_eq!(d.command.unwrap_err(), CommandError::BadJson);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/nt.rs): a binary frame with invalid UTF-8 in a
+    /// field the decoder skips was relayed, and its recipients got `{"type":"error"}` in
+    /// its place (the transport never writes invalid UTF-8 in a text frame).
+    #[test]
+    fn a_frame_that_is_not_utf8_is_malformed_not_relayed() {
+        let mut c = codec();
+        for frame in [
+            &b"{\"type\":\"offer\",\"sdp\":\"v=0\xff\"}"[..],
+            &b"{\"type\":\"send\",\"to\":\"B\",\"payload\":\"\xc3\"}"[..],
+        ] {
+            let d = c.decode(&Bytes::copy_from_slice(frame), true);
+            assert_eq!(d.command.unwrap_err(), CommandError::BadJson, "{frame:?}");
+        }
     }
 
     #[test]

@@ -49,8 +49,9 @@ const DISMISS_GRACE: Duration = Duration::from_millis(200);
 /// How soon a socket whose Engine.IO channel was full is tried again.
 const EMIT_RETRY: Duration = Duration::from_millis(2);
 
-/// Every argument of an event, however many the client sent.
-struct Args(Vec<Value>);
+/// Every argument of an event, however many the client sent. Public so that the fuzz
+/// target (`fuzz/fuzz_targets/socketio.rs`) decodes arguments exactly as the handlers do.
+pub struct Args(pub Vec<Value>);
 
 impl<'de> Deserialize<'de> for Args {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
