@@ -40,7 +40,24 @@ exec timeout --kill-after=15 1200 unshare --net -- bash -c '
   ip link set lo up
   ip -br addr
   status=0
-  if [ -z "${E2E_SUITES:-}" ] || [[ ",$E2E_SUITES," == *,suite,* ]]; then node "$0/suite.mjs" || status=$?; fi
-  if [ -z "${E2E_SUITES:-}" ] || [[ ",$E2E_SUITES," == *,demo,* ]]; then node "$0/demo.mjs" || status=$?; fi
+  logs=$(mktemp -d)
+  # Each suite prints its scenarios as they run; a failing suite'\''s FAIL lines and summary
+  # are printed again at the very end, so that the tail of a long log names what failed.
+  for suite in suite demo; do
+    if [ -z "${E2E_SUITES:-}" ] || [[ ",$E2E_SUITES," == *,$suite,* ]]; then
+      node "$0/$suite.mjs" 2>&1 | tee "$logs/$suite.log"
+      rc=${PIPESTATUS[0]}
+      if [ "$rc" -ne 0 ]; then status=$rc; fi
+      echo "$rc" > "$logs/$suite.rc"
+    fi
+  done
+  for suite in suite demo; do
+    if [ -f "$logs/$suite.rc" ] && [ "$(cat "$logs/$suite.rc")" != 0 ]; then
+      echo
+      echo "== e2e/$suite.mjs FAILED (exit $(cat "$logs/$suite.rc")); its failures and summary again:"
+      grep -E "FAIL|^(passed|failed|skipped) |^e2e: " "$logs/$suite.log" | cut -c1-2000
+    fi
+  done
+  rm -rf "$logs"
   exit $status
 ' "$here"

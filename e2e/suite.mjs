@@ -119,10 +119,14 @@ async function pair(origin, dialect, base, extra = () => ({})) {
   const optsA = { dialect, room, me: 'alice', initiator: true, create: true, ...base, ...extra('alice') };
   const optsB = { dialect, room, me: 'bob', initiator: false, create: false, ...base, ...extra('bob') };
   const pa = evaluate(a, (o) => window.e2e.connect(o), optsA, 'connect (offerer)');
-  // A joins (and for OctateCode creates the room) before B.
-  await new Promise((r) => setTimeout(r, 500));
-  const pb = evaluate(b, (o) => window.e2e.connect(o), optsB, 'connect (answerer)');
   pa.catch(() => {}); // reported by Promise.all below, not as an unhandled rejection
+  // A has joined (and for OctateCode created the room) before B starts: wait for A's page to
+  // say so, or for A to fail.
+  await Promise.race([pa, evaluate(a, () => new Promise((resolve) => {
+    const check = () => (window.e2eJoined ? resolve(true) : setTimeout(check, 20));
+    check();
+  }), null, 'joined (offerer)')]);
+  const pb = evaluate(b, (o) => window.e2e.connect(o), optsB, 'connect (answerer)');
   const [ra, rb] = await Promise.all([pa, pb]);
   assert(ra.got === 'hello from bob', `A received bob's message (got ${ra.got})`);
   assert(rb.got === 'hello from alice', `B received alice's message (got ${rb.got})`);

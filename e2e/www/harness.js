@@ -174,6 +174,8 @@
     const step = (s) => { steps.push(`${Math.round(performance.now() - t0)}ms ${s}`); log(opts.me, s); };
     const sig = await dialects[opts.dialect](opts);
     step('joined');
+    // The suite waits on this before it starts the other page (the joiner needs the room).
+    window.e2eJoined = true;
     let iceServers = opts.iceServers || [];
     if (opts.iceServersUrl) {
       const r = await withTimeout(fetch(opts.iceServersUrl), 10000, 'GET /api/ice-servers');
