@@ -123,5 +123,11 @@ if [ -x scripts/bench-smoke.sh ]; then
   scripts/bench-smoke.sh
 fi
 
+if [ -x scripts/soak.sh ]; then
+  CURRENT="soak, 30-second version (scripts/soak.sh --short: idle, relay, churn and slowloris at once)"
+  step "$CURRENT"
+  timeout 180 scripts/soak.sh --short
+fi
+
 trap - ERR
 step "all suites passed"

@@ -7,6 +7,8 @@
 //!   server CPU per message.
 //! - `churn`: connect → join → ack → leave → close, repeatedly; joins/s, join latency,
 //!   server CPU per join.
+//! - `soak`: idle peers, paced relay pairs, churners and a slowloris crowd at once for a
+//!   long time; 0 errors, flat server RSS, no descriptor leak.
 //!
 //! Layout: `dialect/` builds and reads each server's frames (no I/O); `net` checks URLs and
 //! opens loopback sockets; `client` joins and leaves one peer; `scenario/` drives the runs;
@@ -103,6 +105,9 @@ enum ScenarioCmd {
     Relay(scenario::relay::RelayArgs),
     /// Repeated connect → join → ack → leave → close; join rate and latency.
     Churn(scenario::churn::ChurnArgs),
+    /// Idle peers, paced relay pairs, churners and slowloris sockets at once for
+    /// --duration seconds; checks for errors, RSS growth and leaked descriptors.
+    Soak(Box<scenario::soak::SoakArgs>),
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -143,6 +148,10 @@ fn run(cli: &Cli) -> Result<Report> {
     if let Some(u) = &c.peer_url {
         net::parse_loopback_url(u)?;
     }
+    let limit = Duration::from_secs_f64(c.duration_limit);
+    if let ScenarioCmd::Soak(a) = &cli.scenario {
+        scenario::soak::check(a, c.quick, &c.url, limit)?;
+    }
     let prefix = c.prefix.clone().unwrap_or_else(default_prefix);
     if prefix.is_empty()
         || !prefix
@@ -153,7 +162,6 @@ fn run(cli: &Cli) -> Result<Report> {
     }
     let fd_limit = procfs::raise_fd_limit().context("raising the open-file limit")?;
     let server = Server(c.server_pid.clone()).check()?;
-    let limit = Duration::from_secs_f64(c.duration_limit);
     spawn_hard_stop(limit + HARD_STOP_GRACE);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -201,6 +209,7 @@ fn run(cli: &Cli) -> Result<Report> {
             ScenarioCmd::Idle(a) => scenario::idle::run(ctx.clone(), server, a, c.quick).await,
             ScenarioCmd::Relay(a) => scenario::relay::run(ctx.clone(), server, a, c.quick).await,
             ScenarioCmd::Churn(a) => scenario::churn::run(ctx.clone(), server, a, c.quick).await,
+            ScenarioCmd::Soak(a) => scenario::soak::run(ctx.clone(), server, a, c.quick).await,
         }?;
         if cancel.is_cancelled() {
             report.fail(if limit_hit.load(std::sync::atomic::Ordering::Relaxed) {

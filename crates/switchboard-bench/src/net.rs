@@ -68,9 +68,31 @@ impl Target {
         &self.url
     }
 
+    /// Whether connections cycle over source addresses.
+    pub fn spreads(&self) -> bool {
+        self.spread
+    }
+
+    /// The resolved loopback address and port.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Opens a TCP connection (from the next source address) and performs the WebSocket
     /// handshake for `url`, which must be this target's URL with a path or query changed.
     pub async fn connect(&self, url: &str) -> Result<Ws> {
+        let stream = self.connect_tcp().await?;
+        // Signaling frames are small and latency-sensitive.
+        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+        let (ws, _response) = tokio_tungstenite::client_async(url, stream)
+            .await
+            .with_context(|| format!("WebSocket handshake with {url}"))?;
+        Ok(ws)
+    }
+
+    /// Opens a plain TCP connection to the target from the next source address (the
+    /// `soak` scenario's slowloris sockets speak raw HTTP on it).
+    pub async fn connect_tcp(&self) -> Result<TcpStream> {
         let socket = if self.addr.is_ipv4() {
             TcpSocket::new_v4()
         } else {
@@ -84,16 +106,10 @@ impl Target {
                 .bind(src)
                 .with_context(|| format!("binding source address {src}"))?;
         }
-        let stream = socket
+        socket
             .connect(self.addr)
             .await
-            .with_context(|| format!("connecting to {}", self.addr))?;
-        // Signaling frames are small and latency-sensitive.
-        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
-        let (ws, _response) = tokio_tungstenite::client_async(url, stream)
-            .await
-            .with_context(|| format!("WebSocket handshake with {url}"))?;
-        Ok(ws)
+            .with_context(|| format!("connecting to {}", self.addr))
     }
 }
 

@@ -23,6 +23,13 @@ fn parse_vm_rss_kib(status: &str) -> Option<u64> {
     }
 }
 
+/// Descriptors `pid` has open now (the entries of `/proc/<pid>/fd`).
+pub fn fd_count(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/fd");
+    let entries = std::fs::read_dir(&path).with_context(|| format!("reading {path}"))?;
+    Ok(entries.count() as u64)
+}
+
 /// User plus system CPU time that `pid` has used so far (`utime` + `stime`, fields 14 and 15
 /// of `/proc/<pid>/stat`, which count clock ticks; see [`clock_ticks_per_sec`]).
 pub fn cpu_time(pid: u32) -> Result<Duration> {
@@ -98,6 +105,18 @@ impl Server {
         let mut total = 0;
         for &pid in &self.0 {
             total += rss_kib(pid)?;
+        }
+        Ok(Some(total))
+    }
+
+    /// Open descriptors, summed over the processes.
+    pub fn fd_count(&self) -> Result<Option<u64>> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let mut total = 0;
+        for &pid in &self.0 {
+            total += fd_count(pid)?;
         }
         Ok(Some(total))
     }
@@ -187,6 +206,10 @@ mod tests {
     fn reads_own_process() {
         let me = std::process::id();
         assert!(rss_kib(me).unwrap() > 0);
+        // Other tests open and close files concurrently, so only this one is certain.
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(fd_count(me).unwrap() >= 1);
+        drop(f);
         cpu_time(me).unwrap();
         assert!(clock_ticks_per_sec() > 0);
     }

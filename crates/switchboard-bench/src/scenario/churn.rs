@@ -51,15 +51,15 @@ pub struct ChurnArgs {
 }
 
 #[derive(Default)]
-struct WorkerResult {
-    latencies: Latencies,
-    join_errors: ErrorSamples,
-    close_errors: ErrorSamples,
-    missing_left: ErrorSamples,
+pub(super) struct WorkerResult {
+    pub latencies: Latencies,
+    pub join_errors: ErrorSamples,
+    pub close_errors: ErrorSamples,
+    pub missing_left: ErrorSamples,
 }
 
 /// A worker's anchor: the room it holds and the ids it has been told left.
-struct Anchor {
+pub(super) struct Anchor {
     room: String,
     left: mpsc::UnboundedReceiver<String>,
     reader: JoinHandle<(Ws, Option<String>)>,
@@ -118,7 +118,11 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &ChurnArgs, quick: bool) -
             let (ctx, next) = (ctx.clone(), next.clone());
             tokio::spawn(async move {
                 let mut anchor = anchor;
-                let r = worker(&ctx, &next, iterations, anchor.as_mut()).await;
+                let plan = Plan {
+                    iterations,
+                    pause: Duration::ZERO,
+                };
+                let r = worker(&ctx, &next, plan, &ctx.cancel, anchor.as_mut()).await;
                 (r, anchor)
             })
         })
@@ -139,17 +143,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &ChurnArgs, quick: bool) -
 
     // Anchors leave.
     stop.cancel();
-    let mut anchor_drops = ErrorSamples::default();
-    for a in finished_anchors {
-        let (ws, dropped) = a.reader.await?;
-        if let Some(why) = dropped {
-            anchor_drops.add(&why);
-        } else if let Err(e) =
-            leave_and_close(ws, &*ctx.dialect, &a.room, &a.self_id, CLOSE_TIMEOUT).await
-        {
-            all.close_errors.add(&format!("anchor: {e:#}"));
-        }
-    }
+    let anchor_drops = release_anchors(&ctx, finished_anchors, &mut all.close_errors).await?;
 
     let joins = all.latencies.len() as u64;
     let mut report = Report::new("churn");
@@ -192,7 +186,13 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &ChurnArgs, quick: bool) -
     Ok(report)
 }
 
-async fn start_anchor(ctx: &Arc<Ctx>, w: usize, stop: &CancellationToken) -> Result<Anchor> {
+/// Joins worker `w`'s anchor, which creates the worker's room and reads its frames until
+/// `stop` fires.
+pub(super) async fn start_anchor(
+    ctx: &Arc<Ctx>,
+    w: usize,
+    stop: &CancellationToken,
+) -> Result<Anchor> {
     let room = format!("{}-c{w}", ctx.prefix);
     let Joined { ws, self_id, .. } = ctx
         .join(PeerSpec {
@@ -209,6 +209,27 @@ async fn start_anchor(ctx: &Arc<Ctx>, w: usize, stop: &CancellationToken) -> Res
         reader,
         self_id,
     })
+}
+
+/// Once their `stop` has fired: every anchor leaves and closes (close failures go to
+/// `close_errors`). Returns why the server dropped the anchors that it dropped.
+pub(super) async fn release_anchors(
+    ctx: &Ctx,
+    anchors: Vec<Anchor>,
+    close_errors: &mut ErrorSamples,
+) -> Result<ErrorSamples> {
+    let mut drops = ErrorSamples::default();
+    for a in anchors {
+        let (ws, dropped) = a.reader.await?;
+        if let Some(why) = dropped {
+            drops.add(&why);
+        } else if let Err(e) =
+            leave_and_close(ws, &*ctx.dialect, &a.room, &a.self_id, CLOSE_TIMEOUT).await
+        {
+            close_errors.add(&format!("anchor: {e:#}"));
+        }
+    }
+    Ok(drops)
 }
 
 /// Reads the anchor's frames, forwarding the ids of peers that left; returns the socket and
@@ -229,17 +250,31 @@ async fn read_anchor(
     (ws, dropped)
 }
 
-async fn worker(
+/// How much a worker churns.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    /// Cycles over all workers that share one counter, at most.
+    pub iterations: u64,
+    /// Pause after each cycle (zero: flat out).
+    pub pause: Duration,
+}
+
+/// Runs cycles, taking their numbers from `next`, until `plan.iterations` are taken or
+/// `stop` fires (a cycle in progress then finishes).
+pub(super) async fn worker(
     ctx: &Ctx,
     next: &AtomicU64,
-    iterations: u64,
+    plan: Plan,
+    stop: &CancellationToken,
     mut anchor: Option<&mut Anchor>,
 ) -> WorkerResult {
     let mut out = WorkerResult::default();
     let wait_for_left = ctx.dialect.announces_leave();
-    // Bounded by the shared iteration counter and by cancellation.
-    while !ctx.cancel.is_cancelled() {
+    // Bounded by the shared iteration counter and by `stop` (a child of, or the run's
+    // cancellation itself).
+    while !stop.is_cancelled() {
         let i = next.fetch_add(1, Ordering::Relaxed);
+        let iterations = plan.iterations;
         if i >= iterations {
             break;
         }
@@ -284,6 +319,12 @@ async fn worker(
             out.missing_left.add(&format!("{e:#}"));
         }
         Counters::bump(&ctx.counters.done);
+        if !plan.pause.is_zero() {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(plan.pause) => {}
+            }
+        }
     }
     out
 }

@@ -52,19 +52,19 @@ pub struct IdleArgs {
 }
 
 /// How one held peer ended.
-enum HoldEnd {
+pub(super) enum HoldEnd {
     /// Released by us; the close finished cleanly or not.
     Released(Result<()>),
     /// The server closed or broke the connection while we were holding it.
     Dropped(String),
 }
 
-struct RoomOutcome {
-    holders: Vec<JoinHandle<HoldEnd>>,
-    latencies: Latencies,
-    errors: ErrorSamples,
+pub(super) struct RoomOutcome {
+    pub holders: Vec<JoinHandle<HoldEnd>>,
+    pub latencies: Latencies,
+    pub errors: ErrorSamples,
     /// Peers not attempted because an earlier peer of the room failed.
-    skipped: u64,
+    pub skipped: u64,
 }
 
 pub async fn run(ctx: Arc<Ctx>, server: Server, args: &IdleArgs, quick: bool) -> Result<Report> {
@@ -189,8 +189,9 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &IdleArgs, quick: bool) ->
     Ok(report)
 }
 
-/// Joins one room's peers in order (the first creates the room) and starts holding each.
-async fn join_room(
+/// Joins one room's peers in order (the first creates the room) and starts holding each
+/// until `release` fires; `dropped` counts the peers that the server drops meanwhile.
+pub(super) async fn join_room(
     ctx: &Arc<Ctx>,
     room_no: usize,
     peers: usize,

@@ -1,8 +1,9 @@
-//! The three scenarios, and what they share: the progress line and size defaults.
+//! The scenarios, and what they share: the progress line and size defaults.
 
 pub mod churn;
 pub mod idle;
 pub mod relay;
+pub mod soak;
 
 use std::sync::Arc;
 use std::time::Duration;

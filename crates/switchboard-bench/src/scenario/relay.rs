@@ -63,20 +63,20 @@ pub struct RelayArgs {
 }
 
 /// What a receiver saw.
-struct RxResult {
-    tracker: SeqTracker,
-    latencies: Latencies,
-    errors: ErrorSamples,
+pub(super) struct RxResult {
+    pub tracker: SeqTracker,
+    pub latencies: Latencies,
+    pub errors: ErrorSamples,
     /// When the last expected message arrived (None if some never did).
-    completed_at: Option<Instant>,
+    pub completed_at: Option<Instant>,
     ws: Ws,
 }
 
 /// What a sender did.
-struct TxResult {
-    sent: u64,
-    stalled: bool,
-    error: Option<String>,
+pub(super) struct TxResult {
+    pub sent: u64,
+    pub stalled: bool,
+    pub error: Option<String>,
     sink: SplitSink<Ws, Message>,
 }
 
@@ -146,6 +146,7 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
                 inflight,
                 pace,
                 start,
+                latency_every: 1,
             };
             Running::start(&ctx, rx, tx, load, drain, &stop)
         })
@@ -191,31 +192,8 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
         tx_errors.add(e);
     }
 
-    // Teardown: every pair leaves and closes, concurrently.
-    let mut closes = Vec::with_capacity(running.len());
-    let mut tx_server_errors = ErrorSamples::default();
-    for ((r, tx), rx) in running.into_iter().zip(tx_results).zip(rx_results) {
-        let (stream, errors) = r.drainer.await?;
-        tx_server_errors.merge(&errors);
-        let dialect = ctx.dialect.clone();
-        closes.push(tokio::spawn(async move {
-            let tx_ws = tx
-                .sink
-                .reunite(stream)
-                .expect("the sink and stream of one socket");
-            let (a, b) = tokio::join!(
-                leave_and_close(rx.ws, &*dialect, &r.room, &r.rx_id, CLOSE_TIMEOUT),
-                leave_and_close(tx_ws, &*dialect, &r.room, &r.tx_id, CLOSE_TIMEOUT),
-            );
-            [a, b]
-        }));
-    }
-    let mut close_errors = ErrorSamples::default();
-    for c in closes {
-        for e in c.await?.into_iter().filter_map(Result::err) {
-            close_errors.add(&format!("{e:#}"));
-        }
-    }
+    let (tx_server_errors, close_errors) =
+        close_pairs(&ctx, running, tx_results, rx_results).await?;
 
     let delivered = totals.received;
     let mut report = Report::new("relay");
@@ -288,29 +266,67 @@ pub async fn run(ctx: Arc<Ctx>, server: Server, args: &RelayArgs, quick: bool) -
     Ok(report)
 }
 
+/// Teardown: every pair leaves and closes, concurrently. Returns the error frames the
+/// server sent to senders during the run, and the closes that did not finish cleanly.
+pub(super) async fn close_pairs(
+    ctx: &Arc<Ctx>,
+    running: Vec<Running>,
+    tx_results: Vec<TxResult>,
+    rx_results: Vec<RxResult>,
+) -> Result<(ErrorSamples, ErrorSamples)> {
+    let mut closes = Vec::with_capacity(running.len());
+    let mut tx_server_errors = ErrorSamples::default();
+    for ((r, tx), rx) in running.into_iter().zip(tx_results).zip(rx_results) {
+        let (stream, errors) = r.drainer.await?;
+        tx_server_errors.merge(&errors);
+        let dialect = ctx.dialect.clone();
+        closes.push(tokio::spawn(async move {
+            let tx_ws = tx
+                .sink
+                .reunite(stream)
+                .expect("the sink and stream of one socket");
+            let (a, b) = tokio::join!(
+                leave_and_close(rx.ws, &*dialect, &r.room, &r.rx_id, CLOSE_TIMEOUT),
+                leave_and_close(tx_ws, &*dialect, &r.room, &r.tx_id, CLOSE_TIMEOUT),
+            );
+            [a, b]
+        }));
+    }
+    let mut close_errors = ErrorSamples::default();
+    for c in closes {
+        for e in c.await?.into_iter().filter_map(Result::err) {
+            close_errors.add(&format!("{e:#}"));
+        }
+    }
+    Ok((tx_server_errors, close_errors))
+}
+
 /// What each sender offers.
 #[derive(Clone, Copy)]
-struct Load {
-    messages: u64,
-    inflight: usize,
+pub(super) struct Load {
+    pub messages: u64,
+    pub inflight: usize,
     /// Interval between sends, counted from `start`; None: send as credit allows.
-    pace: Option<Duration>,
-    start: Instant,
+    pub pace: Option<Duration>,
+    pub start: Instant,
+    /// Record the latency of every n-th message only (1: all), so that a long run keeps
+    /// a bounded number of samples.
+    pub latency_every: u64,
 }
 
 /// One pair's tasks during the measured phase.
-struct Running {
+pub(super) struct Running {
     room: String,
     rx_id: String,
     tx_id: String,
-    sender: JoinHandle<TxResult>,
+    pub sender: JoinHandle<TxResult>,
     /// Reads what the server sends the sender.
     drainer: JoinHandle<(SplitStream<Ws>, ErrorSamples)>,
-    receiver: JoinHandle<RxResult>,
+    pub receiver: JoinHandle<RxResult>,
 }
 
 impl Running {
-    fn start(
+    pub(super) fn start(
         ctx: &Arc<Ctx>,
         rx: Joined,
         tx: Joined,
@@ -333,7 +349,7 @@ impl Running {
                 ctx.clone(),
                 rx.ws,
                 rx.self_id,
-                load.messages,
+                load,
                 window.clone(),
                 stop.clone(),
             )),
@@ -352,7 +368,7 @@ impl Running {
 }
 
 /// Joins pair `i`: the receiver first (it creates the room), then the sender.
-async fn join_pair(ctx: &Ctx, i: usize) -> Result<(Joined, Joined)> {
+pub(super) async fn join_pair(ctx: &Ctx, i: usize) -> Result<(Joined, Joined)> {
     let room = format!("{}-r{i}", ctx.prefix);
     let rx = ctx
         .join(PeerSpec {
@@ -456,12 +472,14 @@ async fn receive(
     ctx: Arc<Ctx>,
     mut ws: Ws,
     me: String,
-    messages: u64,
+    load: Load,
     window: Arc<Semaphore>,
     stop: CancellationToken,
 ) -> RxResult {
-    let mut tracker = SeqTracker::new(messages);
-    let mut latencies = Latencies::with_capacity(usize::try_from(messages).unwrap_or(0));
+    let every = load.latency_every.max(1);
+    let mut tracker = SeqTracker::new(load.messages);
+    let mut latencies =
+        Latencies::with_capacity(usize::try_from(load.messages / every + 1).unwrap_or(0));
     let mut errors = ErrorSamples::default();
     let mut completed_at = None;
     while !tracker.is_complete() {
@@ -488,7 +506,9 @@ async fn receive(
                     verdict,
                     crate::stats::SeqVerdict::InOrder | crate::stats::SeqVerdict::Reordered
                 ) {
-                    latencies.record_us(now_us().saturating_sub(ts_us));
+                    if seq % every == 0 {
+                        latencies.record_us(now_us().saturating_sub(ts_us));
+                    }
                     window.add_permits(1);
                     Counters::bump(&ctx.counters.received);
                 }
