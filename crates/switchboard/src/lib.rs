@@ -34,6 +34,8 @@
 //! which is how tests run it on port 0.
 
 pub mod admission;
+#[cfg(feature = "count-alloc")]
+pub mod alloc_count;
 pub mod auth;
 pub mod client_ip;
 pub mod cluster;

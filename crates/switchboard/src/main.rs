@@ -7,6 +7,11 @@ use switchboard::config::{Config, LoadError, LogFormat};
 use switchboard::{AppState, Listeners, Shutdown};
 use tracing_subscriber::EnvFilter;
 
+/// Profiling builds count allocations (`--features count-alloc`, used by scripts/profile.sh).
+#[cfg(feature = "count-alloc")]
+#[global_allocator]
+static ALLOCATOR: switchboard::alloc_count::Counting = switchboard::alloc_count::Counting;
+
 /// `EX_USAGE` from sysexits.h: the configuration is wrong.
 const EX_USAGE: u8 = 64;
 

@@ -475,6 +475,17 @@ impl Metrics {
         let mut out = String::new();
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
         encode_registry(&mut out, &self.nt_registry).expect("writing to a String cannot fail");
+        #[cfg(feature = "count-alloc")]
+        {
+            use std::fmt::Write as _;
+            let _ = write!(
+                out,
+                "# TYPE switchboard_alloc_calls counter\nswitchboard_alloc_calls_total {}\n\
+                 # TYPE switchboard_alloc_bytes counter\nswitchboard_alloc_bytes_total {}\n",
+                crate::alloc_count::calls(),
+                crate::alloc_count::bytes()
+            );
+        }
         encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
