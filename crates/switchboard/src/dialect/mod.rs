@@ -30,6 +30,46 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 
 /// The dialect tags (indexes into an [`Envelope`]'s rendering cache).
+/// Reads an optional JSON string as `Cow::Borrowed` from the frame when it has no escapes.
+///
+/// serde's `#[serde(borrow)]` borrows a `Cow<str>` field but not an `Option<Cow<str>>`:
+/// those were copied into a `String`, three allocations per relayed message in the
+/// rendezvous dialect (`type`, `to`, and the payload's `type`), found with the counting
+/// allocator (`scripts/profile.sh`). Use as
+/// `#[serde(borrow, default, deserialize_with = "super::opt_str")]`; `null` is `None`, and
+/// any other type is refused as before.
+pub(crate) fn opt_str<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    d.deserialize_option(Text)
+}
+
 pub mod tags {
     use switchboard_core::DialectTag;
     /// OctateCode JSON.
@@ -266,4 +306,37 @@ pub fn kind_name(kind: &SignalKind) -> Cow<'static, str> {
         SignalKind::Mailbox(_) => "send",
         SignalKind::Other(name) => return Cow::Owned(name.to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Frame<'a> {
+        #[serde(borrow, default, deserialize_with = "super::opt_str")]
+        to: Option<Cow<'a, str>>,
+    }
+
+    fn to(json: &str) -> Result<Option<Cow<'_, str>>, serde_json::Error> {
+        serde_json::from_str::<Frame<'_>>(json).map(|f| f.to)
+    }
+
+    #[test]
+    fn an_optional_string_is_borrowed_from_the_frame_unless_it_has_escapes() {
+        assert!(matches!(
+            to(r#"{"to":"bob"}"#),
+            Ok(Some(Cow::Borrowed("bob")))
+        ));
+        match to(r#"{"to":"b\u006fb\n"}"#) {
+            Ok(Some(Cow::Owned(s))) => assert_eq!(s, "bob\n"),
+            other => panic!("escaped string read as {other:?}"),
+        }
+        assert!(matches!(to(r#"{"to":null}"#), Ok(None)));
+        assert!(matches!(to("{}"), Ok(None)));
+        assert!(to(r#"{"to":7}"#).is_err(), "a number is not a string");
+        assert!(to(r#"{"to":["bob"]}"#).is_err(), "an array is not a string");
+    }
 }

@@ -98,7 +98,7 @@ struct Head<'a> {
 
 #[derive(Deserialize)]
 struct Send<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_str")]
     to: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
@@ -112,11 +112,11 @@ struct Hello {
 
 #[derive(Deserialize)]
 struct TelemetryMsg<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_str")]
     event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_str")]
     mode: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_str")]
     reason: Option<Cow<'a, str>>,
 }
 

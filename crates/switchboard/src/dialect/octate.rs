@@ -43,15 +43,30 @@ pub struct Octate {
 
 #[derive(Deserialize)]
 struct Inbound<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "super::opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(rename = "roomId", borrow, default)]
+    #[serde(
+        rename = "roomId",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     room_id: Option<Cow<'a, str>>,
-    #[serde(rename = "userId", borrow, default)]
+    #[serde(
+        rename = "userId",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     user_id: Option<Cow<'a, str>>,
-    #[serde(rename = "targetUserId", borrow, default)]
+    #[serde(
+        rename = "targetUserId",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     target: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_str")]
     token: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
@@ -60,17 +75,42 @@ struct Inbound<'a> {
 /// The few `data` fields the server reads; everything else in `data` is relayed untouched.
 #[derive(Deserialize, Default)]
 struct DataFields<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_str")]
     token: Option<Cow<'a, str>>,
-    #[serde(rename = "userId", borrow, default)]
+    #[serde(
+        rename = "userId",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     user_id: Option<Cow<'a, str>>,
-    #[serde(rename = "roomId", borrow, default)]
+    #[serde(
+        rename = "roomId",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     room_id: Option<Cow<'a, str>>,
-    #[serde(rename = "userName", borrow, default)]
+    #[serde(
+        rename = "userName",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     user_name: Option<Cow<'a, str>>,
-    #[serde(rename = "roomName", borrow, default)]
+    #[serde(
+        rename = "roomName",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     room_name: Option<Cow<'a, str>>,
-    #[serde(rename = "fileId", borrow, default)]
+    #[serde(
+        rename = "fileId",
+        borrow,
+        default,
+        deserialize_with = "super::opt_str"
+    )]
     file_id: Option<Cow<'a, str>>,
 }
 

@@ -52,11 +52,11 @@ pub struct YWebrtc {
 
 #[derive(Deserialize)]
 struct Inbound<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "super::opt_str")]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     topics: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_str")]
     topic: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
