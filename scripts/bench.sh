@@ -6,6 +6,7 @@
 #   Y_WEBRTC_SERVER=/path/to/node_modules/y-webrtc/bin/server.js \
 #   MATCHBOX_SERVER=/path/to/matchbox_server scripts/bench.sh
 #   PEERS_ONLY=1 ... scripts/bench.sh   # only the peer servers
+#   SWITCHBOARD_BIN=/path/to/older/switchboard scripts/bench.sh   # a before/after comparison
 #
 # The server runs on core 0 and the load tool on core 1 (taskset), so server CPU per
 # operation is read from /proc/<pid>/stat undisturbed. Results: one JSON line per run in
@@ -21,7 +22,7 @@ SERVER_CORE=${SERVER_CORE:-0}
 TOOL_CORE=${TOOL_CORE:-1}
 
 cargo build --release -q -p switchboard -p switchboard-bench
-SB=target/release/switchboard
+SB=${SWITCHBOARD_BIN:-target/release/switchboard}
 BENCH=target/release/switchboard-bench
 PID=""
 
