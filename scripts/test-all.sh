@@ -13,7 +13,9 @@
 #   6. the headless-Chromium end-to-end suites (WebRTC through every dialect, TURN via coturn;
 #      the SDK, the Yjs provider and the /demo/ editor), inside a network namespace that has
 #      only loopback;
-#   7. the load tool's quick mode, as a smoke test.
+#   7. the load tool's quick mode, as a smoke test, with a coarse CPU regression guard against
+#      crates/switchboard-bench/smoke-reference.json;
+#   8. a 30-second soak (scripts/soak.sh --short: idle peers, relay, churn and slowloris at once).
 # Every step prints a banner; the first failing step stops the run with its name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
