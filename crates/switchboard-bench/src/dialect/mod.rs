@@ -53,7 +53,8 @@ pub struct PeerSpec {
     pub room: String,
     /// The peer id we ask for (ignored where the server assigns ids).
     pub id: String,
-    /// Whether this peer is the first of its room and must create it (OctateCode).
+    /// Whether this peer is the first of its room and must create it (OctateCode; and over
+    /// HTTP first where [`Dialect::needs_room_created`]).
     pub creates_room: bool,
 }
 
@@ -97,6 +98,13 @@ pub trait Dialect: Send + Sync + 'static {
     /// Peers a room holds by default on this kind of server, if it limits them.
     fn room_capacity(&self) -> Option<usize>;
 
+    /// Whether rooms must be made with `POST /api/rooms` (on the `--url` listener, over HTTP)
+    /// before their first peer joins. The server names the room; the peers then join that
+    /// name instead of the scenario's ([`crate::client::Ctx`] keeps the mapping).
+    fn needs_room_created(&self) -> bool {
+        false
+    }
+
     /// The URL a peer of `room` connects to, given the `--url` base.
     fn url(&self, base: &str, room: &str) -> String;
 
@@ -111,6 +119,12 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// A frame relaying `probe` from `from` to `to` within `room`.
     fn relay(&self, room: &str, from: &str, to: &str, probe: Probe) -> String;
+
+    /// The frame to answer a frame received after joining with, before it is parsed (the
+    /// Engine.IO pong to a ping), if any.
+    fn reply(&self, _frame: &str) -> Option<String> {
+        None
+    }
 
     /// Reads a frame received after joining.
     fn parse(&self, frame: &str) -> Incoming;
