@@ -38,6 +38,7 @@ start_switchboard() {
   for _ in $(seq 100); do grep -q '^listening ' "$OUT/server.out" && break; sleep 0.05; done
   HTTP=$(grep -o 'http=[^ ]*' "$OUT/server.out" | cut -d= -f2)
   SIG=$(grep -o 'signaling=[^ ]*' "$OUT/server.out" | cut -d= -f2)
+  SIO=$(grep -o 'socketio=[^ ]*' "$OUT/server.out" | cut -d= -f2)
 }
 
 start_node_ywebrtc() {
@@ -111,6 +112,12 @@ stop
 start_switchboard
 run sb_ywebrtc_relay_max relay --dialect ywebrtc --pairs 20 --messages "$RELAY_MESSAGES" --inflight 8 --url "ws://$HTTP/y-webrtc"
 run sb_ywebrtc_churn churn --dialect ywebrtc --concurrency 16 --iterations "$CHURN_ITERATIONS" --url "ws://$HTTP/y-webrtc"
+stop
+# Switchboard, Socket.io dialect (seed 003, Engine.IO over WebSocket on SOCKETIO_PORT; the
+# tool makes each room with POST /api/rooms there first).
+start_switchboard
+run sb_socketio_relay_max relay --dialect socketio --pairs 20 --messages "$RELAY_MESSAGES" --inflight 8 --url "ws://$SIO/socket.io/?EIO=4&transport=websocket"
+run sb_socketio_churn churn --dialect socketio --concurrency 16 --iterations "$CHURN_ITERATIONS" --url "ws://$SIO/socket.io/?EIO=4&transport=websocket"
 stop
 fi
 

@@ -5,15 +5,16 @@
 #
 # Usage: crates/switchboard-bench/smoke.sh [SWITCHBOARD_BIN [BENCH_BIN]]
 #   defaults: target/debug/switchboard and target/debug/switchboard-bench (build them first)
-#   BENCH_DIALECTS: space-separated dialect=url pairs; {http} and {signaling} are replaced by
-#                   the server's bound addresses. Default: octate on the signaling port,
-#                   rendezvous at /ws and y-webrtc at /y-webrtc on the HTTP port.
+#   BENCH_DIALECTS: space-separated dialect=url pairs; {http}, {signaling} and {socketio} are
+#                   replaced by the server's bound addresses. Default: octate on the signaling
+#                   port, rendezvous at /ws and y-webrtc at /y-webrtc on the HTTP port, and
+#                   Socket.io on the Socket.io port.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 server_bin=${1:-${SWITCHBOARD_BIN:-target/debug/switchboard}}
 bench_bin=${2:-${BENCH_BIN:-target/debug/switchboard-bench}}
-dialects=${BENCH_DIALECTS:-"octate=ws://{signaling}/ rendezvous=ws://{http}/ws ywebrtc=ws://{http}/y-webrtc"}
+dialects=${BENCH_DIALECTS:-"octate=ws://{signaling}/ rendezvous=ws://{http}/ws ywebrtc=ws://{http}/y-webrtc socketio=ws://{socketio}/"}
 for bin in "$server_bin" "$bench_bin"; do
   [ -x "$bin" ] || { echo "smoke: no executable at $bin (cargo build --workspace --bins)" >&2; exit 2; }
 done
@@ -32,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The server prints "listening http=ADDR signaling=ADDR" once bound (at most 10 s).
+# The server prints "listening http=ADDR signaling=ADDR socketio=ADDR" once bound (at most 10 s).
 line=""
 for _ in $(seq 100); do
   line=$(grep -m1 '^listening ' "$logs/stdout" || true)
@@ -51,13 +52,15 @@ if [ -z "$line" ]; then
 fi
 http=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' <<<"$line")
 signaling=$(sed -n 's/.*signaling=\([^ ]*\).*/\1/p' <<<"$line")
-echo "smoke: server pid $server_pid, http=$http signaling=$signaling"
+socketio=$(sed -n 's/.*socketio=\([^ ]*\).*/\1/p' <<<"$line")
+echo "smoke: server pid $server_pid, http=$http signaling=$signaling socketio=$socketio"
 
 for entry in $dialects; do
   dialect=${entry%%=*}
   url=${entry#*=}
   url=${url//\{http\}/$http}
   url=${url//\{signaling\}/$signaling}
+  url=${url//\{socketio\}/$socketio}
   for scenario in idle relay churn; do
     # Enough work that the server's CPU time (read in 10 ms ticks) is measured to a few
     # percent: 4 pairs x 2,000 messages, 1,000 joins.

@@ -1,12 +1,13 @@
 //! One benchmark peer's life on the wire: connect and join with a timeout, read frames,
 //! leave and close. Shared by all scenarios, for every dialect.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use futures_util::{SinkExt, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,9 @@ pub struct Ctx {
     /// Prefix of room and peer ids, unique per run, so runs never collide on a server.
     pub prefix: String,
     pub counters: Counters,
+    /// The server's name of each room made over HTTP, by the scenario's room name (only for
+    /// a dialect that [needs rooms created](Dialect::needs_room_created)).
+    pub rooms: Mutex<HashMap<String, String>>,
 }
 
 /// Live counts for the progress line.
@@ -89,7 +93,10 @@ impl Ctx {
             .await
     }
 
-    async fn join_at(&self, target: &Target, spec: PeerSpec) -> Result<Joined> {
+    async fn join_at(&self, target: &Target, mut spec: PeerSpec) -> Result<Joined> {
+        if self.dialect.needs_room_created() {
+            spec.room = self.server_room(target, &spec).await?;
+        }
         let start = Instant::now();
         let work = async {
             let url = self.dialect.url(target.url(), &spec.room);
@@ -134,29 +141,70 @@ impl Ctx {
             latency: start.elapsed(),
         })
     }
+
+    /// The server's name for `spec`'s room: made with `POST /api/rooms` on `target` when
+    /// `spec` creates the room (within the join timeout; not part of the join latency),
+    /// else the one made earlier.
+    async fn server_room(&self, target: &Target, spec: &PeerSpec) -> Result<String> {
+        if !spec.creates_room {
+            let rooms = self.rooms.lock().expect("room map never poisoned");
+            return rooms.get(&spec.room).cloned().with_context(|| {
+                format!("room {} was not created before its peers joined", spec.room)
+            });
+        }
+        let post = async {
+            let (status, body) = target.http_post("/api/rooms").await?;
+            anyhow::ensure!(status == 200, "POST /api/rooms: HTTP {status}: {body}");
+            #[derive(serde::Deserialize)]
+            struct Created {
+                #[serde(rename = "roomId")]
+                room: String,
+            }
+            let created: Created = serde_json::from_str(&body)
+                .with_context(|| format!("POST /api/rooms answered {body:?}"))?;
+            Ok(created.room)
+        };
+        let id = tokio::select! {
+            () = self.cancel.cancelled() => bail!("cancelled"),
+            r = tokio::time::timeout(self.join_timeout, post) => r
+                .map_err(|_| anyhow!("POST /api/rooms timed out after {:?}", self.join_timeout))??,
+        };
+        self.rooms
+            .lock()
+            .expect("room map never poisoned")
+            .insert(spec.room.clone(), id.clone());
+        Ok(id)
+    }
 }
 
-/// Reads a held connection until `stop` fires, passing each text frame to `on_text` (which
-/// also keeps pings answered). Returns why the connection ended if the server ended it
+/// Reads a held connection until `stop` fires, answering the frames the dialect answers
+/// ([`Dialect::reply`]) and passing the other text frames to `on_text` (reading also keeps
+/// WebSocket pings answered). Returns why the connection ended if the server ended it
 /// first, or `None` when stopped.
 pub async fn read_until<S>(
-    stream: &mut S,
+    ws: &mut S,
     stop: &CancellationToken,
+    dialect: &dyn Dialect,
     mut on_text: impl FnMut(&str),
 ) -> Option<String>
 where
-    S: Stream<Item = Result<Message, WsError>> + Unpin,
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
     // Bounded by `stop`, which the run's cancellation (duration limit) always fires.
     loop {
         let msg = tokio::select! {
             () = stop.cancelled() => return None,
-            msg = stream.next() => msg,
+            msg = ws.next() => msg,
         };
         match msg {
             Some(Ok(Message::Close(frame))) => return Some(format!("closed by server: {frame:?}")),
             Some(Ok(msg)) => {
-                if let Some(text) = text_of(&msg) {
+                let Some(text) = text_of(&msg) else { continue };
+                if let Some(reply) = dialect.reply(text) {
+                    if let Err(e) = ws.send(Message::text(reply)).await {
+                        return Some(format!("answering the server: {e}"));
+                    }
+                } else {
                     on_text(text);
                 }
             }

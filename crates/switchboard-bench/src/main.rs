@@ -184,6 +184,7 @@ fn run(cli: &Cli) -> Result<Report> {
             cancel: cancel.clone(),
             prefix,
             counters: Counters::default(),
+            rooms: std::sync::Mutex::default(),
         });
         // The duration limit and Ctrl-C both cancel the run; the scenario then stops,
         // reports what it has, and fails.

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::http::Uri;
@@ -111,6 +112,50 @@ impl Target {
             .await
             .with_context(|| format!("connecting to {}", self.addr))
     }
+}
+
+/// Largest HTTP response [`Target::http_post`] reads.
+const MAX_HTTP_RESPONSE: u64 = 64 * 1024;
+
+impl Target {
+    /// `POST path` with an empty body over plain HTTP/1.1 to the target's host and port
+    /// (the scheme of the `ws://` URL aside, the same listener). Returns the status and the
+    /// body (at most 64 KiB; not chunked: the server sends a `Content-Length`, and the
+    /// connection is closed after the response). The caller bounds the time.
+    ///
+    /// # Errors
+    /// Connect or I/O failure, or a response that is not HTTP/1.x.
+    pub async fn http_post(&self, path: &str) -> Result<(u16, String)> {
+        let mut stream = self.connect_tcp().await?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .context("sending an HTTP request")?;
+        let mut response = Vec::new();
+        (&mut stream)
+            .take(MAX_HTTP_RESPONSE)
+            .read_to_end(&mut response)
+            .await
+            .context("reading an HTTP response")?;
+        parse_http_response(&String::from_utf8_lossy(&response))
+    }
+}
+
+/// The status and body of a complete HTTP/1.x response.
+fn parse_http_response(response: &str) -> Result<(u16, String)> {
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("incomplete HTTP response {response:?}"))?;
+    let status = head
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP/1.x response: {head:?}"))?;
+    Ok((status, body.to_owned()))
 }
 
 /// The `n`th source address of the cycle (127.0.0.2 ..= 127.0.0.250).
@@ -240,6 +285,23 @@ mod tests {
             with_path_segment("ws://127.0.0.1:3536/x?k=1", "r1"),
             "ws://127.0.0.1:3536/x/r1?k=1"
         );
+    }
+
+    #[test]
+    fn http_responses() {
+        assert_eq!(
+            parse_http_response(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\n\r\n{\"roomId\":\"a\"}"
+            )
+            .unwrap(),
+            (200, r#"{"roomId":"a"}"#.to_owned())
+        );
+        assert_eq!(
+            parse_http_response("HTTP/1.1 429 Too Many Requests\r\n\r\n").unwrap(),
+            (429, String::new())
+        );
+        assert!(parse_http_response("HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_http_response("SSH-2.0\r\n\r\n").is_err());
     }
 
     #[tokio::test]

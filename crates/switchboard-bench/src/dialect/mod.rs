@@ -11,6 +11,7 @@
 mod matchbox;
 mod octate;
 mod rendezvous;
+mod socketio;
 mod ywebrtc;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use anyhow::Result;
 pub use matchbox::Matchbox;
 pub use octate::Octate;
 pub use rendezvous::Rendezvous;
+pub use socketio::SocketIo;
 pub use ywebrtc::YWebrtc;
 
 /// The dialects the tool speaks (`--dialect`).
@@ -33,6 +35,8 @@ pub enum Kind {
     Ywebrtc,
     /// matchbox_server (`ws://HOST:PORT/<room>`; server-assigned peer ids).
     Matchbox,
+    /// Socket.io v4 over WebSocket (`/socket.io/?EIO=4`; rooms made by `POST /api/rooms`).
+    Socketio,
 }
 
 impl Kind {
@@ -42,6 +46,7 @@ impl Kind {
             Kind::Rendezvous => Arc::new(Rendezvous),
             Kind::Ywebrtc => Arc::new(YWebrtc),
             Kind::Matchbox => Arc::new(Matchbox),
+            Kind::Socketio => Arc::new(SocketIo),
         }
     }
 }
@@ -53,7 +58,8 @@ pub struct PeerSpec {
     pub room: String,
     /// The peer id we ask for (ignored where the server assigns ids).
     pub id: String,
-    /// Whether this peer is the first of its room and must create it (OctateCode).
+    /// Whether this peer is the first of its room and must create it (OctateCode; and over
+    /// HTTP first where [`Dialect::needs_room_created`]).
     pub creates_room: bool,
 }
 
@@ -97,6 +103,13 @@ pub trait Dialect: Send + Sync + 'static {
     /// Peers a room holds by default on this kind of server, if it limits them.
     fn room_capacity(&self) -> Option<usize>;
 
+    /// Whether rooms must be made with `POST /api/rooms` (on the `--url` listener, over HTTP)
+    /// before their first peer joins. The server names the room; the peers then join that
+    /// name instead of the scenario's ([`crate::client::Ctx`] keeps the mapping).
+    fn needs_room_created(&self) -> bool {
+        false
+    }
+
     /// The URL a peer of `room` connects to, given the `--url` base.
     fn url(&self, base: &str, room: &str) -> String;
 
@@ -111,6 +124,12 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// A frame relaying `probe` from `from` to `to` within `room`.
     fn relay(&self, room: &str, from: &str, to: &str, probe: Probe) -> String;
+
+    /// The frame to answer a frame received after joining with, before it is parsed (the
+    /// Engine.IO pong to a ping), if any.
+    fn reply(&self, _frame: &str) -> Option<String> {
+        None
+    }
 
     /// Reads a frame received after joining.
     fn parse(&self, frame: &str) -> Incoming;
@@ -206,9 +225,12 @@ mod tests {
             Kind::Rendezvous,
             Kind::Ywebrtc,
             Kind::Matchbox,
+            Kind::Socketio,
         ] {
             let d = kind.build();
             let frame = d.relay("room-1", "alice", "bob", probe);
+            // Socket.io prefixes its JSON with the packet type (`42`).
+            let json = frame.trim_start_matches(|c: char| c.is_ascii_digit());
             assert!(
                 (600..=1000).contains(&frame.len()),
                 "{}: {} bytes",
@@ -217,7 +239,7 @@ mod tests {
             );
             // Each server wraps the payload differently on the way out; the tests of each
             // dialect check that wrapping. Here: the payload survives intact.
-            let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
             let text = v.to_string();
             assert!(text.contains("\"seq\":42"), "{}: {text}", d.name());
             assert!(text.contains("\"ts\":1234567"), "{}: {text}", d.name());

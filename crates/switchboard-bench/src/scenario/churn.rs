@@ -61,6 +61,8 @@ pub(super) struct WorkerResult {
 /// A worker's anchor: the room it holds and the ids it has been told left.
 pub(super) struct Anchor {
     room: String,
+    /// The room's name on the server (`room`, unless the server names rooms it makes).
+    server_room: String,
     left: mpsc::UnboundedReceiver<String>,
     reader: JoinHandle<(Ws, Option<String>)>,
     self_id: String,
@@ -194,7 +196,9 @@ pub(super) async fn start_anchor(
     stop: &CancellationToken,
 ) -> Result<Anchor> {
     let room = format!("{}-c{w}", ctx.prefix);
-    let Joined { ws, self_id, .. } = ctx
+    let Joined {
+        ws, self_id, spec, ..
+    } = ctx
         .join(PeerSpec {
             room: room.clone(),
             id: format!("{room}-anchor"),
@@ -205,6 +209,7 @@ pub(super) async fn start_anchor(
     let reader = tokio::spawn(read_anchor(ctx.clone(), ws, tx, stop.clone()));
     Ok(Anchor {
         room,
+        server_room: spec.room,
         left: rx,
         reader,
         self_id,
@@ -224,7 +229,7 @@ pub(super) async fn release_anchors(
         if let Some(why) = dropped {
             drops.add(&why);
         } else if let Err(e) =
-            leave_and_close(ws, &*ctx.dialect, &a.room, &a.self_id, CLOSE_TIMEOUT).await
+            leave_and_close(ws, &*ctx.dialect, &a.server_room, &a.self_id, CLOSE_TIMEOUT).await
         {
             close_errors.add(&format!("anchor: {e:#}"));
         }
@@ -240,7 +245,7 @@ async fn read_anchor(
     left: mpsc::UnboundedSender<String>,
     stop: CancellationToken,
 ) -> (Ws, Option<String>) {
-    let dropped = read_until(&mut ws, &stop, |text| {
+    let dropped = read_until(&mut ws, &stop, &*ctx.dialect, |text| {
         if let Incoming::PeerLeft(id) = ctx.dialect.parse(text) {
             // The worker may have given up waiting; that is reported there.
             let _ = left.send(id);

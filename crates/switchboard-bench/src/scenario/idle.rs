@@ -246,7 +246,7 @@ async fn hold(
         self_id,
         ..
     } = joined;
-    if let Some(why) = read_until(&mut ws, &release, |_| {}).await {
+    if let Some(why) = read_until(&mut ws, &release, &*ctx.dialect, |_| {}).await {
         dropped.fetch_add(1, Ordering::Relaxed);
         Counters::bump(&ctx.counters.done);
         return HoldEnd::Dropped(why);

@@ -20,14 +20,14 @@ use anyhow::Result;
 use clap::Args;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Progress, per_sec, pick};
-use crate::client::{Counters, Ctx, Joined, leave_and_close, read_until, text_of};
+use crate::client::{Counters, Ctx, Joined, leave_and_close, text_of};
 use crate::dialect::{Incoming, PeerSpec, Probe};
 use crate::net::Ws;
 use crate::procfs::{self, Server};
@@ -336,6 +336,7 @@ impl Running {
     ) -> Self {
         let window = Arc::new(Semaphore::new(load.inflight));
         let (sink, stream) = tx.ws.split();
+        let (replies_tx, replies) = mpsc::unbounded_channel();
         let route = Route {
             room: tx.spec.room.clone(),
             from: tx.self_id.clone(),
@@ -356,13 +357,14 @@ impl Running {
             sender: tokio::spawn(send(
                 ctx.clone(),
                 sink,
+                replies,
                 route,
                 load,
                 window,
                 stall_timeout,
                 stop.clone(),
             )),
-            drainer: tokio::spawn(drain_echoes(ctx.clone(), stream, stop.clone())),
+            drainer: tokio::spawn(drain_echoes(ctx.clone(), stream, replies_tx, stop.clone())),
         }
     }
 }
@@ -398,9 +400,13 @@ struct Route {
     to: String,
 }
 
+/// Sends the pair's messages; also sends the replies the drainer hands over (pongs) before
+/// the next message, so they wait at most one pacing interval or credit wait.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     ctx: Arc<Ctx>,
     mut sink: SplitSink<Ws, Message>,
+    mut replies: mpsc::UnboundedReceiver<String>,
     route: Route,
     load: Load,
     window: Arc<Semaphore>,
@@ -432,6 +438,11 @@ async fn send(
             Ok(permit) => permit.expect("window never closed").forget(),
             Err(_) => return result(seq, true, None, sink),
         }
+        while let Ok(reply) = replies.try_recv() {
+            if let Err(e) = sink.send(Message::text(reply)).await {
+                return result(seq, false, Some(e.to_string()), sink);
+            }
+        }
         let probe = Probe {
             seq,
             ts_us: now_us(),
@@ -448,22 +459,40 @@ async fn send(
 }
 
 /// Reads and discards what the server sends a sender (echoes, announcements), so that its
-/// outbox never fills and pings are answered. Returns the stream for the close.
+/// outbox never fills and pings are answered: WebSocket pings by the socket itself, the
+/// dialect's ([`crate::dialect::Dialect::reply`]) through `replies` to the sender, which owns
+/// the sink. Returns the stream for the close.
 async fn drain_echoes(
     ctx: Arc<Ctx>,
     mut stream: SplitStream<Ws>,
+    replies: mpsc::UnboundedSender<String>,
     stop: CancellationToken,
 ) -> (SplitStream<Ws>, ErrorSamples) {
     let mut errors = ErrorSamples::default();
-    let dropped = read_until(&mut stream, &stop, |text| {
-        // Error frames (e.g. a rate limit) explain losses, so keep them.
-        if let Incoming::Error(e) = ctx.dialect.parse(text) {
-            errors.add(&e);
-        }
-    })
-    .await;
-    if let Some(why) = dropped {
+    // Bounded by `stop`, which the run's cancellation (duration limit) always fires.
+    loop {
+        let msg = tokio::select! {
+            () = stop.cancelled() => break,
+            msg = stream.next() => msg,
+        };
+        let why = match msg {
+            Some(Ok(Message::Close(frame))) => format!("closed by server: {frame:?}"),
+            Some(Ok(msg)) => {
+                let Some(text) = text_of(&msg) else { continue };
+                if let Some(reply) = ctx.dialect.reply(text) {
+                    // Gone only once the sender is done; the close follows shortly.
+                    let _ = replies.send(reply);
+                } else if let Incoming::Error(e) = ctx.dialect.parse(text) {
+                    // Error frames (e.g. a rate limit) explain losses, so keep them.
+                    errors.add(&e);
+                }
+                continue;
+            }
+            Some(Err(e)) => e.to_string(),
+            None => "connection ended".to_owned(),
+        };
         errors.add(&format!("sender connection: {why}"));
+        break;
     }
     (stream, errors)
 }
@@ -499,6 +528,13 @@ async fn receive(
             }
         };
         let Some(text) = text_of(&msg) else { continue };
+        if let Some(reply) = ctx.dialect.reply(text) {
+            if let Err(e) = ws.send(Message::text(reply)).await {
+                errors.add(&format!("receiver connection failed: {e}"));
+                break;
+            }
+            continue;
+        }
         match ctx.dialect.parse(text) {
             Incoming::Relay { from, seq, ts_us } if from != me => {
                 let verdict = tracker.observe(seq);
