@@ -274,7 +274,7 @@ async fn run(
             () = async { join_deadline.as_mut().expect("guarded").await }, if join_deadline.is_some() => {
                 if !session.in_a_room() {
                     app.metrics.error("auth_timeout");
-                    out.push(("error".into(), json!({ "message": "No room joined in time" })));
+                    out.push(("error".into(), json!({ "message": "No room joined in time" }).into()));
                     out.flush();
                     let _ = s.clone().disconnect();
                     session.handle().close(CloseReason::Shutdown);
