@@ -20,7 +20,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use switchboard_core::{
     DialectTag, Envelope, Event, JoinMode, PeerId, RoomClosedReason, RoomId, Signal, SignalKind,
     Target,
@@ -132,8 +132,6 @@ fn signal_arg(sig: &Signal) -> Arg {
 struct Fields<'a> {
     room: Option<&'a str>,
     user: Option<&'a str>,
-    target: Option<&'a str>,
-    object: Option<&'a Map<String, Value>>,
 }
 
 fn string(v: Option<&Value>) -> Option<&str> {
@@ -143,29 +141,130 @@ fn string(v: Option<&Value>) -> Option<&str> {
     }
 }
 
-/// Reads `{roomId, userId, targetId|targetUserId, …}` or positional `(roomId, userId)`.
+/// Reads `{roomId, userId, …}` or positional `(roomId, userId)`.
 fn fields(args: &[Value]) -> Option<Fields<'_>> {
     match args.first()? {
         Value::Object(o) => Some(Fields {
             room: string(o.get("roomId")),
             user: string(o.get("userId")),
-            target: string(o.get("targetId")).or_else(|| string(o.get("targetUserId"))),
-            object: Some(o),
         }),
         Value::String(room) => Some(Fields {
             room: Some(room.as_str()).filter(|r| !r.is_empty()),
             user: string(args.get(1)),
-            ..Fields::default()
         }),
         _ => None,
     }
 }
 
-/// The command an event asks for. `event` is one of [`EVENTS`].
+/// A signal event's first argument, `{roomId, targetId|targetUserId, <key>, …}`, read
+/// without building a tree: strings where they are strings, the body as the raw JSON it came
+/// as (relayed byte for byte), everything else skipped. A repeated key counts last, as in a
+/// parsed object.
+#[derive(Default)]
+struct SignalArg<'a> {
+    room: Option<Cow<'a, str>>,
+    target_id: Option<Cow<'a, str>>,
+    target_user_id: Option<Cow<'a, str>>,
+    body: Option<&'a RawValue>,
+}
+
+impl<'a> SignalArg<'a> {
+    /// Reads `raw` (the event's first argument) for the body under `key`; `None` when it is
+    /// not an object.
+    fn read(raw: &'a RawValue, key: &str) -> Option<Self> {
+        use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+        struct Seed<'k>(&'k str);
+        impl<'de> DeserializeSeed<'de> for Seed<'_> {
+            type Value = SignalArg<'de>;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Seed<'_> {
+            type Value = SignalArg<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = SignalArg::default();
+                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                    match &*k {
+                        "roomId" => out.room = text(map.next_value()?),
+                        "targetId" => out.target_id = text(map.next_value()?),
+                        "targetUserId" => out.target_user_id = text(map.next_value()?),
+                        k if k == self.0 => out.body = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        /// A non-empty string, else nothing (as [`string`] reads a parsed value).
+        fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
+            let t: Cow<'_, str> = match serde_json::from_str::<&str>(raw.get()) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(serde_json::from_str::<String>(raw.get()).ok()?),
+            };
+            (!t.is_empty()).then_some(t)
+        }
+        Seed(key)
+            .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+            .ok()
+    }
+}
+
+/// The parsed form of every argument (the events other than signals are small).
+fn values(args: &[Box<RawValue>]) -> Vec<Value> {
+    args.iter()
+        .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// The command an event asks for. `event` is one of [`EVENTS`]; `args` are its arguments as
+/// the client sent them.
 ///
 /// # Errors
 /// A payload that does not say what the event needs.
-pub fn decode(event: &str, args: &[Value]) -> Result<Command, CommandError> {
+pub fn decode(event: &str, args: &[Box<RawValue>]) -> Result<Command, CommandError> {
+    match event {
+        "offer" | "answer" | "ice-candidate" => decode_signal(event, args),
+        _ => decode_values(event, &values(args)),
+    }
+}
+
+/// A signal event: its body is relayed as the bytes it came as.
+fn decode_signal(event: &str, args: &[Box<RawValue>]) -> Result<Command, CommandError> {
+    let kind = match event {
+        "offer" => SignalKind::Offer,
+        "answer" => SignalKind::Answer,
+        _ => SignalKind::Candidate,
+    };
+    let key = body_key(&kind).expect("offer, answer and candidate have body keys");
+    let usage = || CommandError::BadPayload(format!("Expected {{roomId, targetUserId?, {key}}}"));
+    let arg = args
+        .first()
+        .and_then(|a| SignalArg::read(a, key))
+        .ok_or_else(usage)?;
+    let body = arg.body.ok_or_else(usage)?;
+    Ok(Command::Relay(Relay {
+        room: arg.room.as_deref().map(RoomId::new),
+        target: arg
+            .target_id
+            .or(arg.target_user_id)
+            .map_or(Target::Room, |t| Target::Peer(PeerId::new(&t))),
+        kind,
+        payload: bytes::Bytes::copy_from_slice(body.get().as_bytes()),
+        claim: Claim::None,
+    }))
+}
+
+/// The events whose arguments are read as parsed values.
+fn decode_values(event: &str, args: &[Value]) -> Result<Command, CommandError> {
     match event {
         "join-room" => {
             let f = fields(args).ok_or_else(|| {
@@ -199,28 +298,6 @@ pub fn decode(event: &str, args: &[Value]) -> Result<Command, CommandError> {
             }),
             None => Command::Ignore,
         }),
-        "offer" | "answer" | "ice-candidate" => {
-            let kind = match event {
-                "offer" => SignalKind::Offer,
-                "answer" => SignalKind::Answer,
-                _ => SignalKind::Candidate,
-            };
-            let key = body_key(&kind).expect("offer, answer and candidate have body keys");
-            let usage =
-                || CommandError::BadPayload(format!("Expected {{roomId, targetUserId?, {key}}}"));
-            let f = fields(args).ok_or_else(usage)?;
-            let body = f.object.and_then(|o| o.get(key)).ok_or_else(usage)?;
-            let payload = serde_json::to_vec(body).map_err(|_| usage())?;
-            Ok(Command::Relay(Relay {
-                room: f.room.map(RoomId::new),
-                target: f
-                    .target
-                    .map_or(Target::Room, |t| Target::Peer(PeerId::new(t))),
-                kind,
-                payload: payload.into(),
-                claim: Claim::None,
-            }))
-        }
         other => Err(CommandError::UnknownType(truncate(other).to_owned())),
     }
 }
@@ -299,6 +376,17 @@ pub fn encode_error(e: &CommandError) -> Emit {
 mod tests {
     use super::*;
 
+    /// Arguments as the transport hands them over: raw JSON.
+    fn raw(args: &[Value]) -> Vec<Box<RawValue>> {
+        args.iter()
+            .map(|a| serde_json::value::to_raw_value(a).unwrap())
+            .collect()
+    }
+
+    fn decode(event: &str, args: &[Value]) -> Result<Command, CommandError> {
+        super::decode(event, &raw(args))
+    }
+
     #[test]
     fn join_room_takes_positional_and_object_payloads() {
         for args in [
@@ -340,6 +428,46 @@ mod tests {
             decode("leave-room", &[json!(7)]),
             Ok(Command::Ignore)
         ));
+    }
+
+    #[test]
+    fn a_signal_body_is_relayed_as_it_came_and_its_fields_read_as_a_parsed_object_would() {
+        let decode_text = |text: &str| {
+            let args = vec![RawValue::from_string(text.into()).unwrap()];
+            super::decode("offer", &args)
+        };
+        // Byte for byte, spacing and escapes included.
+        let body = r#"{ "type" : "offer", "sdp" : "v=0\r\n\u00e9" }"#;
+        let Ok(Command::Relay(r)) = decode_text(&format!(
+            r#"{{"roomId":"r","offer":{body},"extra":[1,{{"a":2}}]}}"#
+        )) else {
+            panic!()
+        };
+        assert_eq!(r.payload, body);
+        assert_eq!(r.room, Some(RoomId::new("r")));
+        assert_eq!(r.target, Target::Room);
+        // A repeated key counts last; targetId before targetUserId; escaped ids are read.
+        let Ok(Command::Relay(r)) = decode_text(
+            r#"{"roomId":"a","roomId":"b","targetUserId":"u","targetId":"t\u0031","offer":null}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(r.room, Some(RoomId::new("b")));
+        assert_eq!(r.target, Target::Peer("t1".into()));
+        assert_eq!(r.payload, "null");
+        // Empty or non-string ids count as absent, as they did.
+        let Ok(Command::Relay(r)) = decode_text(r#"{"roomId":"","targetId":7,"offer":{}}"#) else {
+            panic!()
+        };
+        assert_eq!((r.room, r.target), (None, Target::Room));
+        // Not an object, or no body: the usage error.
+        for text in [r#""r""#, "[1]", r#"{"roomId":"r"}"#] {
+            assert_eq!(
+                decode_text(text).unwrap_err(),
+                CommandError::BadPayload("Expected {roomId, targetUserId?, offer}".into()),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -49,9 +50,11 @@ const DISMISS_GRACE: Duration = Duration::from_millis(200);
 /// How soon a socket whose Engine.IO channel was full is tried again.
 const EMIT_RETRY: Duration = Duration::from_millis(2);
 
-/// Every argument of an event, however many the client sent. Public so that the fuzz
-/// target (`fuzz/fuzz_targets/socketio.rs`) decodes arguments exactly as the handlers do.
-pub struct Args(pub Vec<Value>);
+/// Every argument of an event, however many the client sent, as the raw JSON it came as
+/// (the codec parses what it reads; a relayed body is never built into a tree). Public so
+/// that the fuzz target (`fuzz/fuzz_targets/socketio.rs`) decodes arguments exactly as the
+/// handlers do.
+pub struct Args(pub Vec<Box<RawValue>>);
 
 impl<'de> Deserialize<'de> for Args {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -63,7 +66,7 @@ impl<'de> Deserialize<'de> for Args {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Args, A::Error> {
                 let mut v = Vec::new();
-                while let Some(x) = seq.next_element::<Value>()? {
+                while let Some(x) = seq.next_element::<Box<RawValue>>()? {
                     v.push(x);
                 }
                 Ok(Args(v))
@@ -77,7 +80,7 @@ impl<'de> Deserialize<'de> for Args {
 /// What the socket's handlers hand to its task, in arrival order.
 enum Inbound {
     /// An event, all its arguments, and the bytes they count for.
-    Event(&'static str, Vec<Value>, usize),
+    Event(&'static str, Vec<Box<RawValue>>, usize),
     /// An event that arrived while too many bytes waited: answered with an error.
     Refused(&'static str),
     /// The socket disconnected: handle what came before, then stop.
@@ -379,7 +382,7 @@ async fn on_event(
     out: &mut Emitter,
     rate: &mut MessageLimit,
     event: &'static str,
-    args: &[Value],
+    args: &[Box<RawValue>],
 ) -> bool {
     match rate.check() {
         Verdict::Allow => {}
@@ -400,7 +403,10 @@ async fn on_event(
     app.metrics.message(NAME, event);
     #[cfg(debug_assertions)]
     assert!(
-        args.first().and_then(Value::as_str).map(str::as_bytes) != Some(super::TEST_PANIC),
+        args.first()
+            .and_then(|a| serde_json::from_str::<&str>(a.get()).ok())
+            .map(str::as_bytes)
+            != Some(super::TEST_PANIC),
         "a test asked this socket's task to panic"
     );
     let result = match codec::decode(event, args) {
@@ -453,18 +459,9 @@ impl QueuedBytes {
     }
 }
 
-/// About how many bytes `args` hold (strings by length, every node a few bytes): cheap
-/// next to the parse that made them.
-fn approx_size(args: &[Value]) -> usize {
-    fn size(v: &Value) -> usize {
-        16 + match v {
-            Value::String(s) => s.len(),
-            Value::Array(a) => a.iter().map(size).sum(),
-            Value::Object(o) => o.iter().map(|(k, v)| k.len() + size(v)).sum(),
-            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        }
-    }
-    args.iter().map(size).sum()
+/// How many bytes `args` hold: their JSON text.
+fn approx_size(args: &[Box<RawValue>]) -> usize {
+    args.iter().map(|a| a.get().len()).sum()
 }
 
 /// The socket's outgoing events, in order. Engine.IO's own per-socket channel is small and
