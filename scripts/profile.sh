@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The profile breakdown behind BENCHMARKS.md ("Where the CPU goes"): per relayed message and
-# per join, for each WebSocket dialect, the server's
+# per join, for each dialect (Socket.io included), the server's
 #   - system calls (all of them, and recvfrom / sendto / epoll_wait / futex by name),
 #   - context switches (each one a worker thread that parked and was woken again),
 #   - allocations and bytes allocated (a build with the counting allocator:
@@ -25,7 +25,7 @@ RELAY_MESSAGES=${RELAY_MESSAGES:-15000}
 CHURN_ITERATIONS=${CHURN_ITERATIONS:-5000}
 SERVER_CORE=${SERVER_CORE:-0}
 TOOL_CORE=${TOOL_CORE:-1}
-DIALECTS=${DIALECTS:-"rendezvous octate ywebrtc"}
+DIALECTS=${DIALECTS:-"rendezvous octate ywebrtc socketio"}
 command -v perf >/dev/null || { echo "profile: perf is missing (apt-get install -y linux-perf)" >&2; exit 2; }
 
 # The counting allocator changes the binary: it gets its own target directory.
@@ -48,6 +48,7 @@ start() {
   for _ in $(seq 100); do grep -q '^listening ' "$OUT/profile-server.out" && break; sleep 0.05; done
   HTTP=$(grep -o 'http=[^ ]*' "$OUT/profile-server.out" | cut -d= -f2)
   SIG=$(grep -o 'signaling=[^ ]*' "$OUT/profile-server.out" | cut -d= -f2)
+  SIO=$(grep -o 'socketio=[^ ]*' "$OUT/profile-server.out" | cut -d= -f2)
 }
 
 allocs() { curl -sf "http://$HTTP/metrics" | awk '/^switchboard_alloc_(calls|bytes)_total/ {printf "%s ", $2}'; }
@@ -107,6 +108,7 @@ for dialect in $DIALECTS; do
     rendezvous) url="ws://$HTTP/ws" ;;
     octate) url="ws://$SIG/" ;;
     ywebrtc) url="ws://$HTTP/y-webrtc" ;;
+    socketio) url="ws://$SIO/socket.io/?EIO=4&transport=websocket" ;;
     *) echo "profile: unknown dialect $dialect" >&2; exit 2 ;;
   esac
   profile "${dialect}_relay" "$dialect" "$url" relay --pairs 20 --messages "$RELAY_MESSAGES" --inflight 8
