@@ -246,6 +246,10 @@ pub struct Metrics {
     pub limit_hits: Family<LimitLabels, Counter>,
     /// WebSocket payload bytes, by direction.
     pub bytes: Family<DirectionLabels, Counter>,
+    /// `bytes{direction="in"}`, held here so that connections need not each hold it.
+    pub bytes_in: Counter,
+    /// `bytes{direction="out"}`, likewise.
+    pub bytes_out: Counter,
     /// Rooms alive (set at scrape time).
     pub rooms_active: Gauge,
     /// Peers in rooms (set at scrape time).
@@ -373,6 +377,9 @@ impl Metrics {
             "nt rooms: from both sides present to the first ice-connected",
             nt.session_time_to_first_flow.clone(),
         );
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        let direction = |direction| bytes.get_or_create(&DirectionLabels { direction }).clone();
+        let (bytes_in, bytes_out) = (direction("in"), direction("out"));
         let m = Self {
             registry: Arc::new(Registry::default()),
             nt_registry: Arc::new(ntr),
@@ -382,7 +389,9 @@ impl Metrics {
             messages: Family::default(),
             errors: Family::default(),
             limit_hits: Family::default(),
-            bytes: Family::default(),
+            bytes,
+            bytes_in,
+            bytes_out,
             rooms_active: Gauge::default(),
             peers_active: Gauge::default(),
             resident_memory: Gauge::default(),
