@@ -55,6 +55,6 @@ pub use membership::{
 pub use op::Op;
 pub use peer::{
     CloseReason, Ledger, Outbound, OutboxBounds, OutboxReceiver, PeerHandle, Received, SendError,
-    outbox,
+    WeakPeerHandle, outbox,
 };
 pub use registry::{Mirror, Registry, unix_millis};

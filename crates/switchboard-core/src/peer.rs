@@ -186,6 +186,31 @@ pub struct PeerHandle {
     shared: Arc<Shared>,
 }
 
+/// A handle that does not keep its connection's outbox alive: a list of every connection
+/// (the server's shutdown) holds these, and skips those that have gone.
+#[derive(Clone, Debug)]
+pub struct WeakPeerHandle {
+    conn: ConnId,
+    dialect: DialectTag,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl WeakPeerHandle {
+    /// The handle, while its connection still has one.
+    pub fn upgrade(&self) -> Option<PeerHandle> {
+        Some(PeerHandle {
+            conn: self.conn,
+            dialect: self.dialect,
+            shared: self.shared.upgrade()?,
+        })
+    }
+
+    /// Whether its connection still has a handle.
+    pub fn is_alive(&self) -> bool {
+        self.shared.strong_count() > 0
+    }
+}
+
 /// The receiving half of an outbox, owned by the connection's writer.
 #[derive(Debug)]
 pub struct OutboxReceiver {
@@ -215,6 +240,15 @@ pub fn outbox(
 }
 
 impl PeerHandle {
+    /// A handle that does not keep the outbox alive.
+    pub fn downgrade(&self) -> WeakPeerHandle {
+        WeakPeerHandle {
+            conn: self.conn,
+            dialect: self.dialect,
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
     /// The connection this handle belongs to.
     pub fn conn(&self) -> ConnId {
         self.conn

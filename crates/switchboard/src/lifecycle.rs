@@ -34,6 +34,7 @@ async fn sweep(app: AppState) {
         tokio::select! {
             () = token.cancelled() => break,
             _ = tick.tick() => {
+                app.shutdown.prune();
                 let r = app.membership.sweep(sweep_policy(&app, false));
                 app.http_rate.prune();
                 app.creation.prune();

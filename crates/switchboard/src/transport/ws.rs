@@ -123,6 +123,8 @@ pub fn drive<C: Codec>(
     app.metrics.connections.get_or_create(&label).inc();
     let active = app.metrics.connections_active.get_or_create(&label).clone();
     let (handle, outbox) = outbox(conn, C::TAG, app.outbox_bounds());
+    // Shutdown closes the outbox (see `shutdown`): the task keeps no shutdown future.
+    app.shutdown.watch(&handle);
     let mut c = Connection {
         session: Session::new(
             handle,
@@ -160,16 +162,10 @@ pub fn drive<C: Codec>(
                 Instant::now() + c.app.config.auth_timeout.get(),
             ))
         });
-        // Futures that live for the whole connection are pinned once: re-creating the close
-        // future every iteration would register and deregister a waiter per message. Boxed:
-        // inline, its 80 bytes pushed every connection's task past a 128-byte step of tokio's
-        // task cell (1,408 -> 1,280 bytes per idle peer with it boxed; -Zprint-type-sizes).
-        let mut shutdown = Box::pin(c.app.shutdown.token().clone().cancelled_owned());
         let mut step = Box::pin(c.open()).await;
         while let Step::Continue = step {
             step = tokio::select! {
                 biased;
-                () = &mut shutdown => Step::close(close_for(CloseReason::Shutdown), CloseReason::Shutdown.as_str()),
                 received = c.outbox.recv() => match received {
                     Received::Item(item) => Box::pin(c.write_batch(item)).await,
                     Received::Closed(reason) => {
