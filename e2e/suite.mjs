@@ -93,21 +93,35 @@ function assertDirect(ra, rb) {
 async function scenario(name, fn) {
   if (ONLY.length && !ONLY.some((o) => name.includes(o))) return;
   if (Date.now() - t0 > SUITE_DEADLINE_MS) { results.push({ name, status: 'failed', why: 'suite deadline passed' }); return; }
-  const started = Date.now();
-  say(`RUN  ${name}`);
-  try {
-    const detail = await withTimeout(fn(), SCENARIO_MS, name);
-    results.push({ name, status: 'passed', ms: Date.now() - started });
-    say(`PASS ${name} (${Date.now() - started} ms)${detail ? ` ${detail}` : ''}`);
-  } catch (e) {
-    results.push({ name, status: 'failed', why: e.message });
-    say(`FAIL ${name}: ${e.message}`);
-    say('--- browser console ---');
-    for (const p of pages) for (const l of p.console) console.log(`  ${l}`);
-    say('--- last switchboard/coturn output ---');
-    for (const c of children) for (const l of c.out.slice(-40)) console.log(`  ${c.name}: ${l}`);
-  } finally {
-    await closePages();
+  // One retry: the browsers' own WebRTC transport on this VM (ICE consent, TURN allocations)
+  // fails a scenario now and then after signaling has completed, with this build and with
+  // older ones alike (about one suite run in eight). A scenario must still pass; a retried
+  // one says so in the summary, with why its first attempt failed. E2E_NO_RETRY=1 turns
+  // this off.
+  const attempts = process.env.E2E_NO_RETRY ? 1 : 2;
+  let firstFailure = null;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const started = Date.now();
+    say(`RUN  ${name}${attempt > 1 ? ' (retry)' : ''}`);
+    try {
+      const detail = await withTimeout(fn(), SCENARIO_MS, name);
+      const retried = firstFailure ? ` (passed on retry; first attempt: ${firstFailure})` : '';
+      results.push({ name, status: 'passed', ms: Date.now() - started, why: retried.trim() || undefined });
+      say(`PASS ${name} (${Date.now() - started} ms)${detail ? ` ${detail}` : ''}${retried}`);
+      return;
+    } catch (e) {
+      say(`FAIL ${name}: ${e.message}`);
+      say('--- browser console ---');
+      for (const p of pages) for (const l of p.console) console.log(`  ${l}`);
+      say('--- last switchboard/coturn output ---');
+      for (const c of children) for (const l of c.out.slice(-40)) console.log(`  ${c.name}: ${l}`);
+      if (attempt === attempts) {
+        results.push({ name, status: 'failed', why: firstFailure ? `${e.message} (and first: ${firstFailure})` : e.message });
+      }
+      firstFailure = firstFailure || e.message;
+    } finally {
+      await closePages();
+    }
   }
 }
 
@@ -327,5 +341,6 @@ console.log('');
 for (const r of results) console.log(`${r.status.padEnd(7)} ${r.name}${r.why ? ` — ${r.why}` : ''}`);
 const failed = n('failed') + (fatal ? 1 : 0);
 console.log(`e2e suite took ${elapsed()}`);
-console.log(`e2e: ${n('passed')} passed, ${failed} failed`);
+const retried = results.filter((r) => r.status === 'passed' && r.why).length;
+console.log(`e2e: ${n('passed')} passed${retried ? ` (${retried} on retry)` : ''}, ${failed} failed`);
 process.exit(failed ? 1 : 0);
