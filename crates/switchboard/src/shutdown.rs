@@ -84,7 +84,8 @@ impl Shutdown {
     }
 
     /// How many connections the list holds, gone ones not yet pruned included.
-    pub fn listed(&self) -> usize {
+    #[cfg(test)]
+    fn listed(&self) -> usize {
         self.lock().list.len()
     }
 

@@ -88,15 +88,6 @@ impl PartialEq for Arg {
     }
 }
 
-impl Arg {
-    /// The argument as a value (parsed, for a raw one; tests and checks).
-    pub fn to_value(&self) -> Value {
-        match self {
-            Arg::Value(v) => v.clone(),
-            Arg::Raw(r) => serde_json::from_str(r.get()).unwrap_or(Value::Null),
-        }
-    }
-}
 
 /// A relayed signal as Socket.io's `{userId, targetUserId?, roomId, <kind>: body}`, with the
 /// body's JSON copied as it came. A body that is not JSON (no decoder lets one through) is
@@ -128,7 +119,6 @@ fn signal_arg(sig: &Signal) -> Arg {
 }
 
 /// What a payload says, in either form.
-#[derive(Default)]
 struct Fields<'a> {
     room: Option<&'a str>,
     user: Option<&'a str>,

@@ -182,7 +182,7 @@ fn on_connect(app: &AppState, s: SocketRef, auth: Option<&Value>) -> Result<(), 
         let (tx, app, queued) = (tx.clone(), app.clone(), queued.clone());
         s.on(event, move |s: SocketRef, args: TryData<Args>| {
             let args = args.0.map(|a| a.0).unwrap_or_default();
-            let item = match queued.take(approx_size(&args)) {
+            let item = match queued.take(args_size(&args)) {
                 Some(size) => Inbound::Event(event, args, size),
                 // Socket.io gives no way to make a client wait, so the bytes waiting to be
                 // handled are bounded as outgoing ones are, and an event past the bound
@@ -460,7 +460,7 @@ impl QueuedBytes {
 }
 
 /// How many bytes `args` hold: their JSON text.
-fn approx_size(args: &[Box<RawValue>]) -> usize {
+fn args_size(args: &[Box<RawValue>]) -> usize {
     args.iter().map(|a| a.get().len()).sum()
 }
 
