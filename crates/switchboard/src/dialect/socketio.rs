@@ -88,7 +88,6 @@ impl PartialEq for Arg {
     }
 }
 
-
 /// A relayed signal as Socket.io's `{userId, targetUserId?, roomId, <kind>: body}`, with the
 /// body's JSON copied as it came. A body that is not JSON (no decoder lets one through) is
 /// sent as `null`, as before.
