@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::process::{RawWs, client_frame};
+use support::process::{RawWs, client_frame, upgrade_request};
 use support::*;
 use switchboard::Config;
 use switchboard::config::{List, Span};
@@ -1772,16 +1772,9 @@ async fn preflight(addr: SocketAddr, route: &str, origin: &str) -> String {
 /// closed without answering) and the response head.
 async fn upgrade_with(addr: SocketAddr, path: &str, extra: &[&str]) -> (u16, String) {
     let mut tcp = tcp_from(next_ip(), addr).await;
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    for h in extra {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    let _ = tcp.write_all(req.as_bytes()).await;
+    let _ = tcp
+        .write_all(upgrade_request(addr, path, extra).as_bytes())
+        .await;
     let mut head = Vec::new();
     let mut chunk = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {

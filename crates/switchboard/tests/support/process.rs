@@ -187,16 +187,9 @@ impl RawWs {
         extra: &[&str],
     ) -> (u16, Self) {
         let mut tcp = tcp_from(from, addr).await;
-        let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        );
-        for h in extra {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        tcp.write_all(req.as_bytes()).await.unwrap();
+        tcp.write_all(upgrade_request(addr, path, extra).as_bytes())
+            .await
+            .unwrap();
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
@@ -249,6 +242,20 @@ impl RawWs {
         }
         (last_close_frame(&buf), start.elapsed())
     }
+}
+
+/// A WebSocket upgrade request for `path` on `addr`, with extra header lines.
+pub fn upgrade_request(addr: SocketAddr, path: &str, extra: &[&str]) -> String {
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for h in extra {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req
 }
 
 /// One client frame: FIN, opcode, a zero mask key, the payload.
