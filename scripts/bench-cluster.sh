@@ -11,6 +11,7 @@
 # Scale with RELAY_MESSAGES (default 10000 per pair) and CHURN_ITERATIONS (default 3000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/load-server.sh
 OUT=.bench; mkdir -p "$OUT"; : > "$OUT/cluster.jsonl"
 RELAY_MESSAGES=${RELAY_MESSAGES:-10000}
 CHURN_ITERATIONS=${CHURN_ITERATIONS:-3000}
@@ -33,17 +34,15 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_node NAME [REDIS_URL]: a node on core 0; sets SIG_<NAME> and PID_<NAME>.
 start_node() {
   local name=$1 redis=${2:-}
-  env HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 SOCKETIO_PORT=0 MAX_MESSAGES_PER_SECOND=0 MAX_CONNECTIONS_PER_IP=0 \
-      HTTP_REQUESTS_PER_SECOND=0 ROOM_CREATIONS_PER_MINUTE=0 MAX_ROOMS=0 \
-      MEMORY_CRITICAL_THRESHOLD=4096 MEMORY_WARNING_THRESHOLD=4096 LOG_LEVEL=warn \
+  env "${LOAD_SERVER_ENV[@]}" \
       ${redis:+REDIS_URL=$redis} NODE_ID="$name" \
       taskset -c "$SERVER_CORE" "$SB" > "$OUT/$name.out" 2> "$OUT/$name.err" &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 600); do grep -q '^listening ' "$OUT/$name.out" && break; sleep 0.05; done
   local http sig
-  http=$(grep -o 'http=[^ ]*' "$OUT/$name.out" | cut -d= -f2 || true)
-  sig=$(grep -o 'signaling=[^ ]*' "$OUT/$name.out" | cut -d= -f2 || true)
+  http=$(listening_addr "$OUT/$name.out" http)
+  sig=$(listening_addr "$OUT/$name.out" signaling)
   [ -n "$http" ] || { echo "bench-cluster: node $name did not start: $(cat "$OUT/$name.err")" >&2; exit 1; }
   for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$http/readyz")" = 200 ] && break; sleep 0.05; done
   printf -v "SIG_$name" '%s' "$sig"

@@ -14,6 +14,7 @@
 # RELAY_MESSAGES (default 15000 per pair) and CHURN_ITERATIONS (default 5000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/load-server.sh
 OUT=.bench; mkdir -p "$OUT"; : > "$OUT/results.jsonl"
 IDLE_PEERS=${IDLE_PEERS:-15000}
 RELAY_MESSAGES=${RELAY_MESSAGES:-15000}
@@ -30,15 +31,13 @@ stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/
 trap stop EXIT
 
 start_switchboard() {
-  env HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 SOCKETIO_PORT=0 MAX_MESSAGES_PER_SECOND=0 MAX_CONNECTIONS_PER_IP=0 \
-      HTTP_REQUESTS_PER_SECOND=0 ROOM_CREATIONS_PER_MINUTE=0 \
-      MAX_ROOMS=0 MEMORY_CRITICAL_THRESHOLD=4096 MEMORY_WARNING_THRESHOLD=4096 LOG_LEVEL=warn "$@" \
+  env "${LOAD_SERVER_ENV[@]}" "$@" \
       taskset -c "$SERVER_CORE" "$SB" > "$OUT/server.out" 2> "$OUT/server.err" &
   PID=$!
   for _ in $(seq 100); do grep -q '^listening ' "$OUT/server.out" && break; sleep 0.05; done
-  HTTP=$(grep -o 'http=[^ ]*' "$OUT/server.out" | cut -d= -f2)
-  SIG=$(grep -o 'signaling=[^ ]*' "$OUT/server.out" | cut -d= -f2)
-  SIO=$(grep -o 'socketio=[^ ]*' "$OUT/server.out" | cut -d= -f2)
+  HTTP=$(listening_addr "$OUT/server.out" http)
+  SIG=$(listening_addr "$OUT/server.out" signaling)
+  SIO=$(listening_addr "$OUT/server.out" socketio)
 }
 
 start_node_ywebrtc() {

@@ -20,6 +20,7 @@
 # with the syscalls tracepoints readable (run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/load-server.sh
 OUT=.bench; mkdir -p "$OUT"; : > "$OUT/profile.jsonl"
 RELAY_MESSAGES=${RELAY_MESSAGES:-15000}
 CHURN_ITERATIONS=${CHURN_ITERATIONS:-5000}
@@ -40,15 +41,13 @@ stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/
 trap stop EXIT
 
 start() {
-  env HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 SOCKETIO_PORT=0 MAX_MESSAGES_PER_SECOND=0 MAX_CONNECTIONS_PER_IP=0 \
-      HTTP_REQUESTS_PER_SECOND=0 ROOM_CREATIONS_PER_MINUTE=0 \
-      MAX_ROOMS=0 MEMORY_CRITICAL_THRESHOLD=4096 MEMORY_WARNING_THRESHOLD=4096 LOG_LEVEL=warn \
+  env "${LOAD_SERVER_ENV[@]}" \
       taskset -c "$SERVER_CORE" "$SB" > "$OUT/profile-server.out" 2> "$OUT/profile-server.err" &
   PID=$!
   for _ in $(seq 100); do grep -q '^listening ' "$OUT/profile-server.out" && break; sleep 0.05; done
-  HTTP=$(grep -o 'http=[^ ]*' "$OUT/profile-server.out" | cut -d= -f2)
-  SIG=$(grep -o 'signaling=[^ ]*' "$OUT/profile-server.out" | cut -d= -f2)
-  SIO=$(grep -o 'socketio=[^ ]*' "$OUT/profile-server.out" | cut -d= -f2)
+  HTTP=$(listening_addr "$OUT/profile-server.out" http)
+  SIG=$(listening_addr "$OUT/profile-server.out" signaling)
+  SIO=$(listening_addr "$OUT/profile-server.out" socketio)
 }
 
 allocs() { curl -sf "http://$HTTP/metrics" | awk '/^switchboard_alloc_(calls|bytes)_total/ {printf "%s ", $2}'; }

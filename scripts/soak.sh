@@ -28,6 +28,7 @@
 # stops only that process, by its PID, and exits with the soak's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/load-server.sh
 
 SHORT=""
 case "${1:-}" in
@@ -69,10 +70,7 @@ trap 'exit 143' TERM INT
 
 # Starts a fresh server on free loopback ports; sets PID, HTTP and SIG.
 start_server() {
-  env HOST=127.0.0.1 PORT=0 SIGNALING_PORT=0 SOCKETIO_PORT=0 \
-      MAX_CONNECTIONS_PER_IP=0 MAX_MESSAGES_PER_SECOND=0 HTTP_REQUESTS_PER_SECOND=0 \
-      ROOM_CREATIONS_PER_MINUTE=0 MAX_ROOMS=0 \
-      MEMORY_WARNING_THRESHOLD=4096 MEMORY_CRITICAL_THRESHOLD=4096 LOG_LEVEL=warn \
+  env "${LOAD_SERVER_ENV[@]}" \
       "${PIN_SERVER[@]}" "$SB" > "$OUT/server.out" 2> "$OUT/server.err" &
   PID=$!
   local line=""
