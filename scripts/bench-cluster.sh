@@ -9,6 +9,7 @@
 # The servers (Redis included) run on core 0 and the load tool on core 1 (taskset).
 # Loopback only; every run is bounded. Results: .bench/cluster.jsonl and a summary.
 # Scale with RELAY_MESSAGES (default 10000 per pair) and CHURN_ITERATIONS (default 3000).
+#   SWITCHBOARD_BIN=/path/to/older/switchboard scripts/bench-cluster.sh   # before/after
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/load-server.sh
@@ -20,7 +21,7 @@ TOOL_CORE=${TOOL_CORE:-1}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install -y redis-server" >&2; exit 1; }
 
 cargo build --release -q -p switchboard -p switchboard-bench
-SB=target/release/switchboard
+SB=${SWITCHBOARD_BIN:-target/release/switchboard}
 BENCH=target/release/switchboard-bench
 PIDS=()
 stop_all() {

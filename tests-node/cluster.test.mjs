@@ -219,3 +219,29 @@ test(`Socket.io ⇄ OctateCode across nodes: ${N} candidates each way, in order`
   await withTimeout(doneBack, `${N} candidates at the Socket.io client`, 20000);
   assert.deepEqual(back, [...Array(N).keys()]);
 });
+
+test('Socket.io: a signal to a peer whose node was killed is an error, not a silent drop', async (t) => {
+  const { nodes: [n1, n2], connect, octate } = await cluster(t);
+  const ws = await octate(n2);
+  ws.json({ type: 'auth', userId: 'gone', roomId: 'killed' });
+  await ws.nextOf('auth');
+  ws.json({ type: 'create-room', roomId: 'killed' });
+  await ws.nextOf('room-created');
+  const sio = await connect(n1);
+  await join(sio, 'killed', 'sio');
+  await ws.nextOf('peer-joined');
+  const exited = new Promise((r) => n2.proc.once('exit', r));
+  process.kill(n2.proc.pid, 'SIGKILL');
+  await withTimeout(exited, 'node n2 to exit');
+  // Until n2's lease runs out, 'gone' is still in the room, but its node's inbox has no
+  // subscriber: the relay is answered at once and the error follows. Redis may take a
+  // moment to notice the dead subscriber, so probe every 200 ms (at most 10 times).
+  let error = null;
+  sio.on('error', (e) => { error = e; });
+  for (let n = 0; n < 10 && !error; n++) {
+    sio.emit('offer', { roomId: 'killed', targetUserId: 'gone', offer: { type: 'offer', sdp: `v=0 ${n}` } });
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(error, 'an error event within 2 s');
+  assert.match(error.message, /the node holding gone is unreachable/);
+});

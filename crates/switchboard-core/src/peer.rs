@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 
-use crate::{ConnId, DialectTag, Envelope};
+use crate::{ConnId, DialectTag, Envelope, RelayError};
 
 /// An item in a peer's outbox.
 #[derive(Debug)]
@@ -39,6 +39,10 @@ pub enum Outbound {
     /// A frame already rendered for this peer (a reply to its own request). Boxed to keep
     /// queue slots two words wide.
     Frame(Box<Bytes>),
+    /// A signal this peer sent did not get through, found out after its relay was answered
+    /// (a cluster backend learned that the recipient's node is gone). The connection reports
+    /// it as it reports a refused relay. Boxed for the same reason as `Frame`.
+    Undelivered(Box<RelayError>),
 }
 
 /// What [`OutboxReceiver::recv`] yields.
@@ -141,6 +145,7 @@ fn weight(item: &Outbound) -> usize {
     match item {
         Outbound::Event(env) => env.weight(),
         Outbound::Frame(b) => b.len() + 32,
+        Outbound::Undelivered(_) => 64,
     }
 }
 

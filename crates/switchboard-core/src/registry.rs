@@ -478,6 +478,26 @@ impl Registry {
         self.lock().rooms.get(room).map_or(0, |r| r.members.len())
     }
 
+    /// Tells the member `key` names that a signal it sent did not get through
+    /// ([`Outbound::Undelivered`]). False when it is gone; a full outbox closes it as a slow
+    /// consumer, as any delivery would.
+    pub fn notify_undelivered(&self, key: &SeatKey, error: RelayError) -> bool {
+        let state = self.lock();
+        let Some(m) = state
+            .rooms
+            .get(&key.room)
+            .filter(|r| r.epoch == key.epoch)
+            .and_then(|r| r.members.iter().find(|m| m.serial == key.serial))
+        else {
+            return false;
+        };
+        let result = m.handle.try_deliver(Outbound::Undelivered(Box::new(error)));
+        if result == Err(SendError::Full) {
+            m.handle.close(CloseReason::SlowConsumer);
+        }
+        result.is_ok()
+    }
+
     /// Whether `peer` is a member of `room` here.
     pub fn has_member(&self, room: &RoomId, peer: &PeerId) -> bool {
         self.lock()

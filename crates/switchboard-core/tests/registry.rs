@@ -21,7 +21,7 @@ impl TestPeer {
     fn next(&mut self) -> Event {
         match self.rx.try_recv().expect("an event is queued") {
             Outbound::Event(env) => env.event.clone(),
-            Outbound::Frame(_) => panic!("unexpected frame"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     fn is_empty(&mut self) -> bool {
@@ -348,6 +348,30 @@ fn dropping_a_membership_tells_the_room_once() {
     }
     assert!(a.is_empty());
     assert_eq!(reg.stats_now().peers, 1);
+}
+
+#[test]
+fn a_late_undelivered_notice_reaches_the_sender_s_seat_and_no_successor() {
+    let reg = Registry::new(Limits::default());
+    let (mut a, b) = (peer(8), peer(1));
+    let seat = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    let _ = a.next();
+    let key = seat.key().clone();
+    let lost = RelayError::Unavailable("the node holding z is unreachable".into());
+    assert!(reg.notify_undelivered(&key, lost.clone()));
+    match a.rx.try_recv() {
+        Some(Outbound::Undelivered(e)) => assert_eq!(*e, lost),
+        other => panic!("{other:?}"),
+    }
+    // A full outbox closes its peer, as any delivery would.
+    let bseat = join(&reg, "r", "b", &b, JoinMode::CreateOrJoin).unwrap();
+    assert!(!reg.notify_undelivered(bseat.key(), lost.clone()));
+    assert_eq!(b.handle.close_reason(), Some(CloseReason::SlowConsumer));
+    // The seat is gone (left, or the room re-created): nobody is told.
+    drop(seat);
+    assert!(!reg.notify_undelivered(&key, lost.clone()));
+    let _again = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
+    assert!(!reg.notify_undelivered(&key, lost));
 }
 
 #[test]

@@ -333,6 +333,31 @@ async fn wait_left(c: &mut Client, ids: &[&str], within: Duration) -> Duration {
     start.elapsed()
 }
 
+/// Sends `to` (a peer of a killed node) an ICE candidate every 200 ms until the sender gets
+/// an error (Redis may take a moment to notice the dead subscriber); returns the error and
+/// any `peer-left` seen meanwhile.
+async fn probe_dead_peer(c: &mut Client, room: &str, to: &str) -> (Value, Vec<String>) {
+    let mut left = Vec::new();
+    for n in 0..10 {
+        c.send(
+            json!({"type":"ice-candidate","roomId":room,"data":{"peer":to,"candidate":{"n":n}}}),
+        )
+        .await;
+        let until = Instant::now() + Duration::from_millis(200);
+        while let Some(v) = c
+            .recv_timeout_or_none(until.saturating_duration_since(Instant::now()))
+            .await
+        {
+            match v["type"].as_str() {
+                Some("error") => return (v, left),
+                Some("peer-left") => left.push(v["userId"].to_string()),
+                _ => {}
+            }
+        }
+    }
+    panic!("no error for signals to {to} on a killed node within 2 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_peers_leave_every_room_within_five_seconds() {
     let redis = Redis::start().await;
@@ -350,6 +375,30 @@ async fn a_killed_node_s_peers_leave_every_room_within_five_seconds() {
     }
     let started = Instant::now();
     n3.kill9().await;
+    // Until the dead node's lease runs out its peers are still in the room, but a signal to
+    // one of them reaches no subscriber: the sender hears so, after its relay was answered.
+    let (refused, left_early) = probe_dead_peer(&mut a, "kr", "c").await;
+    assert_eq!(refused["data"]["code"], "unavailable", "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("the node holding c is unreachable"),
+        "{refused}"
+    );
+    assert!(
+        left_early.is_empty(),
+        "reaped before the probe: {left_early:?}"
+    );
+    // A room-wide signal reaches fewer nodes than hold members: an error too.
+    a.send(json!({"type":"presence","roomId":"kr","data":{"s":"here"}}))
+        .await;
+    let e = next_of(&mut a, "error").await;
+    assert_eq!(e["data"]["code"], "unavailable", "{e}");
+    assert_eq!(
+        next_of(&mut b, "presence").await["data"]["s"],
+        "here",
+        "the live node's peers still get it"
+    );
     let ta = wait_left(&mut a, &["c", "d"], Duration::from_secs(5)).await;
     let tb = wait_left(&mut b, &["c", "d"], Duration::from_secs(5))
         .await

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::wire::{self, Record, RoomKeys};
-use super::{Inner, Job, LinkCmd, OP_TIMEOUT, Publish, json_str, push_create_args};
+use super::{Inner, Job, LinkCmd, OP_TIMEOUT, Publish, Then, json_str, push_create_args};
 
 /// Reconnect back-off bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -249,7 +249,7 @@ fn apply(inner: &Inner, payload: &[u8]) {
 }
 
 /// Messages waiting together are published together: one pipeline per round, one publish
-/// per channel (several messages for a channel go as one batch, in order). While a round is
+/// per run of messages for one channel (a run goes as one batch, in order). While a round is
 /// in flight the next one gathers, so batches grow with the load and a lone message goes
 /// out at once.
 pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Publish>) {
@@ -263,12 +263,14 @@ pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver
                 Err(_) => break,
             }
         }
-        // Channels in order of first appearance, each with its messages in order.
+        // Runs of messages for one channel, in order: a sender's signals may go to two
+        // channels (a peer's node inbox, the room's channel), and the receiving node reads
+        // both on one connection in publish order, so runs must not be merged across others.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, p) in round.iter().enumerate() {
-            match groups.iter_mut().find(|(c, _)| *c == p.channel) {
-                Some((_, idx)) => idx.push(i),
-                None => groups.push((p.channel.clone(), vec![i])),
+            match groups.last_mut() {
+                Some((c, idx)) if *c == p.channel => idx.push(i),
+                _ => groups.push((p.channel.clone(), vec![i])),
             }
         }
         let mut pipe = redis::pipe();
@@ -292,22 +294,20 @@ pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver
             },
             Err(e) => Err(e),
         };
-        let mut done: Vec<Option<PublishDone>> = round.drain(..).map(|p| Some(p.done)).collect();
+        let mut then: Vec<Option<Then>> = round.drain(..).map(|p| Some(p.then)).collect();
         for (g, (_, idx)) in groups.iter().enumerate() {
             let r = match &counts {
                 Ok(v) => Ok(v.get(g).copied().unwrap_or(0)),
                 Err(e) => Err(e.clone()),
             };
             for &i in idx {
-                if let Some(tx) = done[i].take() {
-                    let _ = tx.send(r.clone());
+                if let Some(t) = then[i].take() {
+                    inner.published(t, &r);
                 }
             }
         }
     }
 }
-
-type PublishDone = tokio::sync::oneshot::Sender<Result<usize, String>>;
 
 fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))

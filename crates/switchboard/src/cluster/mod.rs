@@ -41,12 +41,16 @@
 //!
 //! # Order and delivery
 //!
-//! Every node publishes on one connection (one task batches what waits: the messages for
-//! one channel go out as one publish, in order) and reads every channel on one subscriber
-//! connection; Redis delivers one subscriber's messages in publish order, and a connection's
-//! commands are applied one at a time, so a sender's signals reach each recipient in order
-//! across nodes. A publish that reaches fewer nodes than the view says hold recipients is an
-//! error to the sender (`Unavailable`), never a silent drop. A join holds the node's *apply
+//! Every node publishes on one connection, from one queue (one task batches what waits:
+//! a run of messages for one channel goes out as one publish, in order) and reads every
+//! channel on one subscriber connection; Redis delivers one subscriber's messages in publish
+//! order, and a connection's commands enter the queue one at a time, so a sender's signals
+//! reach each recipient in order across nodes. A relay does not wait for its publish (that
+//! would cost every sender a Redis round trip per signal): a publish that fails, or reaches
+//! fewer nodes than the view says hold recipients, is reported to the sender afterwards as
+//! the same `Unavailable` error its dialect gives a refused relay, never a silent drop. A
+//! sender whose signals wait unpublished past a bound waits for its own publish (see
+//! [`Inner::publish_signal`]). A join holds the node's *apply
 //! gate* while its script runs, so remote events are applied either before the joiner is
 //! in (and reflected in its `Joined`) or after (and delivered to it); membership events carry
 //! the room sequence, and events already reflected in a snapshot are skipped.
@@ -71,7 +75,7 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -93,6 +97,9 @@ use self::wire::{Record, RoomKeys};
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Mailbox items kept per recipient.
 const MAILBOX_ITEMS: usize = 256;
+/// Bytes of relayed signals that may wait for the publisher with nobody waiting on them
+/// (see [`Inner::publish_signal`]); past it, a sender waits for its own publish.
+const UNAWAITED_MAX: usize = 8 << 20;
 
 /// What the cluster needs from the configuration.
 #[derive(Debug, Clone)]
@@ -193,8 +200,25 @@ enum LinkCmd {
 struct Publish {
     channel: String,
     msg: Vec<u8>,
-    /// How many subscribers got it, or why it could not be published.
-    done: oneshot::Sender<Result<usize, String>>,
+    then: Then,
+}
+
+/// What the publisher does once a message is out.
+#[derive(Debug)]
+enum Then {
+    /// Answers the task waiting on it: how many subscribers got it, or why it could not be
+    /// published.
+    Answer(oneshot::Sender<Result<usize, String>>),
+    /// Nobody waits (a relayed signal, already answered): when the publish fails or reaches
+    /// fewer than `min` subscribers, the sender is told `unreached`
+    /// ([`Registry::notify_undelivered`]). `bytes` is what it counts against
+    /// [`UNAWAITED_MAX`].
+    Check {
+        sender: SeatKey,
+        min: usize,
+        unreached: String,
+        bytes: usize,
+    },
 }
 
 /// Writes that may wait (leaves), done in order by the writer task.
@@ -223,6 +247,8 @@ pub(crate) struct Inner {
     link_tx: mpsc::UnboundedSender<LinkCmd>,
     writer_tx: mpsc::UnboundedSender<Job>,
     pub_tx: mpsc::UnboundedSender<Publish>,
+    /// Bytes of [`Then::Check`] messages not yet published.
+    unawaited: AtomicUsize,
     scripts: Scripts,
     stop: CancellationToken,
 }
@@ -264,6 +290,7 @@ impl Cluster {
             link_tx,
             writer_tx,
             pub_tx,
+            unawaited: AtomicUsize::new(0),
             scripts: Scripts::default(),
             stop: CancellationToken::new(),
         });
@@ -320,7 +347,7 @@ impl Inner {
             .send(Publish {
                 channel: channel.to_owned(),
                 msg,
-                done,
+                then: Then::Answer(done),
             })
             .map_err(|_| unavailable("stopped"))?;
         match tokio::time::timeout(OP_TIMEOUT * 2, answer).await {
@@ -712,16 +739,11 @@ impl Inner {
                     audience,
                 };
                 let msg = wire::encode_signal(&self.inst, &signal);
-                Op::pending(async move {
-                    match self.publish(&wire::inbox(&inst), msg).await {
-                        Ok(0) => Err(RelayError::Unavailable(format!(
-                            "the node holding {} is unreachable",
-                            signal.to.as_ref().map_or("", PeerId::as_str)
-                        ))),
-                        Ok(_) => Ok(Delivery { delivered: 1 }),
-                        Err(e) => Err(RelayError::Unavailable(e)),
-                    }
-                })
+                let unreached = format!(
+                    "the node holding {} is unreachable",
+                    signal.to.as_ref().map_or("", PeerId::as_str)
+                );
+                self.publish_signal(from, wire::inbox(&inst), msg, 1, unreached, Ok(1))
             }
             Target::Room => {
                 let local = self.local.relay_with(
@@ -748,22 +770,81 @@ impl Inner {
                 };
                 let msg = wire::encode_signal(&self.inst, &signal);
                 let channel = wire::room_channel(&from.room);
-                Op::pending(async move {
-                    // Every node holding members, and this one (subscribed too).
-                    let remote = match self.publish(&channel, msg).await {
-                        Ok(n) if n > instances => Ok(remote_count),
-                        Ok(_) => Err(RelayError::Unavailable(
-                            "a node holding members of this room is unreachable".into(),
-                        )),
-                        Err(e) => Err(RelayError::Unavailable(e)),
-                    };
-                    match (local, remote) {
-                        (Ok(l), Ok(r)) => Ok(Delivery {
-                            delivered: l.delivered + r,
-                        }),
-                        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-                    }
-                })
+                // Every node holding members, and this one (subscribed too).
+                let local = local.map(|l| l.delivered + remote_count);
+                let unreached = "a node holding members of this room is unreachable".to_owned();
+                self.publish_signal(from, channel, msg, instances + 1, unreached, local)
+            }
+        }
+    }
+
+    /// Publishes a relayed signal. `local` is the relay's outcome so far: how many
+    /// recipients it counts (this node's and the remote ones), or this node's refusal.
+    ///
+    /// Normally nobody waits: the relay is answered at once and the publisher tells the
+    /// sender later if the publish failed or reached fewer than `min` subscribers
+    /// ([`Then::Check`]). So a sender's signals flow to other nodes as they flow on one node,
+    /// one after another without a Redis round trip each (their order is the publisher
+    /// queue's, which is the order they were relayed in). While more than
+    /// [`UNAWAITED_MAX`] bytes wait unpublished, the sender waits for its own publish
+    /// instead, which bounds what a fast sender can queue against a slow Redis.
+    fn publish_signal(
+        self: &Arc<Self>,
+        from: &SeatKey,
+        channel: String,
+        msg: Vec<u8>,
+        min: usize,
+        unreached: String,
+        local: Result<usize, RelayError>,
+    ) -> Op<'_, Result<Delivery, RelayError>> {
+        if !self.is_up() {
+            return Op::ready(Err(RelayError::Unavailable(unavailable("not connected"))));
+        }
+        let bytes = msg.len();
+        if self.unawaited.load(Ordering::Relaxed) + bytes <= UNAWAITED_MAX {
+            self.unawaited.fetch_add(bytes, Ordering::Relaxed);
+            let then = Then::Check {
+                sender: from.clone(),
+                min,
+                unreached,
+                bytes,
+            };
+            if self.pub_tx.send(Publish { channel, msg, then }).is_err() {
+                self.unawaited.fetch_sub(bytes, Ordering::Relaxed);
+                return Op::ready(Err(RelayError::Unavailable(unavailable("stopped"))));
+            }
+            return Op::ready(local.map(|delivered| Delivery { delivered }));
+        }
+        Op::pending(async move {
+            let remote = match self.publish(&channel, msg).await {
+                Ok(n) if n >= min => Ok(()),
+                Ok(_) => Err(RelayError::Unavailable(unreached)),
+                Err(e) => Err(RelayError::Unavailable(e)),
+            };
+            remote.and(local).map(|delivered| Delivery { delivered })
+        })
+    }
+
+    /// What the publisher does with a message's result.
+    fn published(&self, then: Then, result: &Result<usize, String>) {
+        match then {
+            Then::Answer(tx) => {
+                let _ = tx.send(result.clone());
+            }
+            Then::Check {
+                sender,
+                min,
+                unreached,
+                bytes,
+            } => {
+                self.unawaited.fetch_sub(bytes, Ordering::Relaxed);
+                let why = match result {
+                    Ok(n) if *n >= min => return,
+                    Ok(_) => unreached,
+                    Err(e) => e.clone(),
+                };
+                self.local
+                    .notify_undelivered(&sender, RelayError::Unavailable(why));
             }
         }
     }

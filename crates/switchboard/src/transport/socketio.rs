@@ -312,6 +312,11 @@ async fn run(
                     }
                     emits.into_iter().for_each(|e| out.push(e));
                 }
+                Received::Item(Outbound::Undelivered(e)) => {
+                    let e = CommandError::from(*e);
+                    command::count(&app, &e);
+                    out.push(codec::encode_error(&e));
+                }
                 Received::Item(Outbound::Frame(_)) => {}
                 Received::Closed(_) => break,
             },

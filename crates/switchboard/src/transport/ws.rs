@@ -420,6 +420,11 @@ impl<C: Codec> Connection<C> {
                     }
                     out
                 }
+                Outbound::Undelivered(e) => {
+                    let e = CommandError::from(*e);
+                    command::count(&self.app, &e);
+                    self.codec.encode_error(&e)
+                }
             };
             match out {
                 Out::None => {}
