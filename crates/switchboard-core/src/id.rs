@@ -36,6 +36,11 @@ macro_rules! string_id {
                 write!(f, "{}({:?})", stringify!($ty), &*self.0)
             }
         }
+        impl std::borrow::Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
         impl From<&str> for $ty {
             fn from(s: &str) -> Self {
                 Self::new(s)

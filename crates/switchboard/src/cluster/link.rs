@@ -266,25 +266,26 @@ pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver
         // Runs of messages for one channel, in order: a sender's signals may go to two
         // channels (a peer's node inbox, the room's channel), and the receiving node reads
         // both on one connection in publish order, so runs must not be merged across others.
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
         for (i, p) in round.iter().enumerate() {
-            match groups.last_mut() {
-                Some((c, idx)) if *c == p.channel => idx.push(i),
-                _ => groups.push((p.channel.clone(), vec![i])),
+            match runs.last_mut() {
+                Some(run) if round[run.start].channel == p.channel => run.end = i + 1,
+                _ => runs.push(i..i + 1),
             }
         }
         let mut pipe = redis::pipe();
-        for (channel, idx) in &groups {
-            let body = if idx.len() == 1 {
-                std::mem::take(&mut round[idx[0]].msg)
+        for run in &runs {
+            let channel = round[run.start].channel.clone();
+            let body = if run.len() == 1 {
+                std::mem::take(&mut round[run.start].msg)
             } else {
-                let msgs: Vec<Vec<u8>> = idx
-                    .iter()
-                    .map(|&i| std::mem::take(&mut round[i].msg))
+                let msgs: Vec<Vec<u8>> = round[run.clone()]
+                    .iter_mut()
+                    .map(|p| std::mem::take(&mut p.msg))
                     .collect();
                 wire::encode_batch(&msgs)
             };
-            pipe.cmd("PUBLISH").arg(channel).arg(body);
+            pipe.cmd("PUBLISH").arg(&*channel).arg(body);
         }
         let counts: Result<Vec<usize>, String> = match inner.conn() {
             Ok(mut c) => match tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut c)).await {
@@ -295,12 +296,12 @@ pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver
             Err(e) => Err(e),
         };
         let mut then: Vec<Option<Then>> = round.drain(..).map(|p| Some(p.then)).collect();
-        for (g, (_, idx)) in groups.iter().enumerate() {
+        for (g, run) in runs.iter().enumerate() {
             let r = match &counts {
                 Ok(v) => Ok(v.get(g).copied().unwrap_or(0)),
                 Err(e) => Err(e.clone()),
             };
-            for &i in idx {
+            for i in run.clone() {
                 if let Some(t) = then[i].take() {
                     inner.published(t, &r);
                 }

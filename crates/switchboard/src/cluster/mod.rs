@@ -144,6 +144,8 @@ struct Remote {
     summary: MemberSummary,
     uid: String,
     inst: Arc<str>,
+    /// The inbox channel of `inst` (named once, not per signal).
+    inbox: Arc<str>,
 }
 
 /// What this node knows of a room's members elsewhere.
@@ -155,8 +157,8 @@ struct View {
 }
 
 impl View {
-    fn find(&self, peer: &PeerId) -> Option<&Remote> {
-        self.remote.iter().find(|r| &r.summary.id == peer)
+    fn find(&self, peer: &str) -> Option<&Remote> {
+        self.remote.iter().find(|r| r.summary.id.as_str() == peer)
     }
 
     /// Distinct instances holding members, other than this one.
@@ -198,7 +200,7 @@ enum LinkCmd {
 /// A message to publish, batched by the publisher task with whatever else is waiting.
 #[derive(Debug)]
 struct Publish {
-    channel: String,
+    channel: Arc<str>,
     msg: Vec<u8>,
     then: Then,
 }
@@ -216,9 +218,27 @@ enum Then {
     Check {
         sender: SeatKey,
         min: usize,
-        unreached: String,
+        unreached: Unreached,
         bytes: usize,
     },
+}
+
+/// Whose node a signal did not reach (the error is worded only when it happens).
+#[derive(Debug)]
+enum Unreached {
+    /// The node holding this peer.
+    PeerNode(PeerId),
+    /// A node holding members of the room.
+    RoomNode,
+}
+
+impl Display for Unreached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PeerNode(p) => write!(f, "the node holding {p} is unreachable"),
+            Self::RoomNode => f.write_str("a node holding members of this room is unreachable"),
+        }
+    }
 }
 
 /// Writes that may wait (leaves), done in order by the writer task.
@@ -338,14 +358,14 @@ impl Inner {
     }
 
     /// Publishes `msg` on `channel`; the number of subscribers that got it.
-    async fn publish(&self, channel: &str, msg: Vec<u8>) -> Result<usize, String> {
+    async fn publish(&self, channel: Arc<str>, msg: Vec<u8>) -> Result<usize, String> {
         if !self.is_up() {
             return Err(unavailable("not connected"));
         }
         let (done, answer) = oneshot::channel();
         self.pub_tx
             .send(Publish {
-                channel: channel.to_owned(),
+                channel,
                 msg,
                 then: Then::Answer(done),
             })
@@ -701,20 +721,21 @@ impl Inner {
         let (remote_count, instances, dest) = {
             let st = self.lock();
             match st.views.get(&from.room) {
-                Some(v) => {
-                    let dest = match &target {
-                        Target::Peer(p) => v.find(p).map(|r| r.inst.clone()),
-                        Target::Room => None,
-                    };
-                    (v.remote.len(), v.instances(), dest)
-                }
+                Some(v) => match &target {
+                    Target::Peer(p) => (
+                        v.remote.len(),
+                        0,
+                        v.find(p.as_str()).map(|r| r.inbox.clone()),
+                    ),
+                    Target::Room => (v.remote.len(), v.instances(), None),
+                },
                 None => (0, 0, None),
             }
         };
         let audience_extra = u32::try_from(remote_count).unwrap_or(u32::MAX);
         match target {
             Target::Peer(p) => {
-                let Some(inst) = dest else {
+                let Some(inbox) = dest else {
                     return Op::ready(self.local.relay_with(
                         from,
                         Target::Peer(p),
@@ -739,11 +760,8 @@ impl Inner {
                     audience,
                 };
                 let msg = wire::encode_signal(&self.inst, &signal);
-                let unreached = format!(
-                    "the node holding {} is unreachable",
-                    signal.to.as_ref().map_or("", PeerId::as_str)
-                );
-                self.publish_signal(from, wire::inbox(&inst), msg, 1, unreached, Ok(1))
+                let unreached = Unreached::PeerNode(signal.to.unwrap_or_else(|| from.peer.clone()));
+                self.publish_signal(from, inbox, msg, 1, unreached, Ok(1))
             }
             Target::Room => {
                 let local = self.local.relay_with(
@@ -769,11 +787,17 @@ impl Inner {
                     audience,
                 };
                 let msg = wire::encode_signal(&self.inst, &signal);
-                let channel = wire::room_channel(&from.room);
+                let channel = Arc::from(wire::room_channel(&from.room));
                 // Every node holding members, and this one (subscribed too).
                 let local = local.map(|l| l.delivered + remote_count);
-                let unreached = "a node holding members of this room is unreachable".to_owned();
-                self.publish_signal(from, channel, msg, instances + 1, unreached, local)
+                self.publish_signal(
+                    from,
+                    channel,
+                    msg,
+                    instances + 1,
+                    Unreached::RoomNode,
+                    local,
+                )
             }
         }
     }
@@ -791,10 +815,10 @@ impl Inner {
     fn publish_signal(
         self: &Arc<Self>,
         from: &SeatKey,
-        channel: String,
+        channel: Arc<str>,
         msg: Vec<u8>,
         min: usize,
-        unreached: String,
+        unreached: Unreached,
         local: Result<usize, RelayError>,
     ) -> Op<'_, Result<Delivery, RelayError>> {
         if !self.is_up() {
@@ -816,9 +840,9 @@ impl Inner {
             return Op::ready(local.map(|delivered| Delivery { delivered }));
         }
         Op::pending(async move {
-            let remote = match self.publish(&channel, msg).await {
+            let remote = match self.publish(channel, msg).await {
                 Ok(n) if n >= min => Ok(()),
-                Ok(_) => Err(RelayError::Unavailable(unreached)),
+                Ok(_) => Err(RelayError::Unavailable(unreached.to_string())),
                 Err(e) => Err(RelayError::Unavailable(e)),
             };
             remote.and(local).map(|delivered| Delivery { delivered })
@@ -840,11 +864,38 @@ impl Inner {
                 self.unawaited.fetch_sub(bytes, Ordering::Relaxed);
                 let why = match result {
                     Ok(n) if *n >= min => return,
-                    Ok(_) => unreached,
+                    Ok(_) => unreached.to_string(),
                     Err(e) => e.clone(),
                 };
                 self.local
                     .notify_undelivered(&sender, RelayError::Unavailable(why));
+            }
+        }
+    }
+
+    /// A signal from another node: delivered to its local recipients when its sender is in
+    /// this node's view of the room (ids taken from the view, not allocated per signal).
+    fn on_signal(&self, h: &wire::Header<'_>, body: &[u8]) {
+        let Some(f) = h.f.as_deref() else { return };
+        let (room, from) = {
+            let st = self.lock();
+            let Some((room, view)) = st.views.get_key_value(h.r.as_ref()) else {
+                return;
+            };
+            let Some(sender) = view.find(f) else { return };
+            (room.clone(), sender.summary.id.clone())
+        };
+        let Some(signal) = wire::signal_of(h, room.clone(), from.clone(), body) else {
+            return;
+        };
+        let to = signal.to.clone();
+        let env = Envelope::new(Event::Signal(signal));
+        match to {
+            Some(to) => {
+                self.local.deliver_to(&room, &to, &env);
+            }
+            None => {
+                self.local.deliver_local(&room, Some(&from), &env);
             }
         }
     }
@@ -855,41 +906,23 @@ impl Inner {
 
     /// Applies one message from the subscriber connection (under the apply gate).
     fn on_message(&self, msg: &[u8]) {
-        let Ok((h, payload)) = wire::decode(msg) else {
+        let Ok((h, body)) = wire::decode(msg) else {
             tracing::warn!("cluster: unreadable message ignored");
             return;
         };
-        let room = RoomId::from(h.r.as_str());
-        match h.t.as_str() {
-            "s" if *h.o != *self.inst => {
-                let Some(signal) = wire::signal_of(&h, payload) else {
-                    return;
-                };
-                let known = self
-                    .lock()
-                    .views
-                    .get(&room)
-                    .is_some_and(|v| v.find(&signal.from).is_some());
-                if !known {
-                    return;
-                }
-                let to = signal.to.clone();
-                let from = signal.from.clone();
-                let env = Envelope::new(Event::Signal(signal));
-                match to {
-                    Some(to) => {
-                        self.local.deliver_to(&room, &to, &env);
-                    }
-                    None => {
-                        self.local.deliver_local(&room, Some(&from), &env);
-                    }
-                }
+        if h.t == "s" {
+            if h.o != *self.inst {
+                self.on_signal(&h, body);
             }
-            "j" if *h.o != *self.inst => {
+            return;
+        }
+        let room = RoomId::from(h.r.as_ref());
+        match h.t.as_ref() {
+            "j" if h.o != *self.inst => {
                 let (Some(p), Some(rec)) = (h.p, h.m) else {
                     return;
                 };
-                let peer = PeerId::from(p);
+                let peer = PeerId::from(p.as_ref());
                 let event = {
                     let mut st = self.lock();
                     let Some(view) = st.views.get_mut(&room) else {
@@ -899,7 +932,7 @@ impl Inner {
                         return;
                     }
                     view.seq = h.q;
-                    if view.find(&peer).is_some_and(|r| r.uid == rec.u) {
+                    if view.find(peer.as_str()).is_some_and(|r| r.uid == rec.u) {
                         return;
                     }
                     view.remote.retain(|r| r.summary.id != peer);
@@ -917,9 +950,9 @@ impl Inner {
                 let (Some(p), Some(uid)) = (h.p, h.u) else {
                     return;
                 };
-                let peer = PeerId::from(p);
+                let peer = PeerId::from(p.as_ref());
                 if wire::owner_of(&uid) == &*self.inst {
-                    if *h.o != *self.inst {
+                    if h.o != *self.inst {
                         // One of ours was removed by another node (it thought us dead).
                         let ours = self
                             .lock()
@@ -973,6 +1006,7 @@ fn remote_of(peer: &PeerId, rec: &Record) -> Remote {
         summary: rec.summary(peer),
         uid: rec.u.clone(),
         inst: Arc::from(rec.o.as_str()),
+        inbox: Arc::from(wire::inbox(&rec.o)),
     }
 }
 
@@ -1263,7 +1297,7 @@ impl MembershipService for Cluster {
                 .lock()
                 .views
                 .get(&key.room)
-                .and_then(|v| v.find(&to).map(|r| r.inst.clone()));
+                .and_then(|v| v.find(to.as_str()).map(|r| r.inbox.clone()));
             let signal = Signal {
                 room: key.room.clone(),
                 from: key.peer.clone(),
@@ -1273,9 +1307,9 @@ impl MembershipService for Cluster {
                 origin,
                 audience: 2,
             };
-            if let Some(inst) = remote {
+            if let Some(inbox) = remote {
                 let msg = wire::encode_signal(&inner.inst, &signal);
-                return match inner.publish(&wire::inbox(&inst), msg).await {
+                return match inner.publish(inbox, msg).await {
                     Ok(0) => Err(RelayError::Unavailable(
                         "the recipient's node is unreachable (the item stays queued)".into(),
                     )),

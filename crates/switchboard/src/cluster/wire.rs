@@ -5,6 +5,8 @@
 //! `redis-cli`, payloads are never re-encoded. Membership events are written by the Lua
 //! scripts themselves (`cjson` for the strings), so state and notification stay atomic.
 
+use std::borrow::Cow;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -122,37 +124,40 @@ impl Record {
     }
 }
 
-/// A message header, as every node reads it.
+/// A message header, as every node reads it. Strings borrow from the message (a signal's
+/// header is read for every signal a node receives).
 #[derive(Debug, Deserialize)]
-pub struct Header {
+pub struct Header<'a> {
     /// `s` signal, `j` joined, `l` left, `c` room closed.
-    pub t: String,
+    #[serde(borrow)]
+    pub t: Cow<'a, str>,
     /// The publishing instance.
-    #[serde(default)]
-    pub o: String,
+    #[serde(borrow, default)]
+    pub o: Cow<'a, str>,
     /// The room.
-    pub r: String,
+    #[serde(borrow)]
+    pub r: Cow<'a, str>,
     /// The room's event sequence number (membership events).
     #[serde(default)]
     pub q: u64,
     /// The peer a membership event is about.
-    #[serde(default)]
-    pub p: Option<String>,
+    #[serde(borrow, default)]
+    pub p: Option<Cow<'a, str>>,
     /// A join event's record.
     #[serde(default)]
     pub m: Option<Record>,
     /// A leave event's membership id.
-    #[serde(default)]
-    pub u: Option<String>,
+    #[serde(borrow, default)]
+    pub u: Option<Cow<'a, str>>,
     /// A signal's sender.
-    #[serde(default)]
-    pub f: Option<String>,
+    #[serde(borrow, default)]
+    pub f: Option<Cow<'a, str>>,
     /// A signal's named recipient.
-    #[serde(default)]
-    pub to: Option<String>,
+    #[serde(borrow, default)]
+    pub to: Option<Cow<'a, str>>,
     /// A signal's kind (see [`kind_code`]).
-    #[serde(default)]
-    pub k: Option<String>,
+    #[serde(borrow, default)]
+    pub k: Option<Cow<'a, str>>,
     /// A mailbox signal's sequence number.
     #[serde(default)]
     pub s: Option<u64>,
@@ -222,7 +227,8 @@ pub fn encode_signal(inst: &str, s: &Signal) -> Vec<u8> {
         d: s.origin.0,
         a: s.audience,
     };
-    let mut out = serde_json::to_vec(&header).expect("a header always serialises");
+    let mut out = Vec::with_capacity(96 + inst.len() + s.room.as_str().len() + s.payload.len());
+    serde_json::to_writer(&mut out, &header).expect("a header always serialises");
     out.push(b'\n');
     out.extend_from_slice(&s.payload);
     out
@@ -233,9 +239,9 @@ pub fn encode_signal(inst: &str, s: &Signal) -> Vec<u8> {
 pub fn encode_batch(msgs: &[Vec<u8>]) -> Vec<u8> {
     let len: usize = msgs.iter().map(|m| m.len() + 8).sum();
     let mut out = Vec::with_capacity(len + 8);
-    out.extend_from_slice(format!("#{}\n", msgs.len()).as_bytes());
+    let _ = writeln!(out, "#{}", msgs.len());
     for m in msgs {
-        out.extend_from_slice(format!("{}\n", m.len()).as_bytes());
+        let _ = writeln!(out, "{}", m.len());
         out.extend_from_slice(m);
     }
     out
@@ -267,27 +273,27 @@ pub fn split(msg: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// Splits a message into its header and payload.
+/// Splits a message into its header and payload (borrowed from `msg`).
 ///
 /// # Errors
 /// When the header is not one of ours.
-pub fn decode(msg: &[u8]) -> Result<(Header, Bytes), serde_json::Error> {
+pub fn decode(msg: &[u8]) -> Result<(Header<'_>, &[u8]), serde_json::Error> {
     let (head, body) = match msg.iter().position(|&b| b == b'\n') {
         Some(i) => (&msg[..i], &msg[i + 1..]),
         None => (msg, &[][..]),
     };
-    let h: Header = serde_json::from_slice(head)?;
-    Ok((h, Bytes::copy_from_slice(body)))
+    Ok((serde_json::from_slice(head)?, body))
 }
 
-/// The signal a header and payload describe.
-pub fn signal_of(h: &Header, payload: Bytes) -> Option<Signal> {
+/// The signal a header and payload describe; `room` and `from` are the receiving node's
+/// own ids for `h.r` and `h.f` (see [`Header`]), so that a signal costs no id allocation.
+pub fn signal_of(h: &Header<'_>, room: RoomId, from: PeerId, payload: &[u8]) -> Option<Signal> {
     Some(Signal {
-        room: RoomId::from(h.r.as_str()),
-        from: PeerId::from(h.f.as_deref()?),
+        room,
+        from,
         to: h.to.as_deref().map(PeerId::from),
         kind: kind_from(h.k.as_deref()?, h.s),
-        payload,
+        payload: Bytes::copy_from_slice(payload),
         origin: DialectTag(h.d),
         audience: h.a,
     })
@@ -323,7 +329,9 @@ mod tests {
             let (h, body) = decode(&wire).unwrap();
             assert_eq!(h.t, "s");
             assert_eq!(h.o, "node-1#ab");
-            let back = signal_of(&h, body).unwrap();
+            assert_eq!(h.r.as_ref(), s.room.as_str());
+            assert_eq!(h.f.as_deref(), Some(s.from.as_str()));
+            let back = signal_of(&h, s.room.clone(), s.from.clone(), body).unwrap();
             assert_eq!(back.room, s.room);
             assert_eq!(back.from, s.from);
             assert_eq!(back.to, s.to);
@@ -366,7 +374,7 @@ mod tests {
         let wire = br#"{"t":"j","o":"n2#x","r":"room","q":5,"p":"bob","m":{"u":"n2#x/9","o":"n2#x","n":"Bob","h":false,"t":17,"d":1}}"#;
         let (h, body) = decode(wire).unwrap();
         assert!(body.is_empty());
-        assert_eq!((h.t.as_str(), h.q, h.p.as_deref()), ("j", 5, Some("bob")));
+        assert_eq!((h.t.as_ref(), h.q, h.p.as_deref()), ("j", 5, Some("bob")));
         let m = h.m.unwrap();
         assert_eq!(m.summary(&"bob".into()).name.as_deref(), Some("Bob"));
         assert_eq!(m.o, "n2#x");
