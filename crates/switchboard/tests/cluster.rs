@@ -315,6 +315,53 @@ async fn a_senders_signals_arrive_in_order_across_nodes() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_bounds_what_a_node_queues_and_every_signal_still_arrives_in_order() {
+    // ~96 MB of signals against a frozen Redis: a node queues at most 8 MiB of them without
+    // anyone waiting; past that, the sender waits for its own publish and stops being read.
+    // (Measured on the 2-core test machine: the node grows 8 MB; with no bound, 33-35 MB in
+    // the same 800 ms, and more the longer the stall.)
+    const N: usize = 1600;
+    let redis = Redis::start().await;
+    let env = [
+        ("OUTBOX_CAPACITY", "8192"),
+        ("OUTBOX_MAX_BYTES", "268435456"),
+    ];
+    let n1 = Node::start("p1", &redis.url(), &env).await;
+    let n2 = Node::start("p2", &redis.url(), &env).await;
+    let mut alice = octate(&n1, "stall", "alice", true).await;
+    let mut bob = octate(&n2, "stall", "bob", false).await;
+    alice.recv_type("peer-joined").await;
+    let recv = tokio::spawn(async move { (seqs(&mut bob, N).await, bob) });
+    let before = n1.rss();
+    redis.pause();
+    let pad = "x".repeat(60_000);
+    let send = tokio::spawn(async move {
+        for n in 0..N {
+            alice.send(json!({"type":"ice-candidate","roomId":"stall","data":{"peer":"bob","candidate":{"candidate":format!("seq {n}"),"pad":pad}}}))
+                .await;
+        }
+        alice
+    });
+    // The stall itself: shorter than the node's 1 s Redis response timeout, so nothing fails.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let grown = n1.rss().saturating_sub(before);
+    redis.resume();
+    let (got, _bob) = recv.await.unwrap();
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "every signal, in order");
+    let mut alice = send.await.unwrap();
+    alice.expect_silence(Duration::from_millis(300)).await;
+    eprintln!(
+        "a node's growth during an 800 ms Redis stall: {} MB",
+        grown >> 20
+    );
+    assert!(
+        grown < 24 << 20,
+        "the node grew by {} MB while Redis was frozen",
+        grown >> 20
+    );
+}
+
 /// Waits until `c` has seen `peer-left` for each of `ids` (any order); returns when.
 async fn wait_left(c: &mut Client, ids: &[&str], within: Duration) -> Duration {
     let start = Instant::now();

@@ -154,6 +154,17 @@ impl Redis {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open and nothing is answered, as with a
+    /// Redis stalled by a slow disk or a long command.
+    pub fn pause(&self) {
+        signal(self.child.as_ref().expect("running"), libc::SIGSTOP);
+    }
+
+    /// Lets a paused Redis go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.as_ref().expect("running"), libc::SIGCONT);
+    }
+
     /// Starts it again, empty, on the same port.
     pub async fn restart(&mut self) {
         self.stop().await;
@@ -261,6 +272,18 @@ impl Node {
     }
 
     /// `kill -9`, by PID.
+    /// Resident memory in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+            * 1024
+    }
+
     pub async fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             signal(&c, libc::SIGKILL);
