@@ -59,8 +59,10 @@ else
   REDIS_PORT=${REDIS_PORT:-6379}; LB_PORT=${LB_PORT:-8080}
 fi
 
-# 1. Redis (no persistence: the cluster rebuilds membership from its nodes).
+# 1. Redis (no persistence: the cluster rebuilds membership from its nodes; a larger pub/sub
+#    output limit, past which Redis drops a subscriber and what it held: docs/PROTOCOL.md).
 "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  --client-output-buffer-limit "pubsub 256mb 64mb 60" \
   --protected-mode no --logfile "$WORK/redis.log" &
 PIDS+=($!)
 
