@@ -362,6 +362,76 @@ async fn a_stalled_redis_bounds_what_a_node_queues_and_every_signal_still_arrive
     );
 }
 
+/// How many nodes are subscribed to `room`'s channel (`redis-cli PUBSUB NUMSUB`).
+async fn room_subscribers(redis: &Redis, room: &str) -> usize {
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "PUBSUB", "NUMSUB"])
+        .arg(format!("sb:{{{room}}}:ev"))
+        .output()
+        .await
+        .expect("redis-cli (Debian's redis-tools, installed with redis-server)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_back_within_moments_reuses_its_node_s_subscription_which_ends_later() {
+    let redis = Redis::start().await;
+    let n1 = Node::start("l1", &redis.url(), &[]).await;
+    let n2 = Node::start("l2", &redis.url(), &[]).await;
+    let mut alice = octate(&n1, "lg", "alice", true).await;
+    let bob = octate(&n2, "lg", "bob", false).await;
+    assert_eq!(alice.recv_type("peer-joined").await["userId"], "bob");
+    assert_eq!(room_subscribers(&redis, "lg").await, 2);
+    // Bob reloads: gone, and back through the same node at once (its channel still
+    // subscribed there, no SUBSCRIBE needed). Everything flows both ways as before.
+    bob.close().await;
+    assert_eq!(next_of(&mut alice, "peer-left").await["userId"], "bob");
+    assert_eq!(
+        room_subscribers(&redis, "lg").await,
+        2,
+        "still subscribed on bob's node"
+    );
+    let mut bob = octate(&n2, "lg", "bob", false).await;
+    assert_eq!(next_of(&mut alice, "peer-joined").await["userId"], "bob");
+    alice
+        .send(
+            json!({"type":"sdp-offer","roomId":"lg","data":{"peer":"bob","offer":{"sdp":"again"}}}),
+        )
+        .await;
+    assert_eq!(
+        next_of(&mut bob, "sdp-offer").await["data"]["offer"]["sdp"],
+        "again"
+    );
+    bob.send(json!({"type":"presence","roomId":"lg","data":{"s":"back"}}))
+        .await;
+    assert_eq!(next_of(&mut alice, "presence").await["data"]["s"], "back");
+    // Bob leaves for good: the node lets the channel go after a while.
+    bob.close().await;
+    assert_eq!(next_of(&mut alice, "peer-left").await["userId"], "bob");
+    let left = Instant::now();
+    while room_subscribers(&redis, "lg").await != 1 {
+        assert!(
+            left.elapsed() < Duration::from_secs(6),
+            "the room's channel stayed subscribed on the node nobody is in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Then a join there subscribes anew, and events reach it.
+    let mut carol = octate(&n2, "lg", "carol", false).await;
+    assert_eq!(next_of(&mut alice, "peer-joined").await["userId"], "carol");
+    alice
+        .send(json!({"type":"presence","roomId":"lg","data":{"s":"hi carol"}}))
+        .await;
+    assert_eq!(
+        next_of(&mut carol, "presence").await["data"]["s"],
+        "hi carol"
+    );
+}
+
 /// Waits until `c` has seen `peer-left` for each of `ids` (any order); returns when.
 async fn wait_left(c: &mut Client, ids: &[&str], within: Duration) -> Duration {
     let start = Instant::now();

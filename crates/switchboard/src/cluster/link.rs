@@ -124,7 +124,12 @@ async fn connected(
     // The gate is held from the resubscription to the end of the resync: events that
     // arrive meanwhile are applied after, against the rebuilt views.
     let gate = inner.apply.lock().await;
-    let rooms: Vec<RoomId> = inner.lock().subs.keys().cloned().collect();
+    let rooms: Vec<RoomId> = {
+        let mut st = inner.lock();
+        // A new connection has none of the old one's lingering subscriptions.
+        st.linger.clear();
+        st.subs.keys().cloned().collect()
+    };
     let mut channels = vec![wire::inbox(&inner.inst)];
     channels.extend(rooms.iter().map(|r| RoomKeys::new(r).channel));
     // Many channels per SUBSCRIBE: a node holding thousands of rooms resubscribes in a few
@@ -183,10 +188,11 @@ async fn connected(
                         return Lost::Broken("subscribe failed".into());
                     }
                 }
-                Some(LinkCmd::Unsubscribe(ch)) => {
+                Some(LinkCmd::Unsubscribe(room)) => {
                     // Still wanted (a join re-held the room meanwhile)? Then keep it.
-                    let wanted = inner.lock().subs.keys().any(|r| RoomKeys::new(r).channel == ch);
+                    let wanted = inner.lock().subs.contains_key(&room);
                     if !wanted {
+                        let ch = wire::room_channel(&room);
                         let _ = tokio::time::timeout(OP_TIMEOUT, sink.unsubscribe(&ch)).await;
                     }
                 }
@@ -219,6 +225,7 @@ async fn upkeep(
         if let Err(e) = renew(&inner, &mut conn).await {
             break format!("lease renewal: {e}");
         }
+        inner.end_lingering();
         if grace_until.is_some_and(|t| Instant::now() < t) {
             continue;
         }
@@ -663,15 +670,20 @@ pub(super) async fn writer(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<
                 Ok(c) => {
                     futures_util::future::join_all(batch.iter().map(|(room, peer, uid)| {
                         let (inner, mut c) = (&inner, c.clone());
+                        let mut c2 = c.clone();
                         async move {
-                            leave(inner, &mut c, room, peer, uid).await?;
                             let entry =
                                 serde_json::json!([room.as_str(), peer.as_str(), uid]).to_string();
-                            redis::cmd("SREM")
-                                .arg(wire::node_peers(&inner.inst))
-                                .arg(entry)
-                                .query_async::<()>(&mut c)
-                                .await
+                            // Sent together on the multiplexed connection: one round trip.
+                            let (left, forgotten) = futures_util::future::join(
+                                leave(inner, &mut c, room, peer, uid),
+                                redis::cmd("SREM")
+                                    .arg(wire::node_peers(&inner.inst))
+                                    .arg(entry)
+                                    .query_async::<()>(&mut c2),
+                            )
+                            .await;
+                            left.and(forgotten)
                         }
                     }))
                     .await

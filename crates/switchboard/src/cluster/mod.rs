@@ -97,6 +97,8 @@ use self::wire::{Record, RoomKeys};
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Mailbox items kept per recipient.
 const MAILBOX_ITEMS: usize = 256;
+/// How long a room's channel stays subscribed after its last local member left.
+const LINGER: Duration = Duration::from_secs(2);
 /// Bytes of relayed signals that may wait for the publisher with nobody waiting on them
 /// (see [`Inner::publish_signal`]); past it, a sender waits for its own publish.
 const UNAWAITED_MAX: usize = 8 << 20;
@@ -188,13 +190,18 @@ struct State {
     /// Local members (and joins in progress) per room: the room's channel is subscribed
     /// while this is above zero.
     subs: HashMap<RoomId, usize>,
+    /// Rooms whose last local member left, and since when: their channel stays subscribed
+    /// for [`LINGER`], so that a peer that comes back (a reconnect, a page reload) does not
+    /// cost two more round trips. Emptied whenever the subscriber connection is replaced.
+    linger: HashMap<RoomId, std::time::Instant>,
 }
 
 /// What the link task is asked to do with the subscriber connection.
 #[derive(Debug)]
 enum LinkCmd {
     Subscribe(String, oneshot::Sender<bool>),
-    Unsubscribe(String),
+    /// A room's channel, unless the room is held again by then.
+    Unsubscribe(RoomId),
 }
 
 /// A message to publish, batched by the publisher task with whatever else is waiting.
@@ -386,7 +393,8 @@ impl Inner {
             *n += 1;
             if *n == 1 {
                 st.views.insert(room.clone(), View::default());
-                true
+                // Still subscribed from a member that left moments ago?
+                st.linger.remove(room).is_none()
             } else {
                 false
             }
@@ -415,10 +423,23 @@ impl Inner {
         if *n == 0 {
             st.subs.remove(room);
             st.views.remove(room);
-            let _ = self
-                .link_tx
-                .send(LinkCmd::Unsubscribe(wire::room_channel(room)));
+            st.linger.insert(room.clone(), std::time::Instant::now());
         }
+    }
+
+    /// Unsubscribes the channels of rooms nobody here has held for [`LINGER`] (the upkeep
+    /// task, every third of the lease).
+    fn end_lingering(&self) {
+        let mut st = self.lock();
+        let now = std::time::Instant::now();
+        let tx = &self.link_tx;
+        st.linger.retain(|room, since| {
+            let keep = now.duration_since(*since) < LINGER;
+            if !keep {
+                let _ = tx.send(LinkCmd::Unsubscribe(room.clone()));
+            }
+            keep
+        });
     }
 
     /// Merges a room's members as Redis has them (after `seq`) into its view, telling this
@@ -615,19 +636,16 @@ impl Inner {
                 return Err(e);
             }
         };
+        // The listings' index and the node's member set live in other slots, so they are not
+        // in the script: both go out together, one round trip.
+        let mut after = redis::pipe();
         if joined.created {
-            // The listings' index (another slot, so not in the script).
-            if let Ok(mut c) = self.conn() {
-                let _ = tokio::time::timeout(
-                    OP_TIMEOUT,
-                    redis::cmd("ZADD")
-                        .arg(wire::ROOMS)
-                        .arg(now)
-                        .arg(room.as_str())
-                        .query_async::<()>(&mut c),
-                )
-                .await;
-            }
+            after
+                .cmd("ZADD")
+                .arg(wire::ROOMS)
+                .arg(now)
+                .arg(room.as_str())
+                .ignore();
         }
         if !rejoin {
             let record = serde_json::to_string(&record).unwrap_or_default();
@@ -643,17 +661,17 @@ impl Inner {
                     },
                 },
             );
-            if let Ok(mut c) = self.conn() {
-                let entry = serde_json::json!([room.as_str(), peer.as_str(), uid]).to_string();
-                let _ = tokio::time::timeout(
-                    OP_TIMEOUT,
-                    redis::cmd("SADD")
-                        .arg(wire::node_peers(&self.inst))
-                        .arg(entry)
-                        .query_async::<()>(&mut c),
-                )
-                .await;
-            }
+            let entry = serde_json::json!([room.as_str(), peer.as_str(), uid]).to_string();
+            after
+                .cmd("SADD")
+                .arg(wire::node_peers(&self.inst))
+                .arg(entry)
+                .ignore();
+        }
+        if (joined.created || !rejoin)
+            && let Ok(mut c) = self.conn()
+        {
+            let _ = tokio::time::timeout(OP_TIMEOUT, after.query_async::<()>(&mut c)).await;
         }
         Ok(seat.into_key())
     }
