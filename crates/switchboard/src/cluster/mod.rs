@@ -21,7 +21,7 @@
 //! | `sb:{room}:m` | hash | peer id → member record `{"u":uid,"o":instance,"n":name,"h":host,"t":joined ms,"d":dialect}`; `uid` = `<instance>/<connection>` |
 //! | `sb:{room}:seq` | counter | the room's event sequence (every join and leave), kept a day |
 //! | `sb:{room}:mbseq`, `sb:{room}:mb:<peer>` | hash, list | nt mailboxes: next sequence per recipient, items `"<seq>\n<payload>"` (at most 256) |
-//! | `sb:{room}:ev` | channel | the room's events, subscribed by every node holding members there |
+//! | `sb:{room}:ev` | channel | the room's events, subscribed by every node holding members there (and for `LINGER` after its last one left) |
 //! | `sb:inbox:<instance>` | channel | targeted signals for members of that instance |
 //! | `sb:lease:<instance>` | string | the instance's lease (`CLUSTER_LEASE`, renewed every third of it) |
 //! | `sb:nodes` | set | instances that have registered |
