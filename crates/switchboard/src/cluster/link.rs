@@ -261,12 +261,20 @@ fn apply(inner: &Inner, payload: &[u8]) {
 /// out at once.
 pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Publish>) {
     const MOST: usize = 256;
+    // A round's bytes at most (one message of any size always goes): Redis pushes a batch to
+    // each subscriber whole, and drops a subscriber whose unread output passes its pub/sub
+    // limit (32 MB by default), so batches stay far below it.
+    const MOST_BYTES: usize = 1 << 20;
     let mut round: Vec<Publish> = Vec::new();
     while let Some(first) = rx.recv().await {
+        let mut bytes = first.msg.len();
         round.push(first);
-        while round.len() < MOST {
+        while round.len() < MOST && bytes < MOST_BYTES {
             match rx.try_recv() {
-                Ok(p) => round.push(p),
+                Ok(p) => {
+                    bytes += p.msg.len();
+                    round.push(p);
+                }
                 Err(_) => break,
             }
         }
