@@ -99,8 +99,20 @@ impl Shutdown {
     fn begin(&self) {
         self.token.cancel();
         let list = std::mem::take(&mut self.lock().list);
+        // Test builds only: a pause after each close stands in for this thread being
+        // preempted mid-loop, so that a test can make connections close while others are
+        // still being written to (tests/lifecycle.rs).
+        #[cfg(debug_assertions)]
+        let pause = std::env::var("SWITCHBOARD_TEST_SHUTDOWN_PAUSE_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_micros);
         for handle in list.iter().filter_map(WeakPeerHandle::upgrade) {
             handle.close(CloseReason::Shutdown);
+            #[cfg(debug_assertions)]
+            if let Some(p) = pause {
+                std::thread::sleep(p);
+            }
         }
     }
 

@@ -509,13 +509,17 @@ impl<C: Codec> Connection<C> {
 
 /// Bounds a write by [`WRITE_TIMEOUT`], by a close request and by shutdown: a peer whose
 /// socket is full must still be closable at once (as a slow consumer) rather than after the
-/// timeout.
+/// timeout. The write is polled first: only a write that is actually stuck is abandoned.
+/// (Unbiased, a write that could finish at once lost half the time to a close request or a
+/// shutdown already under way, and its peer got no close frame: during SIGTERM, the peers
+/// being written their room-mates' departures.)
 async fn interruptible<E>(
     app: &AppState,
     outbox: &mut OutboxReceiver,
     write: impl std::future::Future<Output = Result<(), E>>,
 ) -> Result<Result<(), E>, ()> {
     tokio::select! {
+        biased;
         r = timeout(WRITE_TIMEOUT, write) => r.map_err(|_| ()),
         _ = outbox.closed() => Err(()),
         () = app.shutdown.token().cancelled() => Err(()),
