@@ -38,6 +38,8 @@ for t in $targets; do
     passed=$((passed + 1))
   else
     printf '%-12s FAILED:\n' "$t"
+    # The panic (or libFuzzer's verdict) first: the tail below is mostly cargo-fuzz's advice.
+    grep -m 3 -A 4 -E "panicked at|==ERROR|Timeout|out-of-memory" "$log" || true
     grep -v -E '^#[0-9]+|^INFO:' "$log" | tail -40
     failed=$((failed + 1))
   fi

@@ -237,6 +237,19 @@ async fn admin_keys_match_exactly_future_tokens_are_refused_and_guessing_is_thro
         ws_status(&format!("ws://{api}/ws?room={room}&token={tz}")).await,
         429
     );
+    // The validate route says so too (it answered 401 "invalid" for a valid token).
+    let (status, body) = http(
+        "POST",
+        api,
+        "/api/auth/validate",
+        Some(&json!({"token": tz, "userId": "zed", "roomId": room})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("auth_throttled"))
+    );
     // Another address is not affected.
     let other = "127.0.0.2".parse().unwrap();
     let (status, _) = http_from(

@@ -284,9 +284,17 @@ async fn validate_token(
             "expiresAt": c.exp * 1000,
             "timestamp": unix_millis(),
         }))),
-        Err(e) => Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
-            .code(e.code())
-            .with(json!({ "valid": false }))),
+        Err(e) => {
+            // A throttled client is refused as everywhere else (429), not told "invalid".
+            let status = if e == crate::auth::TokenError::Throttled {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            Err(ApiError::new(status, e.to_string())
+                .code(e.code())
+                .with(json!({ "valid": false })))
+        }
     }
 }
 
