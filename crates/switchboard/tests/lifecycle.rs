@@ -2,11 +2,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
+use support::process::Process;
 use support::*;
 use switchboard::Config;
 
@@ -183,139 +183,67 @@ async fn a_peer_that_cannot_keep_up_is_closed_and_the_sender_told() {
     s.stop().await;
 }
 
-#[test]
-fn sigterm_sends_every_peer_a_close_frame_and_exits_zero() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("SIGNALING_PORT", "0")
-        .env("SOCKETIO_PORT", "0")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server binary starts");
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let signaling = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("signaling="))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let url = format!("ws://{signaling}/");
-        let mut peers = Vec::new();
-        for i in 0..3 {
-            let mut c = Client::connect(&url).await;
-            c.send(json!({"type":"auth","userId":format!("u{i}"),"roomId":"r"}))
-                .await;
-            c.recv_type("auth").await;
-            peers.push(c);
-        }
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        for c in &mut peers {
-            assert_eq!(
-                c.recv_close().await,
-                Some((1001, "server shutting down: reconnect".into()))
-            );
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server exits after SIGTERM"
+#[tokio::test]
+async fn sigterm_sends_every_peer_a_close_frame_and_exits_zero() {
+    let mut server = Process::start(&[], None);
+    let url = server.signaling_url();
+    let mut peers = Vec::new();
+    for i in 0..3 {
+        let mut c = Client::connect(&url).await;
+        c.send(json!({"type":"auth","userId":format!("u{i}"),"roomId":"r"}))
+            .await;
+        c.recv_type("auth").await;
+        peers.push(c);
+    }
+    server.sigterm();
+    for c in &mut peers {
+        assert_eq!(
+            c.recv_close().await,
+            Some((1001, "server shutting down: reconnect".into()))
         );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+    let status = server.wait_exit().expect("server exits after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }
 
-#[test]
-fn sigterm_closes_full_rooms_with_a_close_frame_for_every_peer() {
+#[tokio::test]
+async fn sigterm_closes_full_rooms_with_a_close_frame_for_every_peer() {
     // Peers in shared rooms: as the first ones close, their departures are queued for the
     // others, whose tasks are writing while shutdown is under way. Every peer must still get
     // its close frame. A write racing the shutdown used to lose to it half the time, and its
     // peer got none (seen once in CI); the pause between closes (a test-build knob) widens
     // that race from microseconds to the whole loop: without the fix, most peers here fail.
-    const PAUSE_US: &str = "200";
     const ROOMS: usize = 4;
     const PER_ROOM: usize = 100;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("SIGNALING_PORT", "0")
-        .env("SOCKETIO_PORT", "0")
-        .env("LOG_LEVEL", "warn")
-        .env("HTTP_REQUESTS_PER_SECOND", "0")
-        .env("SWITCHBOARD_TEST_SHUTDOWN_PAUSE_US", PAUSE_US)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server binary starts");
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let signaling = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("signaling="))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let url = format!("ws://{signaling}/");
-        let mut peers = Vec::new();
-        for r in 0..ROOMS {
-            for i in 0..PER_ROOM {
-                let mut c = Client::connect(&url).await;
-                let room = format!("full{r}");
-                c.send(json!({"type":"auth","userId":format!("u{i}"),"roomId":room}))
-                    .await;
-                c.recv_type("auth").await;
-                let kind = if i == 0 { "create-room" } else { "join-room" };
-                c.send(json!({"type":kind,"roomId":room})).await;
-                c.recv().await;
-                peers.push(c);
-            }
+    let mut server = Process::start(&[("SWITCHBOARD_TEST_SHUTDOWN_PAUSE_US", "200")], None);
+    let url = server.signaling_url();
+    let mut peers = Vec::new();
+    for r in 0..ROOMS {
+        for i in 0..PER_ROOM {
+            let mut c = Client::connect(&url).await;
+            let room = format!("full{r}");
+            c.send(json!({"type":"auth","userId":format!("u{i}"),"roomId":room}))
+                .await;
+            c.recv_type("auth").await;
+            let kind = if i == 0 { "create-room" } else { "join-room" };
+            c.send(json!({"type":kind,"roomId":room})).await;
+            c.recv().await;
+            peers.push(c);
         }
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut missing = Vec::new();
-        for (i, c) in peers.iter_mut().enumerate() {
-            let got = c.recv_close().await;
-            if got != Some((1001, "server shutting down: reconnect".into())) {
-                missing.push((i, got));
-            }
-        }
-        assert!(
-            missing.is_empty(),
-            "peers without the close frame: {missing:?}"
-        );
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server exits after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
+    server.sigterm();
+    let mut missing = Vec::new();
+    for (i, c) in peers.iter_mut().enumerate() {
+        let got = c.recv_close().await;
+        if got != Some((1001, "server shutting down: reconnect".into())) {
+            missing.push((i, got));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "peers without the close frame: {missing:?}"
+    );
+    server.wait_exit().expect("server exits after SIGTERM");
 }
 
 #[test]
