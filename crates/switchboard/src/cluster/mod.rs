@@ -230,6 +230,19 @@ enum Then {
     },
 }
 
+/// Whether a publish reached `min` subscribers; if not, why, worded for the sender.
+fn reached(
+    published: &Result<usize, String>,
+    min: usize,
+    unreached: &Unreached,
+) -> Result<(), String> {
+    match published {
+        Ok(n) if *n >= min => Ok(()),
+        Ok(_) => Err(unreached.to_string()),
+        Err(e) => Err(e.clone()),
+    }
+}
+
 /// Whose node a signal did not reach (the error is worded only when it happens).
 #[derive(Debug)]
 enum Unreached {
@@ -771,14 +784,14 @@ impl Inner {
                 let signal = Signal {
                     room: from.room.clone(),
                     from: from.peer.clone(),
-                    to: Some(p),
+                    to: Some(p.clone()),
                     kind,
                     payload,
                     origin,
                     audience,
                 };
                 let msg = wire::encode_signal(&self.inst, &signal);
-                let unreached = Unreached::PeerNode(signal.to.unwrap_or_else(|| from.peer.clone()));
+                let unreached = Unreached::PeerNode(p);
                 self.publish_signal(from, inbox, msg, 1, unreached, Ok(1))
             }
             Target::Room => {
@@ -858,12 +871,11 @@ impl Inner {
             return Op::ready(local.map(|delivered| Delivery { delivered }));
         }
         Op::pending(async move {
-            let remote = match self.publish(channel, msg).await {
-                Ok(n) if n >= min => Ok(()),
-                Ok(_) => Err(RelayError::Unavailable(unreached.to_string())),
-                Err(e) => Err(RelayError::Unavailable(e)),
-            };
-            remote.and(local).map(|delivered| Delivery { delivered })
+            let published = self.publish(channel, msg).await;
+            reached(&published, min, &unreached)
+                .map_err(RelayError::Unavailable)
+                .and(local)
+                .map(|delivered| Delivery { delivered })
         })
     }
 
@@ -880,13 +892,10 @@ impl Inner {
                 bytes,
             } => {
                 self.unawaited.fetch_sub(bytes, Ordering::Relaxed);
-                let why = match result {
-                    Ok(n) if *n >= min => return,
-                    Ok(_) => unreached.to_string(),
-                    Err(e) => e.clone(),
-                };
-                self.local
-                    .notify_undelivered(&sender, RelayError::Unavailable(why));
+                if let Err(why) = reached(result, min, &unreached) {
+                    self.local
+                        .notify_undelivered(&sender, RelayError::Unavailable(why));
+                }
             }
         }
     }

@@ -449,12 +449,8 @@ impl<C: Codec> Connection<C> {
         if frames.is_empty() {
             return end;
         }
-        let written = interruptible(
-            &self.app,
-            &mut self.outbox,
-            write_all(&mut self.socket, &mut frames),
-        )
-        .await;
+        let written =
+            interruptible(&mut self.outbox, write_all(&mut self.socket, &mut frames)).await;
         if written.map_or(true, |r| r.is_err()) {
             if self.session.handle().close_reason() == Some(CloseReason::SlowConsumer) {
                 self.app.metrics.slow_consumers.inc();
@@ -507,14 +503,13 @@ impl<C: Codec> Connection<C> {
     }
 }
 
-/// Bounds a write by [`WRITE_TIMEOUT`], by a close request and by shutdown: a peer whose
-/// socket is full must still be closable at once (as a slow consumer) rather than after the
-/// timeout. The write is polled first: only a write that is actually stuck is abandoned.
-/// (Unbiased, a write that could finish at once lost half the time to a close request or a
-/// shutdown already under way, and its peer got no close frame: during SIGTERM, the peers
-/// being written their room-mates' departures.)
+/// Bounds a write by [`WRITE_TIMEOUT`] and by a close request (shutdown is one: it closes
+/// every connection's outbox): a peer whose socket is full must still be closable at once
+/// (as a slow consumer) rather than after the timeout. The write is polled first: only a
+/// write that is actually stuck is abandoned. (Unbiased, a write that could finish at once
+/// lost half the time to a close already requested, and its peer got no close frame: during
+/// SIGTERM, the peers being written their room-mates' departures.)
 async fn interruptible<E>(
-    app: &AppState,
     outbox: &mut OutboxReceiver,
     write: impl std::future::Future<Output = Result<(), E>>,
 ) -> Result<Result<(), E>, ()> {
@@ -522,7 +517,6 @@ async fn interruptible<E>(
         biased;
         r = timeout(WRITE_TIMEOUT, write) => r.map_err(|_| ()),
         _ = outbox.closed() => Err(()),
-        () = app.shutdown.token().cancelled() => Err(()),
     }
 }
 
