@@ -296,9 +296,7 @@ async fn run(
                 }
                 Some(Inbound::Refused(event)) => {
                     app.metrics.message(NAME, event);
-                    let e = CommandError::RateLimited;
-                    command::count(&app, &e);
-                    out.push(codec::encode_error(&e));
+                    refuse(&app, &mut out, &CommandError::RateLimited);
                 }
                 Some(Inbound::Disconnected) | None => break,
             },
@@ -313,9 +311,7 @@ async fn run(
                     emits.into_iter().for_each(|e| out.push(e));
                 }
                 Received::Item(Outbound::Undelivered(e)) => {
-                    let e = CommandError::from(*e);
-                    command::count(&app, &e);
-                    out.push(codec::encode_error(&e));
+                    refuse(&app, &mut out, &CommandError::from(*e));
                 }
                 Received::Item(Outbound::Frame(_)) => {}
                 Received::Closed(_) => break,
@@ -392,9 +388,7 @@ async fn on_event(
     match rate.check() {
         Verdict::Allow => {}
         Verdict::Refuse => {
-            let e = CommandError::RateLimited;
-            command::count(app, &e);
-            out.push(codec::encode_error(&e));
+            refuse(app, out, &CommandError::RateLimited);
             return true;
         }
         Verdict::Close => {
@@ -418,18 +412,21 @@ async fn on_event(
         Ok(cmd) => session.apply(app, cmd).outcome().await,
         Err(e) => Err(e),
     };
-    if let Err(e) = &result {
-        command::count(app, e);
-    }
     match &result {
         Ok(reply) => {
             if let Some(e) = codec::encode_reply(reply) {
                 out.push(e);
             }
         }
-        Err(e) => out.push(codec::encode_error(e)),
+        Err(e) => refuse(app, out, e),
     }
     true
+}
+
+/// Counts a refusal and answers it with Socket.io's `error` event.
+fn refuse(app: &AppState, out: &mut Emitter, e: &CommandError) {
+    command::count(app, e);
+    out.push(codec::encode_error(e));
 }
 
 /// Bytes of events received and not yet handled, one socket's, against its bound.
