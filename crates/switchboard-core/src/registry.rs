@@ -425,40 +425,62 @@ impl Registry {
     }
 
     /// Delivers an event that arrived from elsewhere (another node) to this node's members
-    /// of `room`, except `except`. Returns how many outboxes took it.
+    /// of `room`, except `except`: how many outboxes took it, or
+    /// [`RelayError::Undelivered`] naming the members that could not (each is closed as a
+    /// slow consumer), so that a cluster backend can tell the sender, as
+    /// [`relay_now`](Self::relay_now) does on one node.
+    ///
+    /// # Errors
+    /// [`RelayError::Undelivered`].
     pub fn deliver_local(
         &self,
         room: &RoomId,
         except: Option<&PeerId>,
         env: &Arc<Envelope>,
-    ) -> usize {
+    ) -> Result<usize, RelayError> {
         let mut state = self.lock();
         let Some(r) = state.rooms.get_mut(room) else {
-            return 0;
+            return Ok(0);
         };
         // Activity elsewhere in the room is activity here (the inactivity sweep).
         if matches!(env.event, Event::Signal(_)) {
             r.touch(unix_millis());
         }
-        r.members
-            .iter()
-            .filter(|m| Some(&m.id) != except)
-            .filter(|m| deliver(&m.handle, env).is_ok())
-            .count()
+        let mut delivered = 0;
+        let mut failed = Vec::new();
+        for m in r.members.iter().filter(|m| Some(&m.id) != except) {
+            match deliver(&m.handle, env) {
+                Ok(()) => delivered += 1,
+                Err(_) => failed.push(m.id.clone()),
+            }
+        }
+        if failed.is_empty() {
+            Ok(delivered)
+        } else {
+            Err(RelayError::Undelivered(failed))
+        }
     }
 
-    /// Delivers an event from elsewhere to one local member. `false` when it is not here or
-    /// could not take it (then it is closed as a slow consumer).
-    pub fn deliver_to(&self, room: &RoomId, peer: &PeerId, env: &Arc<Envelope>) -> bool {
+    /// Delivers an event from elsewhere to one local member.
+    ///
+    /// # Errors
+    /// [`RelayError::PeerNotFound`] when it is not here; [`RelayError::Undelivered`] when
+    /// its outbox could not take it (it is closed as a slow consumer).
+    pub fn deliver_to(
+        &self,
+        room: &RoomId,
+        peer: &PeerId,
+        env: &Arc<Envelope>,
+    ) -> Result<(), RelayError> {
         let mut state = self.lock();
-        let Some(r) = state.rooms.get_mut(room) else {
-            return false;
+        let member = state.rooms.get_mut(room).and_then(|r| {
+            r.touch(unix_millis());
+            r.members.iter().find(|m| &m.id == peer)
+        });
+        let Some(m) = member else {
+            return Err(RelayError::PeerNotFound(peer.clone()));
         };
-        r.touch(unix_millis());
-        r.members
-            .iter()
-            .find(|m| &m.id == peer)
-            .is_some_and(|m| deliver(&m.handle, env).is_ok())
+        deliver(&m.handle, env).map_err(|_| RelayError::Undelivered(vec![peer.clone()]))
     }
 
     /// Removes the member `key` names, if it is still there (what dropping its [`Seat`]

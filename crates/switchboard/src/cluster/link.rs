@@ -123,7 +123,7 @@ async fn connected(
     let (mut sink, mut stream) = pubsub.split();
     // The gate is held from the resubscription to the end of the resync: events that
     // arrive meanwhile are applied after, against the rebuilt views.
-    let gate = inner.apply.lock().await;
+    let gate = inner.apply.write().await;
     let rooms: Vec<RoomId> = {
         let mut st = inner.lock();
         // A new connection has none of the old one's lingering subscriptions.
@@ -168,12 +168,12 @@ async fn connected(
                 let Some(msg) = msg else {
                     return Lost::Broken("subscriber connection closed".into());
                 };
-                let _gate = inner.apply.lock().await;
-                apply(inner, msg.get_payload_bytes());
+                let _resync = inner.apply.read().await;
+                inner.receive(msg.get_payload_bytes());
                 // Apply what else is already here under the same hold.
                 for _ in 0..256 {
                     match futures_util::FutureExt::now_or_never(stream.next()) {
-                        Some(Some(m)) => apply(inner, m.get_payload_bytes()),
+                        Some(Some(m)) => inner.receive(m.get_payload_bytes()),
                         Some(None) => return Lost::Broken("subscriber connection closed".into()),
                         None => break,
                     }
@@ -232,7 +232,7 @@ async fn upkeep(
         grace_until = None;
         if late_refresh.is_some_and(|t| Instant::now() >= t) {
             late_refresh = None;
-            let _gate = inner.apply.lock().await;
+            let _gate = inner.apply.write().await;
             let rooms: Vec<RoomId> = inner.lock().subs.keys().cloned().collect();
             if let Err(e) = refresh_views(&inner, &mut conn, &rooms, true).await {
                 break e.to_string();
@@ -246,13 +246,6 @@ async fn upkeep(
         }
     };
     let _ = broken.send(why);
-}
-
-/// Applies one publish: a message, or each message of a batch.
-fn apply(inner: &Inner, payload: &[u8]) {
-    for m in wire::split(payload) {
-        inner.on_message(m);
-    }
 }
 
 /// Messages waiting together are published together: one pipeline per round, one publish

@@ -20,7 +20,7 @@
 //! | `sb:{room}:meta` | hash | `name`, `host`, `host_name`, `attrs` (JSON), `cap`, `grace` (ms, -1 default), `idle`, `created`, `act`, `paired`, `flowed`; expires after the empty grace once the room is empty |
 //! | `sb:{room}:m` | hash | peer id → member record `{"u":uid,"o":instance,"n":name,"h":host,"t":joined ms,"d":dialect}`; `uid` = `<instance>/<connection>` |
 //! | `sb:{room}:seq` | counter | the room's event sequence (every join and leave), kept a day |
-//! | `sb:{room}:mbseq`, `sb:{room}:mb:<peer>` | hash, list | nt mailboxes: next sequence per recipient, items `"<seq>\n<payload>"` (at most 256) |
+//! | `sb:{room}:mbseq`, `sb:{room}:mb:<peer>` | hash, list | nt mailboxes: next sequence per recipient, items `"<seq>\n<payload>"`, bounded as on one node (256 items per recipient, `MAILBOX_MAX_BYTES` per room: `sb:{room}:mbbytes` counts them) |
 //! | `sb:{room}:ev` | channel | the room's events, subscribed by every node holding members there (and for `LINGER` after its last one left) |
 //! | `sb:inbox:<instance>` | channel | targeted signals for members of that instance |
 //! | `sb:lease:<instance>` | string | the instance's lease (`CLUSTER_LEASE`, renewed every third of it) |
@@ -36,7 +36,8 @@
 //! (see [`wire`]): `{"t":"s","o":instance,"r":room,"f":from,"to"?:peer,"k":kind,"s"?:mailbox
 //! seq,"d":dialect,"a":audience}` for a signal; `{"t":"j","o","r","q":seq,"p":peer,"m":record}`
 //! for a join; `{"t":"l","o","r","q","p","u":uid}` for a leave; `{"t":"c","r"}` for a room
-//! deleted. Kinds: `o` offer, `a` answer, `c` candidate, `p` presence, `u` cursor, `g`
+//! deleted; `{"t":"u","o","r","p":sender,"u":sender uid,"x":[peers]}` for a signal some
+//! recipients' node could not deliver (to the sender's inbox). Kinds: `o` offer, `a` answer, `c` candidate, `p` presence, `u` cursor, `g`
 //! generic, `b` publish, `m` mailbox, anything else a named kind.
 //!
 //! # Order and delivery
@@ -50,10 +51,12 @@
 //! fewer nodes than the view says hold recipients, is reported to the sender afterwards as
 //! the same `Unavailable` error its dialect gives a refused relay, never a silent drop. A
 //! sender whose signals wait unpublished past a bound waits for its own publish (see
-//! [`Inner::publish_signal`]). A join holds the node's *apply
-//! gate* while its script runs, so remote events are applied either before the joiner is
-//! in (and reflected in its `Joined`) or after (and delivered to it); membership events carry
-//! the room sequence, and events already reflected in a snapshot are skipped.
+//! [`Inner::publish_signal`]). A recipient that cannot take a signal from another node is
+//! reported back to the sender's node (`u` messages), so the sender hears `undelivered` as on
+//! one node. A join closes its room's *gate* ([`gate`]) from its script to its local seat, so
+//! the room's remote events are applied either before the joiner is in (and reflected in its
+//! `Joined`) or after (and delivered to it), while other rooms' events go on; membership
+//! events carry the room sequence, and events already reflected in a snapshot are skipped.
 //!
 //! # Failures
 //!
@@ -69,6 +72,7 @@
 //!   with errors, `/readyz` is 503.
 
 pub mod codes;
+mod gate;
 mod link;
 mod scripts;
 pub mod wire;
@@ -90,13 +94,12 @@ use switchboard_core::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use self::gate::RoomGate;
 use self::scripts::Scripts;
 use self::wire::{Record, RoomKeys};
 
 /// How long one Redis request may take before it counts as failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
-/// Mailbox items kept per recipient.
-const MAILBOX_ITEMS: usize = 256;
 /// How long a room's channel stays subscribed after its last local member left.
 const LINGER: Duration = Duration::from_secs(2);
 /// Bytes of relayed signals that may wait for the publisher with nobody waiting on them
@@ -181,6 +184,8 @@ struct Local {
     uid: String,
     record: String,
     create: CreateOptions,
+    /// Its seat here (to tell it of signals another node could not deliver).
+    key: SeatKey,
 }
 
 #[derive(Debug, Default)]
@@ -218,6 +223,8 @@ enum Then {
     /// Answers the task waiting on it: how many subscribers got it, or why it could not be
     /// published.
     Answer(oneshot::Sender<Result<usize, String>>),
+    /// Nobody waits and nothing is checked (a notice to another node).
+    Forget,
     /// Nobody waits (a relayed signal, already answered): when the publish fails or reaches
     /// fewer than `min` subscribers, the sender is told `unreached`
     /// ([`Registry::notify_undelivered`]). `bytes` is what it counts against
@@ -281,9 +288,14 @@ pub(crate) struct Inner {
     conn: RwLock<Option<MultiplexedConnection>>,
     up: AtomicBool,
     state: Mutex<State>,
-    /// Held while a remote event is applied, and by a join from its script to its local
-    /// insertion.
-    apply: tokio::sync::Mutex<()>,
+    /// Shared by the subscriber while it applies messages and by joins; taken exclusively
+    /// while the views are rebuilt from Redis (a resync), which nothing may interleave with.
+    apply: tokio::sync::RwLock<()>,
+    /// The rooms with a join between its script and its local seat ([`gate`]); the
+    /// subscriber holds this lock while it applies one message.
+    gates: Mutex<gate::RoomGates>,
+    /// What this instance's own signals start with ([`wire::own_signal_prefix`]).
+    own_signal: Vec<u8>,
     link_tx: mpsc::UnboundedSender<LinkCmd>,
     writer_tx: mpsc::UnboundedSender<Job>,
     pub_tx: mpsc::UnboundedSender<Publish>,
@@ -317,6 +329,7 @@ impl Cluster {
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
         let (pub_tx, pub_rx) = mpsc::unbounded_channel();
+        let own_signal = wire::own_signal_prefix(&inst);
         let inner = Arc::new(Inner {
             settings,
             inst,
@@ -326,7 +339,9 @@ impl Cluster {
             conn: RwLock::new(None),
             up: AtomicBool::new(false),
             state: Mutex::new(State::default()),
-            apply: tokio::sync::Mutex::new(()),
+            apply: tokio::sync::RwLock::new(()),
+            gates: Mutex::new(gate::RoomGates::default()),
+            own_signal,
             link_tx,
             writer_tx,
             pub_tx,
@@ -355,6 +370,30 @@ impl Cluster {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The room gates; held while a message is applied. Lock order: gates, then state.
+    fn gates(&self) -> MutexGuard<'_, gate::RoomGates> {
+        self.gates.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One publish from the subscriber connection: a message or a batch, applied in order,
+    /// except a room's messages while a join to it is under way (deferred, see [`gate`]).
+    /// This node's own room-wide signals come back to it and are skipped undecoded.
+    fn receive(&self, publish: &[u8]) {
+        if wire::is_own_signal(publish, &self.own_signal) {
+            return;
+        }
+        let mut gates = self.gates();
+        for msg in wire::split(publish) {
+            let Ok((h, body)) = wire::decode(msg) else {
+                tracing::warn!("cluster: unreadable message ignored");
+                continue;
+            };
+            if !gates.defer(&h.r, msg) {
+                self.apply_decoded(&h, body);
+            }
+        }
     }
 
     fn is_up(&self) -> bool {
@@ -507,7 +546,8 @@ impl Inner {
             }
         }
         for e in announce {
-            self.local.deliver_local(room, None, &Envelope::new(e));
+            // A member that cannot take it is closed; its leave tells the others.
+            let _ = self.local.deliver_local(room, None, &Envelope::new(e));
         }
     }
 
@@ -532,7 +572,7 @@ impl Inner {
                 room: room.clone(),
                 peer,
             });
-            self.local.deliver_local(&room, None, &env);
+            let _ = self.local.deliver_local(&room, None, &env);
         }
     }
 
@@ -604,7 +644,10 @@ impl Inner {
             }
             JoinMode::CreateOrJoin => "q",
         };
-        let gate = self.apply.lock().await;
+        // Not while the views are being rebuilt; and the room's own events wait for the seat
+        // (see [`gate`]), every other room's go on.
+        let _resync = self.apply.read().await;
+        let gate = RoomGate::close(self, &req.room);
         let mut answer = self
             .run_join(&req, &keys, &record, &create, mode, now)
             .await;
@@ -636,6 +679,7 @@ impl Inner {
         };
         let seat = self.local.join_mirrored(req, mirror);
         drop(gate);
+        drop(_resync);
         let seat = match seat {
             Ok(s) => s,
             Err(e) => {
@@ -660,13 +704,24 @@ impl Inner {
                 .arg(room.as_str())
                 .ignore();
         }
-        if !rejoin {
+        if rejoin {
+            // The member stays; its seat is the new one.
+            if let Some(l) = self
+                .lock()
+                .locals
+                .get_mut(&room)
+                .and_then(|m| m.get_mut(&peer))
+            {
+                l.key = seat.key().clone();
+            }
+        } else {
             let record = serde_json::to_string(&record).unwrap_or_default();
             self.lock().locals.entry(room.clone()).or_default().insert(
                 peer.clone(),
                 Local {
                     uid: uid.to_owned(),
                     record,
+                    key: seat.key().clone(),
                     // The room as Redis had it, to recreate it as it was after a restart.
                     create: CreateOptions {
                         creator: None,
@@ -882,6 +937,7 @@ impl Inner {
     /// What the publisher does with a message's result.
     fn published(&self, then: Then, result: &Result<usize, String>) {
         match then {
+            Then::Forget => {}
             Then::Answer(tx) => {
                 let _ = tx.send(result.clone());
             }
@@ -902,6 +958,9 @@ impl Inner {
 
     /// A signal from another node: delivered to its local recipients when its sender is in
     /// this node's view of the room (ids taken from the view, not allocated per signal).
+    /// Recipients that cannot take it (full outboxes: they are closed as slow consumers) are
+    /// reported back to the sender's node, which tells the sender in its dialect, as one node
+    /// does; a mailbox item for a recipient not here stays queued and is no error.
     fn on_signal(&self, h: &wire::Header<'_>, body: &[u8]) {
         let Some(f) = h.f.as_deref() else { return };
         let (room, from) = {
@@ -915,15 +974,62 @@ impl Inner {
         let Some(signal) = wire::signal_of(h, room.clone(), from.clone(), body) else {
             return;
         };
+        let mailbox = matches!(signal.kind, SignalKind::Mailbox(_));
         let to = signal.to.clone();
         let env = Envelope::new(Event::Signal(signal));
-        match to {
-            Some(to) => {
-                self.local.deliver_to(&room, &to, &env);
-            }
-            None => {
-                self.local.deliver_local(&room, Some(&from), &env);
-            }
+        let result = match to {
+            Some(to) => self.local.deliver_to(&room, &to, &env),
+            None => self
+                .local
+                .deliver_local(&room, Some(&from), &env)
+                .map(|_| ()),
+        };
+        let failed = match result {
+            Ok(()) => return,
+            Err(RelayError::PeerNotFound(_)) if mailbox => return,
+            Err(RelayError::PeerNotFound(p)) => vec![p],
+            Err(RelayError::Undelivered(failed)) => failed,
+            Err(_) => return,
+        };
+        self.tell_sender(&room, &from, &failed);
+    }
+
+    /// Publishes an undelivered notice to the node holding `sender` (see
+    /// [`wire::encode_undelivered`]).
+    fn tell_sender(&self, room: &RoomId, sender: &PeerId, failed: &[PeerId]) {
+        let found = {
+            let st = self.lock();
+            st.views
+                .get(room)
+                .and_then(|v| v.find(sender.as_str()))
+                .map(|r| (r.inbox.clone(), r.uid.clone()))
+        };
+        let Some((inbox, uid)) = found else { return };
+        let msg = wire::encode_undelivered(&self.inst, room, sender, &uid, failed);
+        let _ = self.pub_tx.send(Publish {
+            channel: inbox,
+            msg,
+            then: Then::Forget,
+        });
+    }
+
+    /// Another node could not deliver a signal one of our members sent: tell that member,
+    /// if it is still the connection that sent it.
+    fn on_undelivered(&self, room: &RoomId, h: &wire::Header<'_>) {
+        let (Some(p), Some(uid), Some(failed)) = (&h.p, &h.u, &h.x) else {
+            return;
+        };
+        let key = self
+            .lock()
+            .locals
+            .get(room)
+            .and_then(|m| m.get(p.as_ref()))
+            .filter(|l| l.uid == *uid)
+            .map(|l| l.key.clone());
+        if let Some(key) = key {
+            let failed = failed.iter().map(|f| PeerId::from(f.as_str())).collect();
+            self.local
+                .notify_undelivered(&key, RelayError::Undelivered(failed));
         }
     }
 
@@ -931,22 +1037,26 @@ impl Inner {
         self.local.member_count(room)
     }
 
-    /// Applies one message from the subscriber connection (under the apply gate).
-    fn on_message(&self, msg: &[u8]) {
-        let Ok((h, body)) = wire::decode(msg) else {
-            tracing::warn!("cluster: unreadable message ignored");
-            return;
-        };
+    /// Applies one message that waited behind a join.
+    fn apply_message(&self, msg: &[u8]) {
+        match wire::decode(msg) {
+            Ok((h, body)) => self.apply_decoded(&h, body),
+            Err(_) => tracing::warn!("cluster: unreadable message ignored"),
+        }
+    }
+
+    /// Applies one message from the subscriber connection (with the gates held).
+    fn apply_decoded(&self, h: &wire::Header<'_>, body: &[u8]) {
         if h.t == "s" {
             if h.o != *self.inst {
-                self.on_signal(&h, body);
+                self.on_signal(h, body);
             }
             return;
         }
         let room = RoomId::from(h.r.as_ref());
         match h.t.as_ref() {
             "j" if h.o != *self.inst => {
-                let (Some(p), Some(rec)) = (h.p, h.m) else {
+                let (Some(p), Some(rec)) = (&h.p, &h.m) else {
                     return;
                 };
                 let peer = PeerId::from(p.as_ref());
@@ -963,7 +1073,7 @@ impl Inner {
                         return;
                     }
                     view.remote.retain(|r| r.summary.id != peer);
-                    let r = remote_of(&peer, &rec);
+                    let r = remote_of(&peer, rec);
                     let summary = r.summary.clone();
                     view.remote.push(r);
                     Event::PeerJoined {
@@ -971,14 +1081,15 @@ impl Inner {
                         peer: summary,
                     }
                 };
-                self.local.deliver_local(&room, None, &Envelope::new(event));
+                // A member that cannot take it is closed; its leave tells the others.
+                let _ = self.local.deliver_local(&room, None, &Envelope::new(event));
             }
             "l" => {
-                let (Some(p), Some(uid)) = (h.p, h.u) else {
+                let (Some(p), Some(uid)) = (&h.p, &h.u) else {
                     return;
                 };
                 let peer = PeerId::from(p.as_ref());
-                if wire::owner_of(&uid) == &*self.inst {
+                if wire::owner_of(uid) == &*self.inst {
                     if h.o != *self.inst {
                         // One of ours was removed by another node (it thought us dead).
                         let ours = self
@@ -986,7 +1097,7 @@ impl Inner {
                             .locals
                             .get(&room)
                             .and_then(|m| m.get(&peer))
-                            .is_some_and(|l| l.uid == uid);
+                            .is_some_and(|l| l.uid == *uid);
                         if ours {
                             tracing::warn!(%room, %peer, "cluster: our member was reaped; closing it");
                             self.local
@@ -1006,7 +1117,7 @@ impl Inner {
                     view.seq = h.q;
                     let before = view.remote.len();
                     view.remote
-                        .retain(|r| !(r.summary.id == peer && r.uid == uid));
+                        .retain(|r| !(r.summary.id == peer && r.uid == *uid));
                     before != view.remote.len()
                 };
                 if removed {
@@ -1014,9 +1125,10 @@ impl Inner {
                         room: room.clone(),
                         peer,
                     });
-                    self.local.deliver_local(&room, None, &env);
+                    let _ = self.local.deliver_local(&room, None, &env);
                 }
             }
+            "u" => self.on_undelivered(&room, h),
             "c" => {
                 if let Some(v) = self.lock().views.get_mut(&room) {
                     v.remote.clear();
@@ -1304,6 +1416,7 @@ impl MembershipService for Cluster {
                 return Err(RelayError::NotInRoom(key.room.clone()));
             }
             let keys = RoomKeys::new(&key.room);
+            let limits = inner.local.limits();
             let mut c = inner.conn().map_err(RelayError::Unavailable)?;
             let seq: u64 = tokio::time::timeout(
                 OP_TIMEOUT,
@@ -1312,9 +1425,12 @@ impl MembershipService for Cluster {
                     .mailbox_push
                     .key(&keys.mbseq)
                     .key(keys.mailbox(&to))
+                    .key(keys.mailbox_bytes())
                     .arg(to.as_str())
                     .arg(payload.as_ref())
-                    .arg(MAILBOX_ITEMS)
+                    .arg(limits.mailbox_items)
+                    .arg(limits.mailbox_bytes)
+                    .arg(keys.prefix())
                     .invoke_async(&mut c),
             )
             .await
@@ -1344,14 +1460,12 @@ impl MembershipService for Cluster {
                     Err(e) => Err(RelayError::Unavailable(e)),
                 };
             }
-            if !inner.local.has_member(&key.room, &to) {
-                return Ok(Delivery { delivered: 0 });
-            }
             let env = Envelope::new(Event::Signal(signal));
-            if inner.local.deliver_to(&key.room, &to, &env) {
-                Ok(Delivery { delivered: 1 })
-            } else {
-                Err(RelayError::Undelivered(vec![to]))
+            match inner.local.deliver_to(&key.room, &to, &env) {
+                Ok(()) => Ok(Delivery { delivered: 1 }),
+                // Gone meanwhile: the item stays queued for its next hello.
+                Err(RelayError::PeerNotFound(_)) => Ok(Delivery { delivered: 0 }),
+                Err(e) => Err(e),
             }
         })
     }
@@ -1375,6 +1489,7 @@ impl MembershipService for Cluster {
                     .scripts
                     .mailbox_replay
                     .key(keys.mailbox(&key.peer))
+                    .key(keys.mailbox_bytes())
                     .arg(from_seq)
                     .invoke_async(&mut c),
             )

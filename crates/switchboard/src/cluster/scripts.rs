@@ -88,7 +88,7 @@ redis.call('PUBLISH', ch, '{"t":"l","o":' .. cjson.encode(inst) .. ',"r":' .. ro
 if redis.call('HLEN', members) == 0 then
   local prefix = string.sub(mbseq, 1, -6)
   for _, to in ipairs(redis.call('HKEYS', mbseq)) do redis.call('DEL', prefix .. 'mb:' .. to) end
-  redis.call('DEL', mbseq)
+  redis.call('DEL', mbseq, prefix .. 'mbbytes')
   local grace = tonumber(redis.call('HGET', meta, 'grace') or '')
   if grace == nil or grace < 0 then grace = tonumber(ARGV[6]) end
   if grace <= 0 then
@@ -123,22 +123,45 @@ local existed = redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HLEN', KEYS[2]
 if not existed then return 0 end
 local prefix = string.sub(KEYS[3], 1, -6)
 for _, to in ipairs(redis.call('HKEYS', KEYS[3])) do redis.call('DEL', prefix .. 'mb:' .. to) end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], prefix .. 'mbbytes')
 redis.call('PUBLISH', ARGV[1], '{"t":"c","r":' .. ARGV[2] .. '}')
 return 1
 "#;
 
-/// Mailbox push. KEYS: mbseq, the recipient's list. ARGV: recipient, payload, most items.
-/// Returns the item's sequence number.
+/// Mailbox push, bounded as on one node: per recipient in items, per room in bytes (the
+/// oldest item of any recipient goes first). The room's byte count is kept in
+/// `<prefix>mbbytes` and counts payload bytes only, as the in-memory mailbox does.
+///
+/// KEYS: mbseq, the recipient's list, the byte count. ARGV: recipient, payload, most items,
+/// most bytes, the room's key prefix (`sb:{room}:`). Returns the item's sequence number.
 pub const MAILBOX_PUSH: &str = r#"
-local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1) - 1
-redis.call('RPUSH', KEYS[2], seq .. '\n' .. ARGV[2])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+local mbseq, list, bytesk = KEYS[1], KEYS[2], KEYS[3]
+local to, payload, most_items, most_bytes, prefix =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local function size(item) return #item - string.find(item, '\n', 1, true) end
+local seq = redis.call('HINCRBY', mbseq, to, 1) - 1
+redis.call('RPUSH', list, seq .. '\n' .. payload)
+local bytes = redis.call('INCRBY', bytesk, #payload)
+while redis.call('LLEN', list) > most_items do
+  bytes = redis.call('DECRBY', bytesk, size(redis.call('LPOP', list)))
+end
+while bytes > most_bytes do
+  local oldest, oldest_seq = nil, nil
+  for _, who in ipairs(redis.call('HKEYS', mbseq)) do
+    local head = redis.call('LINDEX', prefix .. 'mb:' .. who, 0)
+    if head then
+      local s = tonumber(string.match(head, '^(%d+)'))
+      if oldest_seq == nil or s < oldest_seq then oldest, oldest_seq = who, s end
+    end
+  end
+  if oldest == nil then break end
+  bytes = redis.call('DECRBY', bytesk, size(redis.call('LPOP', prefix .. 'mb:' .. oldest)))
+end
 return seq
 "#;
 
-/// Mailbox replay. KEYS: the recipient's list. ARGV: the first sequence number wanted.
-/// Drops the items below it; returns the rest.
+/// Mailbox replay. KEYS: the recipient's list, the room's byte count. ARGV: the first
+/// sequence number wanted. Drops the items below it; returns the rest.
 pub const MAILBOX_REPLAY: &str = r#"
 local from = tonumber(ARGV[1])
 while true do
@@ -147,6 +170,7 @@ while true do
   local seq = tonumber(string.match(head, '^(%d+)'))
   if seq >= from then break end
   redis.call('LPOP', KEYS[1])
+  redis.call('DECRBY', KEYS[2], #head - string.find(head, '\n', 1, true))
 end
 return redis.call('LRANGE', KEYS[1], 0, -1)
 "#;

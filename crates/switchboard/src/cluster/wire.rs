@@ -51,6 +51,17 @@ impl RoomKeys {
     pub fn mailbox(&self, to: &PeerId) -> String {
         format!("{}:mb:{}", self.tag, to.as_str())
     }
+
+    /// The counter of the payload bytes every mailbox of the room holds.
+    pub fn mailbox_bytes(&self) -> String {
+        format!("{}:mbbytes", self.tag)
+    }
+
+    /// What every key of the room starts with (`sb:{room}:`), for scripts that name keys
+    /// they find (other recipients' mailboxes).
+    pub fn prefix(&self) -> String {
+        format!("{}:", self.tag)
+    }
 }
 
 /// The channel of a room's events (what [`RoomKeys::channel`] is, without the other keys).
@@ -167,6 +178,9 @@ pub struct Header<'a> {
     /// A signal's audience.
     #[serde(default)]
     pub a: u32,
+    /// An undelivered notice's recipients that could not take the signal.
+    #[serde(default)]
+    pub x: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -232,6 +246,64 @@ pub fn encode_signal(inst: &str, s: &Signal) -> Vec<u8> {
     out.push(b'\n');
     out.extend_from_slice(&s.payload);
     out
+}
+
+/// A notice to a signal's sender (on its node's inbox): its signal reached the node holding
+/// the recipients, but `failed` could not take it (their outboxes were full). `sender` and
+/// `uid` name the sending membership, so that a sender who has since left and come back
+/// is not told about another connection's signal.
+pub fn encode_undelivered(
+    inst: &str,
+    room: &RoomId,
+    sender: &PeerId,
+    uid: &str,
+    failed: &[PeerId],
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Notice<'a> {
+        t: &'static str,
+        o: &'a str,
+        r: &'a str,
+        p: &'a str,
+        u: &'a str,
+        x: Vec<&'a str>,
+    }
+    let notice = Notice {
+        t: "u",
+        o: inst,
+        r: room.as_str(),
+        p: sender.as_str(),
+        u: uid,
+        x: failed.iter().map(PeerId::as_str).collect(),
+    };
+    serde_json::to_vec(&notice).expect("a notice always serialises")
+}
+
+/// What a signal this instance published starts with: `{"t":"s","o":<instance>,`. A node
+/// is subscribed to the channels of its own rooms, so its room-wide signals come back to
+/// it; [`is_own_signal`] recognises them without decoding.
+pub fn own_signal_prefix(inst: &str) -> Vec<u8> {
+    let mut p = br#"{"t":"s","o":"#.to_vec();
+    serde_json::to_writer(&mut p, inst).expect("a string always serialises");
+    p.push(b',');
+    p
+}
+
+/// Whether a publish is this instance's own signals (`prefix` from [`own_signal_prefix`]).
+/// A batch is one publisher's, so its first message tells.
+pub fn is_own_signal(publish: &[u8], prefix: &[u8]) -> bool {
+    let first = match publish.strip_prefix(b"#") {
+        None => publish,
+        Some(rest) => {
+            // `#<count>\n<length>\n<first message>`
+            let mut lines = rest.splitn(3, |&b| b == b'\n');
+            match (lines.next(), lines.next(), lines.next()) {
+                (Some(_), Some(_), Some(first)) => first,
+                _ => return false,
+            }
+        }
+    };
+    first.starts_with(prefix)
 }
 
 /// Several messages for one channel in one publish: `#<count>\n`, then each message as
@@ -308,6 +380,56 @@ pub fn owner_of(uid: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn signal_from(room: &str, from: &str) -> Signal {
+        Signal {
+            room: room.into(),
+            from: from.into(),
+            to: None,
+            kind: SignalKind::Candidate,
+            payload: Bytes::from_static(b"{}"),
+            origin: DialectTag(1),
+            audience: 3,
+        }
+    }
+
+    #[test]
+    fn a_node_recognises_its_own_signals_alone_or_batched_and_nobody_else_s() {
+        let mine = own_signal_prefix("n1#0000abcd");
+        let own = encode_signal("n1#0000abcd", &signal_from("r", "alice"));
+        let other = encode_signal("n1#0000abce", &signal_from("r", "alice"));
+        // An instance whose name starts like ours is not us.
+        let longer = encode_signal("n1#0000abcd2", &signal_from("r", "alice"));
+        assert!(is_own_signal(&own, &mine));
+        assert!(!is_own_signal(&other, &mine));
+        assert!(!is_own_signal(&longer, &mine));
+        assert!(is_own_signal(&encode_batch(&[own.clone(), own]), &mine));
+        assert!(!is_own_signal(
+            &encode_batch(&[other.clone(), other]),
+            &mine
+        ));
+        // Membership events from our own scripts are not signals: they are applied.
+        let join = br#"{"t":"j","o":"n1#0000abcd","r":"r","q":1}"#;
+        assert!(!is_own_signal(join, &mine));
+        assert!(!is_own_signal(b"#2\n", &mine));
+    }
+
+    #[test]
+    fn an_undelivered_notice_names_the_sender_its_membership_and_who_missed_it() {
+        let msg = encode_undelivered(
+            "n2#1",
+            &"room".into(),
+            &"alice".into(),
+            "n1#9/42",
+            &["bob".into(), "carol".into()],
+        );
+        let (h, body) = decode(&msg).unwrap();
+        assert_eq!((&*h.t, &*h.o, &*h.r), ("u", "n2#1", "room"));
+        assert_eq!(h.p.as_deref(), Some("alice"));
+        assert_eq!(h.u.as_deref(), Some("n1#9/42"));
+        assert_eq!(h.x, Some(vec!["bob".to_owned(), "carol".to_owned()]));
+        assert!(body.is_empty());
+    }
+
     #[test]
     fn a_signal_round_trips_with_its_payload_untouched() {
         for kind in [
@@ -364,6 +486,9 @@ mod tests {
             assert!(key.starts_with("sb:{room-1}:"), "{key}");
         }
         assert_eq!(k.mailbox(&"A".into()), "sb:{room-1}:mb:A");
+        assert_eq!(k.mailbox_bytes(), "sb:{room-1}:mbbytes");
+        assert_eq!(k.prefix(), "sb:{room-1}:");
+        assert_eq!(format!("{}mbseq", k.prefix()), k.mbseq);
         assert_eq!(code(7), "sb:{codes}:0007");
         assert_eq!(room_channel(&"room-1".into()), k.channel);
         assert_eq!(owner_of("n1#abc/42"), "n1#abc");

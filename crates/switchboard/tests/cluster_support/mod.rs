@@ -3,6 +3,8 @@
 //! proxy the test can cut. Every process is started here and stopped here, by its PID.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
