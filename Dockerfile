@@ -13,11 +13,13 @@ WORKDIR /src
 # (Not rust-toolchain.toml: the image's own stable toolchain builds it, nothing to download.)
 COPY Cargo.toml Cargo.lock ./
 COPY crates/switchboard-core/Cargo.toml crates/switchboard-core/Cargo.toml
+COPY crates/switchboard-cluster/Cargo.toml crates/switchboard-cluster/Cargo.toml
 COPY crates/switchboard/Cargo.toml crates/switchboard/Cargo.toml
 COPY crates/switchboard-bench/Cargo.toml crates/switchboard-bench/Cargo.toml
 # (Stub targets: cargo reads every member's manifest, and a manifest needs a target.)
-RUN mkdir -p crates/switchboard-core/src crates/switchboard/src crates/switchboard-bench/src \
- && touch crates/switchboard-core/src/lib.rs \
+RUN mkdir -p crates/switchboard-core/src crates/switchboard-cluster/src crates/switchboard/src \
+    crates/switchboard-bench/src \
+ && touch crates/switchboard-core/src/lib.rs crates/switchboard-cluster/src/lib.rs \
  && echo 'fn main() {}' > crates/switchboard/src/main.rs \
  && echo 'fn main() {}' > crates/switchboard-bench/src/main.rs \
  && cargo fetch --locked

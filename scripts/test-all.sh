@@ -93,6 +93,10 @@ CURRENT="build"
 step "$CURRENT"
 cargo build --workspace --bins
 
+CURRENT="a server without cluster support builds (cargo check --no-default-features)"
+step "$CURRENT"
+cargo check -q -p switchboard --no-default-features
+
 CURRENT="Rust tests"
 step "$CURRENT"
 cargo test --workspace

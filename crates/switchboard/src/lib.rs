@@ -11,7 +11,7 @@
 //! | [`config`] | typed configuration from flags and environment, one source of defaults, validated up front |
 //! | [`admission`] | who may connect and who may create rooms (one policy for every entry point) |
 //! | [`client_ip`] | the client address every per-client limit counts (`TRUSTED_PROXIES`) |
-//! | [`cluster`] | cluster mode (`REDIS_URL`): the membership service and rendezvous codes on Redis |
+//! | [`backend`] | which membership service a node runs on: in memory, or cluster mode on Redis (`REDIS_URL`: the `switchboard-cluster` crate, feature `cluster`) |
 //! | [`rate`] | the rate limits (per client address, per connection) |
 //! | [`command`] | the command layer: what each command does, and every refusal, for every dialect |
 //! | [`dialect`] | one codec per wire dialect: frames ⇄ commands, events ⇄ frames |
@@ -37,8 +37,8 @@ pub mod admission;
 #[cfg(feature = "count-alloc")]
 pub mod alloc_count;
 pub mod auth;
+pub mod backend;
 pub mod client_ip;
-pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod dialect;

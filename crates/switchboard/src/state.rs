@@ -113,9 +113,9 @@ impl AppState {
         let node_id = config
             .node_id
             .clone()
-            .unwrap_or_else(crate::cluster::default_node_id);
+            .unwrap_or_else(crate::backend::default_node_id);
         let (membership, codes) =
-            crate::cluster::backends(&config, &node_id, &registry, creation.clone());
+            crate::backend::backends(&config, &node_id, &registry, creation.clone());
         metrics
             .node
             .get_or_create(&crate::metrics::NodeLabels {

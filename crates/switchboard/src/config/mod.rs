@@ -492,6 +492,11 @@ impl Config {
         );
         if let Some(url) = &self.redis_url {
             rule(
+                !cfg!(feature = "cluster"),
+                "REDIS_URL: this build has no cluster mode (built without the `cluster` feature)"
+                    .into(),
+            );
+            rule(
                 !url.starts_with("redis://"),
                 "REDIS_URL: expected redis://[user:password@]host:port[/db]".into(),
             );

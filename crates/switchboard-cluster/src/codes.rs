@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use switchboard_core::{CODE_SPACE, CodeBook, CodeError, IssuedCode, Op};
 
-use super::{Inner, OP_TIMEOUT, wire};
+use super::{Inner, store, wire};
 
 /// The cluster's [`CodeBook`].
 pub struct RedisCodes {
@@ -27,14 +27,10 @@ impl RedisCodes {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> CodeError {
-    CodeError::Unavailable(e.to_string())
-}
-
 impl CodeBook for RedisCodes {
     fn issue(&self, app_id: String, ttl: Duration) -> Op<'_, Result<IssuedCode, CodeError>> {
         Op::pending(async move {
-            let mut c = self.inner.conn().map_err(CodeError::Unavailable)?;
+            let mut c = self.inner.conn()?;
             let expires = SystemTime::now() + ttl;
             let expires_ms = expires
                 .duration_since(UNIX_EPOCH)
@@ -42,8 +38,8 @@ impl CodeBook for RedisCodes {
             let prefix = wire::code(0);
             let prefix = &prefix[..prefix.len() - 4];
             let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-            let n: i64 = tokio::time::timeout(
-                OP_TIMEOUT,
+            let n: i64 = store::call(
+                "script issue_code",
                 self.inner
                     .scripts
                     .issue_code
@@ -53,9 +49,7 @@ impl CodeBook for RedisCodes {
                     .arg(ttl_ms)
                     .invoke_async(&mut c),
             )
-            .await
-            .map_err(|_| unavailable("timeout"))?
-            .map_err(unavailable)?;
+            .await?;
             let code = u32::try_from(n).map_err(|_| CodeError::Exhausted)?;
             Ok(IssuedCode {
                 code,
@@ -70,16 +64,14 @@ impl CodeBook for RedisCodes {
             if code >= CODE_SPACE {
                 return Ok(None);
             }
-            let mut c = self.inner.conn().map_err(CodeError::Unavailable)?;
-            let v: Option<String> = tokio::time::timeout(
-                OP_TIMEOUT,
+            let mut c = self.inner.conn()?;
+            let v: Option<String> = store::call(
+                "GETDEL",
                 redis::cmd("GETDEL")
                     .arg(wire::code(code))
                     .query_async(&mut c),
             )
-            .await
-            .map_err(|_| unavailable("timeout"))?
-            .map_err(unavailable)?;
+            .await?;
             Ok(v.and_then(|v| {
                 let (app_id, ms) = v.split_once('\n')?;
                 let expires = UNIX_EPOCH + Duration::from_millis(ms.parse().ok()?);

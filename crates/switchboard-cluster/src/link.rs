@@ -1,8 +1,7 @@
 //! The node's link to Redis: one task that (re)connects the command and subscriber
 //! connections, resubscribes, re-registers and resynchronises after a reconnect, renews the
-//! lease, reaps dead instances and fences this node when it lost its place; and one writer
-//! task that does the writes that may wait (leaves), in order, retrying through short
-//! outages.
+//! lease, runs the reaper ([`reaper`](crate::reaper)) and fences this node when it lost its
+//! place.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,13 +14,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::wire::{self, Record, RoomKeys};
-use super::{Inner, Job, LinkCmd, OP_TIMEOUT, Publish, Then, json_str, push_create_args};
+use super::{Inner, LinkCmd, OP_TIMEOUT, json_str, push_create_args};
 
 /// Reconnect back-off bounds.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// How long a survivor's reaping lock lasts.
-const REAP_LOCK: Duration = Duration::from_secs(10);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Why the connected phase ended.
 enum Lost {
@@ -238,87 +235,17 @@ async fn upkeep(
                 break e.to_string();
             }
         }
-        if let Err(e) = reap(&inner, &mut conn).await {
+        if let Err(e) = super::reaper::reap(&inner, &mut conn).await {
             break format!("reaper: {e}");
         }
-        if let Err(e) = prune_rooms(&inner, &mut conn).await {
+        if let Err(e) = super::reaper::prune_rooms(&inner, &mut conn).await {
             break format!("rooms index: {e}");
         }
     };
     let _ = broken.send(why);
 }
 
-/// Messages waiting together are published together: one pipeline per round, one publish
-/// per run of messages for one channel (a run goes as one batch, in order). While a round is
-/// in flight the next one gathers, so batches grow with the load and a lone message goes
-/// out at once.
-pub(super) async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Publish>) {
-    const MOST: usize = 256;
-    // A round's bytes at most (one message of any size always goes): Redis pushes a batch to
-    // each subscriber whole, and drops a subscriber whose unread output passes its pub/sub
-    // limit (32 MB by default), so batches stay far below it.
-    const MOST_BYTES: usize = 1 << 20;
-    let mut round: Vec<Publish> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut bytes = first.msg.len();
-        round.push(first);
-        while round.len() < MOST && bytes < MOST_BYTES {
-            match rx.try_recv() {
-                Ok(p) => {
-                    bytes += p.msg.len();
-                    round.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        // Runs of messages for one channel, in order: a sender's signals may go to two
-        // channels (a peer's node inbox, the room's channel), and the receiving node reads
-        // both on one connection in publish order, so runs must not be merged across others.
-        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-        for (i, p) in round.iter().enumerate() {
-            match runs.last_mut() {
-                Some(run) if round[run.start].channel == p.channel => run.end = i + 1,
-                _ => runs.push(i..i + 1),
-            }
-        }
-        let mut pipe = redis::pipe();
-        for run in &runs {
-            let channel = round[run.start].channel.clone();
-            let body = if run.len() == 1 {
-                std::mem::take(&mut round[run.start].msg)
-            } else {
-                let msgs: Vec<Vec<u8>> = round[run.clone()]
-                    .iter_mut()
-                    .map(|p| std::mem::take(&mut p.msg))
-                    .collect();
-                wire::encode_batch(&msgs)
-            };
-            pipe.cmd("PUBLISH").arg(&*channel).arg(body);
-        }
-        let counts: Result<Vec<usize>, String> = match inner.conn() {
-            Ok(mut c) => match tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut c)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(super::unavailable(e)),
-                Err(_) => Err(super::unavailable("timeout")),
-            },
-            Err(e) => Err(e),
-        };
-        let mut then: Vec<Option<Then>> = round.drain(..).map(|p| Some(p.then)).collect();
-        for (g, run) in runs.iter().enumerate() {
-            let r = match &counts {
-                Ok(v) => Ok(v.get(g).copied().unwrap_or(0)),
-                Err(e) => Err(e.clone()),
-            };
-            for i in run.clone() {
-                if let Some(t) = then[i].take() {
-                    inner.published(t, &r);
-                }
-            }
-        }
-    }
-}
-
-fn timed_out() -> redis::RedisError {
+pub(crate) fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
 }
 
@@ -483,251 +410,4 @@ async fn refresh_views(
         }
     }
     Ok(())
-}
-
-/// Finds instances whose lease lapsed: forgets their members here, and (one survivor, under
-/// a lock) removes them from their rooms, which announces their departure.
-async fn reap(
-    inner: &Arc<Inner>,
-    conn: &mut redis::aio::MultiplexedConnection,
-) -> redis::RedisResult<()> {
-    let mut insts: Vec<String> = tokio::time::timeout(
-        OP_TIMEOUT,
-        redis::cmd("SMEMBERS").arg(wire::NODES).query_async(conn),
-    )
-    .await
-    .unwrap_or_else(|_| Err(timed_out()))?;
-    for i in inner.view_instances() {
-        if !insts.contains(&i) {
-            insts.push(i);
-        }
-    }
-    insts.retain(|i| **i != *inner.inst);
-    if insts.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
-    for i in &insts {
-        pipe.cmd("EXISTS").arg(wire::lease(i));
-    }
-    let alive: Vec<bool> = tokio::time::timeout(OP_TIMEOUT, pipe.query_async(conn))
-        .await
-        .unwrap_or_else(|_| Err(timed_out()))?;
-    let dead: Vec<String> = insts
-        .into_iter()
-        .zip(alive)
-        .filter_map(|(i, a)| (!a).then_some(i))
-        .collect();
-    if dead.is_empty() {
-        return Ok(());
-    }
-    inner.forget_instances(&dead);
-    for d in &dead {
-        let won: bool = redis::cmd("SET")
-            .arg(wire::reap_lock(d))
-            .arg(&*inner.inst)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(REAP_LOCK.as_millis()).unwrap_or(10_000))
-            .query_async::<Option<String>>(conn)
-            .await?
-            .is_some();
-        if !won {
-            continue;
-        }
-        let entries: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(wire::node_peers(d))
-            .query_async(conn)
-            .await?;
-        tracing::warn!(instance = %d, members = entries.len(), "cluster: reaping a dead node");
-        for e in entries {
-            let Ok([room, peer, uid]) = serde_json::from_str::<[String; 3]>(&e) else {
-                continue;
-            };
-            leave(inner, conn, &RoomId::from(room), &PeerId::from(peer), &uid).await?;
-        }
-        redis::pipe()
-            .cmd("DEL")
-            .arg(wire::node_peers(d))
-            .ignore()
-            .cmd("SREM")
-            .arg(wire::NODES)
-            .arg(d)
-            .ignore()
-            .query_async::<()>(conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Drops rooms that expired from the listings' index: one node every `PRUNE_EVERY` (a lock
-/// key decides which), in chunks.
-async fn prune_rooms(
-    inner: &Inner,
-    conn: &mut redis::aio::MultiplexedConnection,
-) -> redis::RedisResult<()> {
-    const PRUNE_EVERY: Duration = Duration::from_secs(30);
-    let won: Option<String> = redis::cmd("SET")
-        .arg(wire::PRUNE_LOCK)
-        .arg(&*inner.inst)
-        .arg("NX")
-        .arg("PX")
-        .arg(u64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(30_000))
-        .query_async(conn)
-        .await?;
-    if won.is_none() {
-        return Ok(());
-    }
-    let ids: Vec<String> = redis::cmd("ZRANGE")
-        .arg(wire::ROOMS)
-        .arg(0)
-        .arg(-1)
-        .query_async(conn)
-        .await?;
-    for chunk in ids.chunks(512) {
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            let k = RoomKeys::new(&RoomId::from(id.as_str()));
-            pipe.cmd("EXISTS").arg(&k.meta).arg(&k.members);
-        }
-        let alive: Vec<usize> = tokio::time::timeout(OP_TIMEOUT, pipe.query_async(conn))
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))?;
-        let gone: Vec<&String> = chunk
-            .iter()
-            .zip(alive)
-            .filter_map(|(id, n)| (n == 0).then_some(id))
-            .collect();
-        if !gone.is_empty() {
-            let mut cmd = redis::cmd("ZREM");
-            cmd.arg(wire::ROOMS);
-            for id in gone {
-                cmd.arg(id);
-            }
-            cmd.query_async::<()>(conn).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs the leave script for one membership.
-async fn leave(
-    inner: &Inner,
-    conn: &mut redis::aio::MultiplexedConnection,
-    room: &RoomId,
-    peer: &PeerId,
-    uid: &str,
-) -> redis::RedisResult<()> {
-    let keys = RoomKeys::new(room);
-    let grace = u64::try_from(inner.settings.empty_grace.as_millis()).unwrap_or(u64::MAX);
-    let _: i64 = tokio::time::timeout(
-        OP_TIMEOUT,
-        inner
-            .scripts
-            .leave
-            .key(&keys.meta)
-            .key(&keys.members)
-            .key(&keys.seq)
-            .key(&keys.mbseq)
-            .arg(peer.as_str())
-            .arg(uid)
-            .arg(&*inner.inst)
-            .arg(&keys.channel)
-            .arg(json_str(room.as_str()))
-            .arg(grace)
-            .arg(unix_millis())
-            .invoke_async(conn),
-    )
-    .await
-    .unwrap_or_else(|_| Err(timed_out()))?;
-    Ok(())
-}
-
-/// The writer task: the leaves queued together are written together (concurrently on the
-/// multiplexed connection: a node closing thousands of peers at shutdown tells the others in
-/// a few round trips); a leave that fails is retried while Redis comes back, for up to
-/// `CLUSTER_FENCE_TIMEOUT` (after a restart it has nothing left to do). A barrier completes
-/// once every leave queued before it is done.
-pub(super) async fn writer(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    const MOST: usize = 256;
-    let mut batch: Vec<(RoomId, PeerId, String)> = Vec::new();
-    let mut barriers = Vec::new();
-    while let Some(first) = jobs.recv().await {
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Leave { room, peer, uid } => batch.push((room, peer, uid)),
-                // Everything before the barrier is in this batch.
-                Job::Barrier(done) => barriers.push(done),
-            }
-            if batch.len() < MOST {
-                next = jobs.try_recv().ok();
-            }
-        }
-        let started = Instant::now();
-        let mut wait = BACKOFF_MIN;
-        while !batch.is_empty() {
-            let results = match inner.conn() {
-                Ok(c) => {
-                    futures_util::future::join_all(batch.iter().map(|(room, peer, uid)| {
-                        let (inner, mut c) = (&inner, c.clone());
-                        let mut c2 = c.clone();
-                        async move {
-                            let entry =
-                                serde_json::json!([room.as_str(), peer.as_str(), uid]).to_string();
-                            // Sent together on the multiplexed connection: one round trip.
-                            let (left, forgotten) = futures_util::future::join(
-                                leave(inner, &mut c, room, peer, uid),
-                                redis::cmd("SREM")
-                                    .arg(wire::node_peers(&inner.inst))
-                                    .arg(entry)
-                                    .query_async::<()>(&mut c2),
-                            )
-                            .await;
-                            left.and(forgotten)
-                        }
-                    }))
-                    .await
-                }
-                Err(_) => batch.iter().map(|_| Err(timed_out())).collect(),
-            };
-            let mut left = results.into_iter();
-            batch.retain(|_| left.next().is_some_and(|r| r.is_err()));
-            if batch.is_empty() {
-                break;
-            }
-            if started.elapsed() >= inner.settings.fence_timeout || inner.stop.is_cancelled() {
-                for (room, peer, _) in batch.drain(..) {
-                    tracing::warn!(%room, %peer, "cluster: leave not written (Redis unreachable)");
-                }
-                break;
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(BACKOFF_MAX);
-        }
-        for done in barriers.drain(..) {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// Shutdown: the pending leaves are written (others hear this node's peers left), then the
-/// lease and the node's entries go, then the link stops.
-pub(super) async fn shutdown(inner: Arc<Inner>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let _ = inner.writer_tx.send(Job::Barrier(tx));
-    let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-    if let Ok(mut c) = inner.conn() {
-        // Without its lease the instance is reaped at once by a survivor: whatever leave
-        // could not be written is removed then (and the node set forgets it).
-        let _ = tokio::time::timeout(
-            OP_TIMEOUT,
-            redis::cmd("DEL")
-                .arg(wire::lease(&inner.inst))
-                .query_async::<()>(&mut c),
-        )
-        .await;
-    }
-    inner.stop.cancel();
-    tracing::info!("cluster: left the cluster");
 }
