@@ -1,0 +1,220 @@
+//! Socket.io (Engine.IO v4 over WebSocket on `SOCKETIO_PORT`): its payload attacks, each
+//! with the one answer the server gives, and how this dialect authenticates, creates rooms
+//! and is squatted.
+//!
+//! The attacker has joined a room alone. A packet that is not a well-formed event ends the
+//! transport (socketioxide's parser). An event's refusal is an `error {message}` event. A
+//! signal whose `roomId` is not a string reads as one without a room, which means the
+//! socket's only room, and is relayed to its other members: nobody, so nothing comes back.
+//! Socket.io has no `MAX_FRAME_BYTES` refusal of its own (only the hard cap, which ends the
+//! transport), so a 70 KB signal is relayed like any other.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::cases::{Case, Expect, case, deep, error, frame_cases, string_of};
+use crate::conn::{Conn, Dialect::SocketIo, next_ip, uuid_like};
+use crate::support::{TestServer, http, http_from};
+
+/// An offer routed by `room`.
+fn to(room: &str) -> String {
+    format!(r#"42["offer",{{"roomId":{room},"offer":{{}}}}]"#)
+}
+
+/// A candidate relaying `body` to the socket's only room, where nobody else is.
+pub fn relaying(body: &str) -> String {
+    format!(r#"42["ice-candidate",{{"candidate":{body}}}]"#)
+}
+
+/// The refusal of a signal to a room the socket is not in (the id cut to 64 characters).
+fn not_in_room(id: &str) -> Expect {
+    let id: String = id.chars().take(64).collect();
+    error(format!("Not in room {id}: join-room first"))
+}
+
+pub fn payload_cases() -> Vec<Case> {
+    frame_cases(
+        SocketIo,
+        vec![
+            ("not JSON", "42{{{".into(), Expect::Ended),
+            (
+                "truncated JSON",
+                r#"42["offer",{"roomId":"#.into(),
+                Expect::Ended,
+            ),
+            (
+                "JSON nested 10,000 deep in a relayed body",
+                relaying(&deep(10_000)),
+                Expect::Silent,
+            ),
+            (
+                "JSON nested 10,000 deep at the top",
+                format!("42{}", deep(10_000)),
+                Expect::Ended,
+            ),
+            ("a top-level array", "42[]".into(), Expect::Ended),
+            ("a bare string", r#"42"offer""#.into(), Expect::Ended),
+            ("null", "42null".into(), Expect::Ended),
+            ("no type", r#"42[{"roomId":"r"}]"#.into(), Expect::Ended),
+            ("a number for the type", "42[7,{}]".into(), Expect::Ended),
+            // An event nobody listens for, as in the original.
+            (
+                "an unknown type",
+                r#"42["launch-missiles",{}]"#.into(),
+                Expect::Silent,
+            ),
+            (
+                "a 10 KB type",
+                format!("42[{},{{}}]", string_of("t", 10_000)),
+                Expect::Silent,
+            ),
+            // The last roomId counts, as in a parsed object.
+            (
+                "duplicate type keys",
+                r#"42["offer",{"roomId":"a","roomId":"b","offer":{}}]"#.into(),
+                not_in_room("b"),
+            ),
+            ("a number where an id belongs", to("12345"), Expect::Silent),
+            (
+                "an object where an id belongs",
+                to(r#"{"$ne":null}"#),
+                Expect::Silent,
+            ),
+            (
+                "a 60 KB string in an id field",
+                to(&string_of("i", 60_000)),
+                not_in_room(&"i".repeat(60_000)),
+            ),
+            (
+                "control characters in an id",
+                to(r#""a\u0000b\n\u001bc""#),
+                not_in_room("a\u{0}b\n\u{1b}c"),
+            ),
+            (
+                "10 KB of Unicode in an id",
+                to(&string_of("é🦀", 2_000)),
+                not_in_room(&"é🦀".repeat(2_000)),
+            ),
+            (
+                "a lone surrogate escape",
+                relaying(r#""\ud800""#),
+                Expect::Silent,
+            ),
+            (
+                "a number too large for any integer",
+                relaying(&format!("1{}", "0".repeat(400))),
+                Expect::Silent,
+            ),
+        ],
+    )
+}
+
+/// A socket of `ip` connected to the namespace (no token), or `None` when admission
+/// refuses it.
+pub async fn admitted(s: &TestServer, ip: IpAddr) -> Option<Conn> {
+    let (status, mut c) = Conn::upgrade_from(ip, s, SocketIo, "", "").await;
+    if status != 101 {
+        return None;
+    }
+    let ack = c.sio_connect("").await?;
+    ack.starts_with("40{").then_some(c)
+}
+
+/// Whether `token` (empty: none) is refused for `room` in production: at the namespace
+/// connect, or at `join-room` (the token's room decides what it may join).
+pub async fn refused(s: &TestServer, room: &str, token: &str) -> bool {
+    let (status, mut c) = Conn::upgrade(s, SocketIo, room, "").await;
+    if status != 101 {
+        return true;
+    }
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!(r#"{{"token":"{token}"}}"#)
+    };
+    if !c
+        .sio_connect(&auth)
+        .await
+        .is_some_and(|t| t.starts_with("40"))
+    {
+        return true;
+    }
+    // Connected: the room exists, made as an admin makes a Socket.io room in production.
+    let _ = s
+        .app
+        .membership
+        .create_room(
+            switchboard_core::RoomId::new(room),
+            switchboard_core::CreateOptions {
+                secured: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    c.text(&format!(r#"42["join-room","{room}","me"]"#)).await;
+    !c.seen(Duration::from_millis(500))
+        .await
+        .texts
+        .iter()
+        .any(|t| t.contains("room-participants"))
+}
+
+/// Whether a valid token given in the query and under `jwt` (not `auth.token`) is refused.
+pub async fn refused_in_wrong_field(s: &TestServer, room: &str, good: &str) -> bool {
+    let (_, mut c) = Conn::upgrade(s, SocketIo, room, &format!("token={good}")).await;
+    c.sio_connect(&format!(r#"{{"jwt":"{good}"}}"#))
+        .await
+        .is_some_and(|t| t.starts_with("44"))
+}
+
+/// Creates one room from `ip` (`POST /api/rooms`); false when refused.
+pub async fn create_room(s: &TestServer, ip: IpAddr) -> bool {
+    let (status, _) = http_from(ip, "POST", s.socketio, "/api/rooms", None, &[]).await;
+    status == 200
+}
+
+/// Whether a second socket joining a room as "holder", the name another socket holds
+/// there, is refused while both the holder and an unrelated member stay.
+pub async fn squat(s: &TestServer) -> bool {
+    let mut a = Conn::open(s, SocketIo, "").await;
+    let (_, body) = http("POST", s.socketio, "/api/rooms", None, &[]).await;
+    let room = body["roomId"].as_str().unwrap().to_owned();
+    let join = format!(r#"42["join-room","{room}","holder"]"#);
+    let mut h = admitted(s, next_ip()).await.expect("holder connects");
+    h.text(&join).await;
+    h.seen(Duration::from_millis(200)).await;
+    let mut b = admitted(s, next_ip()).await.expect("squatter connects");
+    b.text(&join).await;
+    let seen = b.seen(Duration::from_millis(300)).await;
+    seen.error_codes()
+        .iter()
+        .any(|m| m.contains("already in this room"))
+        && h.alive().await
+        && a.alive().await
+}
+
+/// Joining a guessed room id: not found, and no room is created.
+pub fn guessed_room_case() -> Case {
+    case(SocketIo, "joining a guessed room id", |s| {
+        Box::pin(async move {
+            let before = s.dev.app.registry.stats_now().rooms;
+            let mut c = admitted(&s.dev, next_ip()).await.expect("connects");
+            let guess = uuid_like();
+            c.text(&format!(r#"42["join-room","{guess}","me"]"#)).await;
+            let found = c
+                .seen(Duration::from_millis(300))
+                .await
+                .error_codes()
+                .iter()
+                .any(|m| m.contains("Room not found"));
+            let after = s.dev.app.registry.stats_now().rooms;
+            if found && after == before {
+                Ok(())
+            } else {
+                Err(format!(
+                    "socketio: joining a guessed room id: told {found}, rooms {before} -> {after}"
+                ))
+            }
+        })
+    })
+}
