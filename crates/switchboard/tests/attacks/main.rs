@@ -47,6 +47,10 @@ pub struct Servers {
     pub dev: TestServer,
     /// Development mode, 20 connections per client address.
     pub limited: TestServer,
+    /// Development mode, a 30 s `AUTH_TIMEOUT`: a crowd that never takes its first step
+    /// stays connected while it is counted (on `dev` the first would be closed after 1 s,
+    /// making room for more).
+    pub crowd: TestServer,
     /// Production mode: tokens in every dialect, `CORS_ORIGINS` set.
     pub prod: TestServer,
 }
@@ -115,6 +119,11 @@ async fn the_attack_suite() {
             ..dev_config()
         })
         .await,
+        crowd: TestServer::with(Config {
+            auth_timeout: Span::secs(30),
+            ..dev_config()
+        })
+        .await,
         prod: TestServer::with(prod_config()).await,
     };
     // Bystanders on the dev server: Alice and Bob keep signaling through every case.
@@ -135,7 +144,12 @@ async fn the_attack_suite() {
     let baseline = round_trip(&mut a, &mut b, "calm", 21).await;
     let bound = (baseline * 5).max(baseline + Duration::from_millis(20));
 
-    let cases = all_cases();
+    // ATTACKS_ONLY=<text> runs the cases whose label contains it (while working on them).
+    let only = std::env::var("ATTACKS_ONLY").unwrap_or_default();
+    let cases: Vec<_> = all_cases()
+        .into_iter()
+        .filter(|c| format!("{}: {}", c.dialect.name(), c.name).contains(&only))
+        .collect();
     let mut failures = Vec::new();
     let mut counts = BTreeMap::<&str, usize>::new();
     let mut worst = Duration::ZERO;
