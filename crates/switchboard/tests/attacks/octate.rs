@@ -144,7 +144,8 @@ pub async fn create_room(s: &TestServer, ip: IpAddr) -> bool {
         .is_some_and(|t| t.contains("room-created"))
 }
 
-/// Whether a second connection joining as "me" in the room "me" holds is refused while
+/// Whether a second connection joining as "me" in the room "me" holds is refused
+/// (`peer_id_taken`, as in rendezvous; docs/PROTOCOL.md names it `duplicate_peer`) while
 /// the holder stays.
 pub async fn squat(s: &TestServer) -> bool {
     let mut a = Conn::open(s, Octate, "").await;
@@ -158,7 +159,7 @@ pub async fn squat(s: &TestServer) -> bool {
         .await
         .error_codes()
         .iter()
-        .any(|c| c == "duplicate_peer" || c == "peer_id_taken");
+        .any(|c| c == "peer_id_taken");
     refused && a.alive().await
 }
 
