@@ -4,10 +4,14 @@ use std::rc::Rc;
 
 use serde_json::{Value, json};
 
+use tokio::io::AsyncReadExt;
+
 use crate::cases::{Case, case};
-use crate::conn::{ALL, Conn, Dialect, Dialect::*, endpoint, next_ip, upgrade_with};
-use crate::support::TestServer;
+use crate::conn::{
+    ALL, Conn, Dialect, Dialect::*, Seen, endpoint, next_ip, upgrade_with, uuid_like,
+};
 use crate::support::process::RawWs;
+use crate::support::{PATIENCE, TestServer};
 use crate::{nt, octate, rendezvous, socketio, ywebrtc};
 
 /// The production server's secret (see `prod_config`).
@@ -16,26 +20,138 @@ const SECRET: &str = "a-production-secret-of-some-length";
 /// Builds a token for a room.
 type MakeToken = Box<dyn Fn(&str) -> String>;
 
-/// A connection of `d` (rendezvous, nt, y-webrtc: a token in the query) to `room` with
-/// `token` (empty: none), or `None` when the upgrade is refused.
-pub async fn with_token(s: &TestServer, d: Dialect, room: &str, token: &str) -> Option<Conn> {
-    let query = if token.is_empty() {
+/// How a connection was refused, as its client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// At the upgrade: this HTTP status and the JSON body's `code` (empty: no body).
+    Upgrade(u16, String),
+    /// Socket.io, at the namespace connect: `connect_error` with this message.
+    Connect(String),
+    /// At the first step (OctateCode `auth`, rendezvous `join`, y-webrtc `subscribe`,
+    /// Socket.io `join-room`): this one error's code (Socket.io: its message).
+    FirstStep(String),
+    /// Anything else (a close, silence, several errors), as seen.
+    Other(String),
+}
+
+/// A connection of `d` to `room` with `query`, upgraded; or how the upgrade was refused.
+pub async fn upgraded(
+    s: &TestServer,
+    d: Dialect,
+    room: &str,
+    query: &str,
+) -> Result<Conn, Refused> {
+    let (status, mut c) = Conn::upgrade(s, d, room, query).await;
+    if status == 101 {
+        return Ok(c);
+    }
+    // The body, a JSON object, up to the end of the object or of the connection (which
+    // may be kept alive).
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let parsed = loop {
+        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+            break v;
+        }
+        match tokio::time::timeout(PATIENCE, c.ws.tcp.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => body.extend_from_slice(&chunk[..n]),
+            _ => break Value::Null,
+        }
+    };
+    let code = parsed["code"].as_str().unwrap_or_default().to_owned();
+    Err(Refused::Upgrade(status, code))
+}
+
+/// The refusal in what a first step got: its one error (the connection still open).
+pub fn first_step(seen: &Seen) -> Refused {
+    match seen.error_codes().as_slice() {
+        [code] if !seen.ended => Refused::FirstStep(code.clone()),
+        _ => Refused::Other(format!("{seen:?}")),
+    }
+}
+
+/// `token` (empty: none) where `d` carries it: the query of rendezvous, nt and y-webrtc.
+fn token_query(token: &str) -> String {
+    if token.is_empty() {
         String::new()
     } else {
         format!("token={token}")
-    };
-    let (status, c) = Conn::upgrade(s, d, room, &query).await;
-    (status == 101).then_some(c)
+    }
 }
 
-/// Whether `token` (empty: none) is refused for a production connection of `d` to `room`.
-async fn refused_in_production(s: &TestServer, d: Dialect, room: &str, token: &str) -> bool {
+/// How a production connection of `d` to `room` with `token` (empty: none) is refused;
+/// `None` when it is admitted.
+async fn refusal(s: &TestServer, d: Dialect, room: &str, token: &str) -> Option<Refused> {
     match d {
-        Octate => octate::refused(s, room, token).await,
-        SocketIo => socketio::refused(s, room, token).await,
-        Rendezvous => rendezvous::refused(s, room, token).await,
-        Nt => nt::refused(s, room, token).await,
-        YWebrtc => ywebrtc::refused(s, room, token).await,
+        Octate => {
+            let data = (!token.is_empty()).then(|| json!({ "token": token }));
+            octate::refusal(s, room, data).await
+        }
+        SocketIo => {
+            let auth = if token.is_empty() {
+                String::new()
+            } else {
+                json!({ "token": token }).to_string()
+            };
+            socketio::refusal(s, room, "", &auth).await
+        }
+        Rendezvous => rendezvous::refusal(s, room, &token_query(token)).await,
+        Nt => nt::refusal(s, room, &token_query(token)).await,
+        YWebrtc => ywebrtc::refusal(s, room, &token_query(token)).await,
+    }
+}
+
+/// How a connection with a valid token in a field `d` does not read is refused: as one
+/// with no token.
+async fn wrong_field_refusal(
+    s: &TestServer,
+    d: Dialect,
+    room: &str,
+    good: &str,
+) -> Option<Refused> {
+    let elsewhere = format!("access_token={good}");
+    match d {
+        Octate => octate::refusal(s, room, Some(json!({ "jwt": good }))).await,
+        SocketIo => {
+            let auth = json!({ "jwt": good }).to_string();
+            socketio::refusal(s, room, &format!("token={good}"), &auth).await
+        }
+        Rendezvous => rendezvous::refusal(s, room, &elsewhere).await,
+        Nt => nt::refusal(s, room, &elsewhere).await,
+        YWebrtc => ywebrtc::refusal(s, room, &elsewhere).await,
+    }
+}
+
+/// The one answer `d` gives to a token that the token check calls `code`
+/// (`token_required`: no token).
+fn answer(d: Dialect, token: &str, code: &str) -> Refused {
+    use Refused::*;
+    let oversized = token == "a 100 KB forged token";
+    match d {
+        // The `auth` message carrying it is over MAX_FRAME_BYTES: refused unread.
+        Octate if oversized => FirstStep("frame_too_large".into()),
+        Octate if code == "token_required" => FirstStep("missing_token".into()),
+        Octate => FirstStep(code.into()),
+        // Connected; the token's room decides what the socket may join.
+        SocketIo if code == "room_mismatch" => {
+            FirstStep("Not authorized for this room. Token is for room elsewhere".into())
+        }
+        SocketIo => Connect(
+            match code {
+                "token_required" => "This server requires a token: connect with auth: {token}",
+                "token_expired" => "Token expired",
+                "token_not_yet_valid" => "Token not yet valid",
+                "bad_signature" => "Invalid token signature",
+                _ => "Invalid or expired token",
+            }
+            .into(),
+        ),
+        // In the URL, 100 KB of token is over the request line's limit.
+        _ if oversized => Upgrade(414, String::new()),
+        // A y-webrtc room (topic) is named after the upgrade, at `subscribe`.
+        YWebrtc if code == "room_mismatch" => FirstStep(code.into()),
+        _ if code == "room_mismatch" => Upgrade(403, code.into()),
+        _ => Upgrade(401, code.into()),
     }
 }
 
@@ -55,8 +171,8 @@ fn forge(claims: &Value, key: &[u8]) -> String {
     .unwrap()
 }
 
-/// The tokens that must not admit anyone.
-fn bad_tokens() -> Vec<(&'static str, MakeToken)> {
+/// The tokens that must not admit anyone, each with what the token check calls it.
+fn bad_tokens() -> Vec<(&'static str, MakeToken, &'static str)> {
     let now = unix_now();
     let signed = |claims: fn(&str, u64) -> Value| -> MakeToken {
         Box::new(move |room| forge(&claims(room, now), SECRET.as_bytes()))
@@ -66,26 +182,30 @@ fn bad_tokens() -> Vec<(&'static str, MakeToken)> {
     };
     let fine = |room: &str, now: u64| json!({"sub":"me","room":room,"iat":now,"exp":now + 600});
     vec![
-        ("no token", Box::new(|_| String::new())),
+        ("no token", Box::new(|_| String::new()), "token_required"),
         (
             "an expired token",
             signed(|room, now| json!({"sub":"me","room":room,"iat":now - 7200,"exp":now - 3600})),
+            "token_expired",
         ),
         (
             "a token not valid for a day",
             signed(
                 |room, now| json!({"sub":"me","room":room,"iat":now,"nbf":now + 86_400,"exp":now + 90_000}),
             ),
+            "token_not_yet_valid",
         ),
         (
             "a token issued a year ahead",
             signed(
                 |room, now| json!({"sub":"me","room":room,"iat":now + 31_536_000,"exp":now + 31_600_000}),
             ),
+            "token_not_yet_valid",
         ),
         (
             "a token for another room",
             signed(|_, now| json!({"sub":"me","room":"elsewhere","iat":now,"exp":now + 600})),
+            "room_mismatch",
         ),
         (
             "alg none",
@@ -98,11 +218,17 @@ fn bad_tokens() -> Vec<(&'static str, MakeToken)> {
                     b(fine(room, now).to_string().as_bytes())
                 )
             }),
+            "invalid_token",
         ),
-        ("HS256 with the empty key", other_key(fine, b"")),
+        (
+            "HS256 with the empty key",
+            other_key(fine, b""),
+            "bad_signature",
+        ),
         (
             "HS256 with another key",
             other_key(fine, b"not-the-servers-secret-at-all"),
+            "bad_signature",
         ),
         (
             "a 100 KB forged token",
@@ -110,10 +236,12 @@ fn bad_tokens() -> Vec<(&'static str, MakeToken)> {
                 |room, now| json!({"sub":"me","room":room,"pad":"p".repeat(100_000),"iat":now,"exp":now + 600}),
                 b"not-the-servers-secret-at-all",
             ),
+            "bad_signature",
         ),
         (
             "a token with no room claim",
             signed(|_, now| json!({"sub":"me","iat":now,"exp":now + 600})),
+            "invalid_token",
         ),
     ]
 }
@@ -123,41 +251,32 @@ pub fn auth_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for d in ALL {
         let label = |n: &str| format!("{}: {n}", d.name());
-        for (name, make) in bad_tokens() {
+        for (name, make, code) in bad_tokens() {
             let l = label(name);
             let make = Rc::new(make);
+            let expected = answer(d, name, code);
             cases.push(case(d, name, move |s| {
-                let (l, make) = (l.clone(), make.clone());
+                let (l, make, expected) = (l.clone(), make.clone(), expected.clone());
                 Box::pin(async move {
-                    let room = crate::conn::uuid_like();
-                    if refused_in_production(&s.prod, d, &room, &make(&room)).await {
-                        Ok(())
-                    } else {
-                        Err(format!("{l}: admitted"))
+                    let room = uuid_like();
+                    match refusal(&s.prod, d, &room, &make(&room)).await {
+                        Some(r) if r == expected => Ok(()),
+                        other => Err(format!("{l}: expected {expected:?}, got {other:?}")),
                     }
                 })
             }));
         }
         // A token in a field the dialect does not read: as good as none.
         let l = label("a token in the wrong field");
+        let expected = answer(d, "", "token_required");
         cases.push(case(d, "a token in the wrong field", move |s| {
-            let l = l.clone();
+            let (l, expected) = (l.clone(), expected.clone());
             Box::pin(async move {
-                let room = crate::conn::uuid_like();
+                let room = uuid_like();
                 let good = s.prod.app.auth.issue("me", &room).token;
-                let refused = match d {
-                    SocketIo => socketio::refused_in_wrong_field(&s.prod, &room, &good).await,
-                    Octate => octate::refused_in_wrong_field(&s.prod, &room, &good).await,
-                    _ => {
-                        let query = format!("access_token={good}");
-                        let (addr, path) = endpoint(&s.prod, d, &room, &query);
-                        RawWs::open(next_ip(), addr, &path).await.0 == 401
-                    }
-                };
-                if refused {
-                    Ok(())
-                } else {
-                    Err(format!("{l}: admitted"))
+                match wrong_field_refusal(&s.prod, d, &room, &good).await {
+                    Some(r) if r == expected => Ok(()),
+                    other => Err(format!("{l}: expected {expected:?}, got {other:?}")),
                 }
             })
         }));
@@ -166,12 +285,11 @@ pub fn auth_cases() -> Vec<Case> {
         cases.push(case(d, "a valid token is admitted", move |s| {
             let l = l.clone();
             Box::pin(async move {
-                let room = crate::conn::uuid_like();
+                let room = uuid_like();
                 let good = s.prod.app.auth.issue("me", &room).token;
-                if refused_in_production(&s.prod, d, &room, &good).await {
-                    Err(format!("{l}: refused"))
-                } else {
-                    Ok(())
+                match refusal(&s.prod, d, &room, &good).await {
+                    None => Ok(()),
+                    Some(r) => Err(format!("{l}: refused: {r:?}")),
                 }
             })
         }));
@@ -205,7 +323,7 @@ async fn origin_admits(
     allowed: bool,
     l: &str,
 ) -> Result<(), String> {
-    let room = crate::conn::uuid_like();
+    let room = uuid_like();
     let good = s.app.auth.issue("me", &room).token;
     let query = if d == SocketIo || d == Octate {
         String::new()
@@ -249,7 +367,7 @@ async fn origin_admits(
 /// A production connection of `d` to a fresh room with a valid token, upgraded (the
 /// Socket.io one connected to the namespace) and then silent.
 pub async fn quiet_in_production(s: &TestServer, d: Dialect) -> Result<Conn, u16> {
-    let room = crate::conn::uuid_like();
+    let room = uuid_like();
     let token = s.app.auth.issue("quiet", &room).token;
     let query = match d {
         SocketIo | Octate => String::new(),

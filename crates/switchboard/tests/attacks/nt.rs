@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::auth::with_token;
+use crate::auth::{Refused, upgraded};
 use crate::cases::{Case, Expect, deep, frame_cases, string_of};
 use crate::conn::{Conn, Dialect::Nt, next_ip, uuid_like};
 use crate::support::TestServer;
@@ -88,13 +88,16 @@ pub fn payload_cases() -> Vec<Case> {
     )
 }
 
-/// Whether `token` (empty: none) is refused for `room` in production: at the upgrade, or
-/// by a close soon after (nt joins on open).
-pub async fn refused(s: &TestServer, room: &str, token: &str) -> bool {
-    let Some(mut c) = with_token(s, Nt, room, token).await else {
-        return true;
+/// How a connection upgraded with `query` (the token's place) is refused for `room` in
+/// production: at the upgrade, or by a close soon after (nt joins on open); `None` when it
+/// stays.
+pub async fn refusal(s: &TestServer, room: &str, query: &str) -> Option<Refused> {
+    let mut c = match upgraded(s, Nt, room, query).await {
+        Ok(c) => c,
+        Err(r) => return Some(r),
     };
-    c.seen(Duration::from_millis(500)).await.ended
+    let seen = c.seen(Duration::from_millis(500)).await;
+    seen.ended.then(|| Refused::Other(format!("{seen:?}")))
 }
 
 /// How many of 70 new rooms opened from `ip` at once were created: nt joins on open and

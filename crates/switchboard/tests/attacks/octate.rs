@@ -5,8 +5,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::auth::{Refused, first_step};
 use crate::cases::{Case, Expect, case, deep, error, frame_cases, string_of};
 use crate::conn::{Conn, Dialect::Octate, next_ip, uuid_like};
 use crate::support::TestServer;
@@ -106,30 +107,23 @@ pub fn payload_cases() -> Vec<Case> {
 }
 
 /// A connection that has sent `auth` (with `data`, when given) for `room`.
-async fn authenticating(s: &TestServer, ip: IpAddr, room: &str, data: Option<&str>) -> Conn {
+async fn authenticating(s: &TestServer, ip: IpAddr, room: &str, data: Option<Value>) -> Conn {
     let (_, mut c) = Conn::upgrade_from(ip, s, Octate, room, "").await;
     let mut auth = json!({"type":"auth","userId":"me","roomId":room});
     if let Some(d) = data {
-        auth["data"] = serde_json::from_str(d).unwrap();
+        auth["data"] = d;
     }
     c.text(&auth.to_string()).await;
     c
 }
 
-/// Whether `token` (empty: none) is refused at `auth` for `room` in production.
-pub async fn refused(s: &TestServer, room: &str, token: &str) -> bool {
-    let data = (!token.is_empty()).then(|| json!({ "token": token }).to_string());
-    let mut c = authenticating(s, next_ip(), room, data.as_deref()).await;
+/// How `auth` for `room` with `data` (the token's place) is refused in production;
+/// `None` when it is authenticated.
+pub async fn refusal(s: &TestServer, room: &str, data: Option<Value>) -> Option<Refused> {
+    let mut c = authenticating(s, next_ip(), room, data).await;
     let seen = c.seen(Duration::from_millis(500)).await;
-    !seen.texts.iter().any(|t| t.contains("\"authenticated\""))
-}
-
-/// Whether a valid token under `jwt` instead of `token` is refused as no token.
-pub async fn refused_in_wrong_field(s: &TestServer, room: &str, good: &str) -> bool {
-    let data = json!({ "jwt": good }).to_string();
-    let mut c = authenticating(s, next_ip(), room, Some(&data)).await;
-    let seen = c.seen(Duration::from_millis(500)).await;
-    seen.error_codes().iter().any(|c| c == "missing_token")
+    let authenticated = seen.texts.iter().any(|t| t.contains("\"authenticated\""));
+    (!authenticated).then(|| first_step(&seen))
 }
 
 /// Creates one room from `ip`; false when refused.

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::auth::with_token;
+use crate::auth::{Refused, first_step, upgraded};
 use crate::cases::{Case, Expect, case, deep, error, frame_cases, string_of};
 use crate::conn::{Conn, Dialect::Rendezvous, next_ip, uuid_like};
 use crate::support::TestServer;
@@ -96,18 +96,17 @@ pub fn payload_cases() -> Vec<Case> {
     )
 }
 
-/// Whether `token` (empty: none) is refused for `room` in production: at the upgrade, or
-/// at `join`.
-pub async fn refused(s: &TestServer, room: &str, token: &str) -> bool {
-    let Some(mut c) = with_token(s, Rendezvous, room, token).await else {
-        return true;
+/// How a connection upgraded with `query` (the token's place) is refused for `room` in
+/// production: at the upgrade, or at `join`; `None` when it joins.
+pub async fn refusal(s: &TestServer, room: &str, query: &str) -> Option<Refused> {
+    let mut c = match upgraded(s, Rendezvous, room, query).await {
+        Ok(c) => c,
+        Err(r) => return Some(r),
     };
     c.text(r#"{"type":"join"}"#).await;
-    !c.seen(Duration::from_millis(500))
-        .await
-        .texts
-        .iter()
-        .any(|t| t.contains("\"ready\""))
+    let seen = c.seen(Duration::from_millis(500)).await;
+    let joined = seen.texts.iter().any(|t| t.contains("\"ready\""));
+    (!joined).then(|| first_step(&seen))
 }
 
 /// Creates one room from `ip` (a `join` of a new room); false when refused.

@@ -12,6 +12,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use serde_json::Value;
+
+use crate::auth::{Refused, first_step, upgraded};
 use crate::cases::{Case, Expect, case, deep, error, frame_cases, string_of};
 use crate::conn::{Conn, Dialect::SocketIo, next_ip, uuid_like};
 use crate::support::{TestServer, http, http_from};
@@ -120,24 +123,23 @@ pub async fn admitted(s: &TestServer, ip: IpAddr) -> Option<Conn> {
     ack.starts_with("40{").then_some(c)
 }
 
-/// Whether `token` (empty: none) is refused for `room` in production: at the namespace
-/// connect, or at `join-room` (the token's room decides what it may join).
-pub async fn refused(s: &TestServer, room: &str, token: &str) -> bool {
-    let (status, mut c) = Conn::upgrade(s, SocketIo, room, "").await;
-    if status != 101 {
-        return true;
-    }
-    let auth = if token.is_empty() {
-        String::new()
-    } else {
-        format!(r#"{{"token":"{token}"}}"#)
+/// How a socket upgraded with `query` and connecting with `auth` (a JSON object, or empty)
+/// is refused for `room` in production: at the namespace connect, or at `join-room` (the
+/// token's room decides what it may join); `None` when it joins.
+pub async fn refusal(s: &TestServer, room: &str, query: &str, auth: &str) -> Option<Refused> {
+    let mut c = match upgraded(s, SocketIo, room, query).await {
+        Ok(c) => c,
+        Err(r) => return Some(r),
     };
-    if !c
-        .sio_connect(&auth)
-        .await
-        .is_some_and(|t| t.starts_with("40"))
-    {
-        return true;
+    let ack = c.sio_connect(auth).await.unwrap_or_default();
+    if let Some(refusal) = ack.strip_prefix("44") {
+        let message: Value = serde_json::from_str(refusal).unwrap_or_default();
+        return Some(Refused::Connect(
+            message["message"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    if !ack.starts_with("40") {
+        return Some(Refused::Other(ack));
     }
     // Connected: the room exists, made as an admin makes a Socket.io room in production.
     let _ = s
@@ -152,19 +154,9 @@ pub async fn refused(s: &TestServer, room: &str, token: &str) -> bool {
         )
         .await;
     c.text(&format!(r#"42["join-room","{room}","me"]"#)).await;
-    !c.seen(Duration::from_millis(500))
-        .await
-        .texts
-        .iter()
-        .any(|t| t.contains("room-participants"))
-}
-
-/// Whether a valid token given in the query and under `jwt` (not `auth.token`) is refused.
-pub async fn refused_in_wrong_field(s: &TestServer, room: &str, good: &str) -> bool {
-    let (_, mut c) = Conn::upgrade(s, SocketIo, room, &format!("token={good}")).await;
-    c.sio_connect(&format!(r#"{{"jwt":"{good}"}}"#))
-        .await
-        .is_some_and(|t| t.starts_with("44"))
+    let seen = c.seen(Duration::from_millis(500)).await;
+    let joined = seen.texts.iter().any(|t| t.contains("room-participants"));
+    (!joined).then(|| first_step(&seen))
 }
 
 /// Creates one room from `ip` (`POST /api/rooms`); false when refused.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::auth::with_token;
+use crate::auth::{Refused, first_step, upgraded};
 use crate::cases::{Case, Expect, deep, error, frame_cases, string_of};
 use crate::conn::{Conn, Dialect::YWebrtc, error_code};
 use crate::support::TestServer;
@@ -105,15 +105,17 @@ async fn subscribe(c: &mut Conn, topic: &str) {
     c.text(r#"{"type":"ping"}"#).await;
 }
 
-/// Whether `token` (empty: none) is refused for `room` in production: at the upgrade, or
-/// at the subscription (an error, or a close).
-pub async fn refused(s: &TestServer, room: &str, token: &str) -> bool {
-    let Some(mut c) = with_token(s, YWebrtc, room, token).await else {
-        return true;
+/// How a connection upgraded with `query` (the token's place) is refused for `room` in
+/// production: at the upgrade, or at the subscription; `None` when it subscribes.
+pub async fn refusal(s: &TestServer, room: &str, query: &str) -> Option<Refused> {
+    let mut c = match upgraded(s, YWebrtc, room, query).await {
+        Ok(c) => c,
+        Err(r) => return Some(r),
     };
     subscribe(&mut c, room).await;
     let seen = c.seen(Duration::from_millis(500)).await;
-    !seen.error_codes().is_empty() || seen.ended
+    let subscribed = seen.error_codes().is_empty() && !seen.ended;
+    (!subscribed).then(|| first_step(&seen))
 }
 
 /// Creates one room (a new topic) from `ip`; false when refused. The refusal, if any,
