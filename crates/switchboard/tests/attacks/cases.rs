@@ -38,11 +38,13 @@ pub enum Expect {
     Error(String),
     /// Nothing at all: no frame arrives, and the next frame is the probe's answer.
     Silent,
-    /// Closed with this close code (any reason).
+    /// No frame, then a close frame with this code (any reason; 1005: a close frame
+    /// without a code, as Socket.io's transport sends).
     Close(u16),
-    /// Closed, with or without a close frame (Socket.io, whose transport ends the
-    /// connection itself).
-    Ended,
+    /// These frames, then a close frame with this code.
+    CloseAfter(&'static [&'static str], u16),
+    /// These frames, then the connection ends without a close frame.
+    EndAfter(&'static [&'static str]),
 }
 
 /// [`Expect::Error`] with `code`.
@@ -92,13 +94,17 @@ impl Answer {
 pub fn check(case: &str, answer: &Answer, expect: &Expect) -> Result<(), String> {
     let frames = answer.frames();
     let answered = answer.probe.is_some() && !answer.seen.ended;
+    let closed = |frames: &[&str], before: &[&str], code: Option<u16>| {
+        answer.seen.ended && frames == before && answer.seen.close.as_ref().map(|(c, _)| *c) == code
+    };
     let ok = match expect {
         Expect::Error(code) => {
             answered && frames.len() == 1 && error_code(frames[0]).is_some_and(|c| c == *code)
         }
         Expect::Silent => answered && frames.is_empty(),
-        Expect::Close(code) => answer.seen.close.as_ref().is_some_and(|(c, _)| c == code),
-        Expect::Ended => answer.seen.ended,
+        Expect::Close(code) => closed(&frames, &[], Some(*code)),
+        Expect::CloseAfter(before, code) => closed(&frames, before, Some(*code)),
+        Expect::EndAfter(before) => closed(&frames, before, None),
     };
     if ok {
         Ok(())

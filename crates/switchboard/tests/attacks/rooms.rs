@@ -10,14 +10,19 @@ use crate::conn::{ALL, Conn, Dialect, Dialect::*, next_ip, uuid_like};
 use crate::support::{PATIENCE, TestServer, tcp_from};
 use crate::{nt, octate, rendezvous, socketio, ywebrtc};
 
-/// A connection of `d` from `ip`, held open, if the server admits it (Socket.io: at the
-/// namespace connect).
-async fn admitted_from(s: &TestServer, d: Dialect, ip: IpAddr) -> Option<Conn> {
+/// A connection of `d` from `ip`, held open, if the server admits it; else the refusal:
+/// the upgrade's status, or (Socket.io, admitted at the namespace connect) its
+/// `connect_error` packet.
+async fn admitted_from(s: &TestServer, d: Dialect, ip: IpAddr) -> Result<Conn, String> {
     if d == SocketIo {
         return socketio::admitted(s, ip).await;
     }
     let (status, c) = Conn::upgrade_from(ip, s, d, &uuid_like(), "").await;
-    (status == 101).then_some(c)
+    if status == 101 {
+        Ok(c)
+    } else {
+        Err(status.to_string())
+    }
 }
 
 /// How many of 70 new rooms `ip` creates in a burst, stopping at the first refusal.
@@ -57,32 +62,36 @@ async fn squat(s: &TestServer, d: Dialect) -> bool {
 pub fn squatting_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     // Connections from one address past MAX_CONNECTIONS_PER_IP (20 on this server):
-    // refused in every dialect, while another address still gets in.
+    // the 21st refused with 429 (Socket.io: connect_error), while another address still
+    // gets in.
     for d in ALL {
         let name = "connections from one address past the per-address limit";
         let l = format!("{}: {name}", d.name());
+        let expected = match d {
+            SocketIo => r#"44{"message":"Too many connections from this address"}"#,
+            _ => "429",
+        };
         cases.push(case(d, name, move |s| {
             let l = l.clone();
             Box::pin(async move {
                 let ip = next_ip();
                 let mut held = Vec::new();
-                let mut refused_at = None;
+                let mut refused = None;
                 for i in 0..25 {
                     match admitted_from(&s.limited, d, ip).await {
-                        Some(c) => held.push(c),
-                        None => {
-                            refused_at = Some(i);
+                        Ok(c) => held.push(c),
+                        Err(why) => {
+                            refused = Some((i, why));
                             break;
                         }
                     }
                 }
-                let other = admitted_from(&s.limited, d, next_ip()).await.is_some();
-                if refused_at == Some(20) && other {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{l}: refused at {refused_at:?}, another address admitted: {other}"
-                    ))
+                let other = admitted_from(&s.limited, d, next_ip()).await.is_ok();
+                match refused {
+                    Some((20, why)) if why == expected && other => Ok(()),
+                    _ => Err(format!(
+                        "{l}: refused {refused:?}, another address admitted: {other}"
+                    )),
                 }
             })
         }));

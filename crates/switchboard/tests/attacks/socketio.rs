@@ -3,7 +3,7 @@
 //! and is squatted.
 //!
 //! The attacker has joined a room alone. A packet that is not a well-formed event ends the
-//! transport (socketioxide's parser). An event's refusal is an `error {message}` event. A
+//! transport (socketioxide's parser): Engine.IO's close packet, then a close frame. An event's refusal is an `error {message}` event. A
 //! signal whose `roomId` is not a string reads as one without a room, which means the
 //! socket's only room, and is relayed to its other members: nobody, so nothing comes back.
 //! Socket.io has no `MAX_FRAME_BYTES` refusal of its own (only the hard cap, which ends the
@@ -18,6 +18,12 @@ use crate::auth::{Refused, first_step, upgraded};
 use crate::cases::{Case, Expect, case, deep, error, frame_cases, string_of};
 use crate::conn::{Conn, Dialect::SocketIo, next_ip, uuid_like};
 use crate::support::{TestServer, http, http_from};
+
+/// A packet that is not a well-formed event: Engine.IO's close packet, then a close frame
+/// without a code.
+fn closed() -> Expect {
+    Expect::CloseAfter(&["1"], 1005)
+}
 
 /// An offer routed by `room`.
 fn to(room: &str) -> String {
@@ -39,11 +45,11 @@ pub fn payload_cases() -> Vec<Case> {
     frame_cases(
         SocketIo,
         vec![
-            ("not JSON", "42{{{".into(), Expect::Ended),
+            ("not JSON", "42{{{".into(), closed()),
             (
                 "truncated JSON",
                 r#"42["offer",{"roomId":"#.into(),
-                Expect::Ended,
+                closed(),
             ),
             (
                 "JSON nested 10,000 deep in a relayed body",
@@ -53,13 +59,13 @@ pub fn payload_cases() -> Vec<Case> {
             (
                 "JSON nested 10,000 deep at the top",
                 format!("42{}", deep(10_000)),
-                Expect::Ended,
+                closed(),
             ),
-            ("a top-level array", "42[]".into(), Expect::Ended),
-            ("a bare string", r#"42"offer""#.into(), Expect::Ended),
-            ("null", "42null".into(), Expect::Ended),
-            ("no type", r#"42[{"roomId":"r"}]"#.into(), Expect::Ended),
-            ("a number for the type", "42[7,{}]".into(), Expect::Ended),
+            ("a top-level array", "42[]".into(), closed()),
+            ("a bare string", r#"42"offer""#.into(), closed()),
+            ("null", "42null".into(), closed()),
+            ("no type", r#"42[{"roomId":"r"}]"#.into(), closed()),
+            ("a number for the type", "42[7,{}]".into(), closed()),
             // An event nobody listens for, as in the original.
             (
                 "an unknown type",
@@ -112,15 +118,19 @@ pub fn payload_cases() -> Vec<Case> {
     )
 }
 
-/// A socket of `ip` connected to the namespace (no token), or `None` when admission
-/// refuses it.
-pub async fn admitted(s: &TestServer, ip: IpAddr) -> Option<Conn> {
+/// A socket of `ip` connected to the namespace (no token), or how admission refused it:
+/// the upgrade's status, or the `connect_error` packet.
+pub async fn admitted(s: &TestServer, ip: IpAddr) -> Result<Conn, String> {
     let (status, mut c) = Conn::upgrade_from(ip, s, SocketIo, "", "").await;
     if status != 101 {
-        return None;
+        return Err(status.to_string());
     }
-    let ack = c.sio_connect("").await?;
-    ack.starts_with("40{").then_some(c)
+    let ack = c.sio_connect("").await.unwrap_or_default();
+    if ack.starts_with("40{") {
+        Ok(c)
+    } else {
+        Err(ack)
+    }
 }
 
 /// How a socket upgraded with `query` and connecting with `auth` (a JSON object, or empty)
@@ -172,7 +182,7 @@ pub async fn squat(s: &TestServer) -> bool {
     let (_, body) = http("POST", s.socketio, "/api/rooms", None, &[]).await;
     let room = body["roomId"].as_str().unwrap().to_owned();
     let join = format!(r#"42["join-room","{room}","holder"]"#);
-    let mut h = admitted(s, next_ip()).await.expect("holder connects");
+    let mut h = admitted(s, next_ip()).await.expect("the holder connects");
     h.text(&join).await;
     h.seen(Duration::from_millis(200)).await;
     let mut b = admitted(s, next_ip()).await.expect("squatter connects");
