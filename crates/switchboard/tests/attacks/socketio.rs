@@ -190,7 +190,7 @@ pub async fn squat(s: &TestServer) -> bool {
     let seen = b.seen(Duration::from_millis(300)).await;
     seen.error_codes()
         .iter()
-        .any(|m| m.contains("already in this room"))
+        .any(|m| m == "User holder is already in this room on another connection")
         && h.alive().await
         && a.alive().await
 }
@@ -208,7 +208,7 @@ pub fn guessed_room_case() -> Case {
                 .await
                 .error_codes()
                 .iter()
-                .any(|m| m.contains("Room not found"));
+                .any(|m| m == "Room not found");
             let after = s.dev.app.registry.stats_now().rooms;
             if found && after == before {
                 Ok(())
