@@ -294,33 +294,38 @@ pub fn auth_cases() -> Vec<Case> {
             })
         }));
         // Origin: spoofed refused, missing allowed (CLI clients), the configured one allowed.
-        for (name, origin, allowed) in [
-            ("a spoofed Origin", Some("http://evil.example"), false),
+        // A refusal is 403 (Socket.io: this connect_error).
+        for (name, origin, refusal) in [
+            (
+                "a spoofed Origin",
+                Some("http://evil.example"),
+                Some("Origin not allowed"),
+            ),
             (
                 "an Origin with a non-ASCII byte",
                 Some("http://app.ex\u{e4}mple"),
-                false,
+                Some("Malformed Origin header"),
             ),
-            ("no Origin header", None, true),
-            ("the configured Origin", Some("http://app.example"), true),
+            ("no Origin header", None, None),
+            ("the configured Origin", Some("http://app.example"), None),
         ] {
             let l = label(name);
             cases.push(case(d, name, move |s| {
                 let l = l.clone();
-                Box::pin(async move { origin_admits(&s.prod, d, origin, allowed, &l).await })
+                Box::pin(async move { origin_answer(&s.prod, d, origin, refusal, &l).await })
             }));
         }
     }
     cases
 }
 
-/// Whether a connection of `d` with a valid token and `origin` is admitted exactly when
-/// `allowed`.
-async fn origin_admits(
+/// Whether a connection of `d` with a valid token and `origin` is admitted, or refused
+/// with `refusal` (Socket.io's connect_error message; the others: 403).
+async fn origin_answer(
     s: &TestServer,
     d: Dialect,
     origin: Option<&str>,
-    allowed: bool,
+    refusal: Option<&str>,
     l: &str,
 ) -> Result<(), String> {
     let room = uuid_like();
@@ -344,10 +349,9 @@ async fn origin_admits(
             .sio_connect(&format!(r#"{{"token":"{good}"}}"#))
             .await
             .unwrap_or_default();
-        let ok = if allowed {
-            ack.starts_with("40{")
-        } else {
-            ack.starts_with("44")
+        let ok = match refusal {
+            None => ack.starts_with("40{"),
+            Some(m) => ack == format!("44{}", json!({ "message": m })),
         };
         return if ok {
             Ok(())
@@ -356,7 +360,7 @@ async fn origin_admits(
         };
     }
     let (status, _) = upgrade_with(addr, &path, &headers).await;
-    let expected = if allowed { 101 } else { 403 };
+    let expected = if refusal.is_none() { 101 } else { 403 };
     if status == expected {
         Ok(())
     } else {
