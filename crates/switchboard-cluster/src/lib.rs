@@ -97,10 +97,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use switchboard_core::{
-    CloseReason, CreateOptions, CreationGate, Delivery, DialectTag, Envelope, Event, FirstFlow,
-    JoinError, JoinMode, JoinRequest, MemberSummary, MembershipService, Mirror, Op, PeerId,
-    Registry, RegistryStats, RelayError, RoomId, RoomSnapshot, Seat, SeatKey, SeatOwner, Signal,
-    SignalKind, SweepPolicy, SweepReport, Target, unix_millis,
+    Backplane, CloseReason, CreateOptions, CreationGate, Delivery, DialectTag, Envelope, Event,
+    FirstFlow, JoinError, JoinMode, JoinRequest, MemberSummary, MembershipService, Mirror, Op,
+    PeerId, Registry, RegistryStats, RelayError, RoomId, RoomSnapshot, Seat, SeatKey, SeatOwner,
+    Signal, SignalKind, SweepPolicy, SweepReport, Target, unix_millis,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -205,7 +205,7 @@ enum Job {
 pub(crate) struct Inner {
     settings: Settings,
     inst: Arc<str>,
-    local: Registry,
+    local: Backplane,
     gate: Arc<dyn CreationGate>,
     client: redis::Client,
     conn: RwLock<Option<MultiplexedConnection>>,
@@ -286,7 +286,7 @@ impl Inner {
         let inner = Arc::new(Inner {
             settings,
             inst,
-            local,
+            local: Backplane::new(local),
             gate,
             client,
             conn: RwLock::new(None),

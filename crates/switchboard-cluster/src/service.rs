@@ -170,7 +170,7 @@ impl MembershipService for Cluster {
     }
 
     fn touch(&self, seat: &Seat) {
-        self.inner.local.touch_now(seat.key());
+        self.inner.local.registry().touch_now(seat.key());
     }
 
     fn mailbox_push(
@@ -187,7 +187,7 @@ impl MembershipService for Cluster {
                 return Err(RelayError::NotInRoom(key.room.clone()));
             }
             let keys = RoomKeys::new(&key.room);
-            let limits = inner.local.limits();
+            let limits = inner.local.registry().limits();
             let mut c = inner.conn()?;
             let seq: u64 = store::call(
                 "script mailbox_push",
@@ -373,7 +373,7 @@ impl MembershipService for Cluster {
                 .query_async(&mut c)
                 .await;
             // This node's members go now (others hear the room's `c` event).
-            let local = inner.local.delete_room_now(&id);
+            let local = inner.local.registry().delete_room_now(&id);
             Ok(existed == 1 || local)
         })
     }
@@ -392,13 +392,13 @@ impl MembershipService for Cluster {
     }
 
     fn local_stats(&self, pick: &dyn Fn(DialectTag) -> bool) -> RegistryStats {
-        self.inner.local.local_stats(pick)
+        self.inner.local.registry().local_stats(pick)
     }
 
     fn sweep(&self, policy: SweepPolicy) -> SweepReport {
         // Rooms in Redis expire by themselves; this node's copies are swept as on one node
         // (an idle room's local members are closed, and leave).
-        self.inner.local.sweep(policy)
+        self.inner.local.registry().sweep(policy)
     }
 
     fn shutdown(&self) -> Op<'_, ()> {

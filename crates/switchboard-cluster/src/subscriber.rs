@@ -122,7 +122,7 @@ impl Inner {
                 if let Some(v) = self.lock().views.get_mut(&room) {
                     v.remote.clear();
                 }
-                self.local.delete_room_now(&room);
+                self.local.registry().delete_room_now(&room);
             }
             _ => {}
         }

@@ -8,6 +8,8 @@
 //!   delivery, mailboxes, listings), whose operations return an [`Op`] that is ready at once
 //!   in memory or later over a network; [`Registry`] is the in-memory implementation, behind
 //!   one mutex so that every join, leave and relay is a single critical section;
+//! - the **backplane** ([`Backplane`]): what a backend that keeps rooms elsewhere (the
+//!   cluster crate) does with its node's own members in a [`Registry`];
 //! - **seats** ([`Seat`]): a peer is in a room exactly while its seat lives;
 //! - **outboxes** ([`PeerHandle`]): each connection's bounded queue of [`Event`]s;
 //! - **limits** ([`Limits`]) and the typed errors of each operation ([`JoinError`],
@@ -57,4 +59,4 @@ pub use peer::{
     CloseReason, Ledger, Outbound, OutboxBounds, OutboxReceiver, PeerHandle, Received, SendError,
     WeakPeerHandle, outbox,
 };
-pub use registry::{Mirror, Registry, unix_millis};
+pub use registry::{Backplane, Mirror, Registry, unix_millis};

@@ -358,20 +358,20 @@ fn a_late_undelivered_notice_reaches_the_sender_s_seat_and_no_successor() {
     let _ = a.next();
     let key = seat.key().clone();
     let lost = RelayError::Unavailable("the node holding z is unreachable".into());
-    assert!(reg.notify_undelivered(&key, lost.clone()));
+    assert!(Backplane::new(reg.clone()).notify_undelivered(&key, lost.clone()));
     match a.rx.try_recv() {
         Some(Outbound::Undelivered(e)) => assert_eq!(*e, lost),
         other => panic!("{other:?}"),
     }
     // A full outbox closes its peer, as any delivery would.
     let bseat = join(&reg, "r", "b", &b, JoinMode::CreateOrJoin).unwrap();
-    assert!(!reg.notify_undelivered(bseat.key(), lost.clone()));
+    assert!(!Backplane::new(reg.clone()).notify_undelivered(bseat.key(), lost.clone()));
     assert_eq!(b.handle.close_reason(), Some(CloseReason::SlowConsumer));
     // The seat is gone (left, or the room re-created): nobody is told.
     drop(seat);
-    assert!(!reg.notify_undelivered(&key, lost.clone()));
+    assert!(!Backplane::new(reg.clone()).notify_undelivered(&key, lost.clone()));
     let _again = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
-    assert!(!reg.notify_undelivered(&key, lost));
+    assert!(!Backplane::new(reg.clone()).notify_undelivered(&key, lost));
 }
 
 #[test]
@@ -531,7 +531,7 @@ fn a_mirrored_join_lists_remote_members_in_join_order_and_skips_the_gate() {
         remote,
     };
     // The backend decided the room exists: neither the gate nor the room limit is asked.
-    let seat = reg
+    let seat = Backplane::new(reg.clone())
         .join_mirrored(
             JoinRequest {
                 room: "r".into(),
@@ -550,7 +550,7 @@ fn a_mirrored_join_lists_remote_members_in_join_order_and_skips_the_gate() {
     assert_eq!(ids, ["x", "a", "y"], "ordered by join time across nodes");
     // A second mirrored room is not refused by MAX_ROOMS either.
     let b = peer(8);
-    let _s2 = reg
+    let _s2 = Backplane::new(reg.clone())
         .join_mirrored(
             JoinRequest {
                 room: "r2".into(),
@@ -563,9 +563,9 @@ fn a_mirrored_join_lists_remote_members_in_join_order_and_skips_the_gate() {
         .unwrap();
     // A mirror made with a zero grace disappears with its last local member.
     let key = seat.into_key();
-    assert!(reg.is_live(&key));
-    assert!(reg.release(&key), "released once");
-    assert!(!reg.release(&key), "and only once");
+    assert!(Backplane::new(reg.clone()).is_live(&key));
+    assert!(Backplane::new(reg.clone()).release(&key), "released once");
+    assert!(!Backplane::new(reg.clone()).release(&key), "and only once");
     assert!(reg.room_now(&"r".into()).is_none());
 }
 
@@ -576,7 +576,7 @@ fn relay_with_counts_remote_members_in_the_audience_and_reports_unknown_targets(
     let sa = join(&reg, "r", "a", &a, JoinMode::CreateOrJoin).unwrap();
     let _sb = join(&reg, "r", "b", &b, JoinMode::Existing).unwrap();
     let _ = b.next(); // Joined
-    let d = reg
+    let d = Backplane::new(reg.clone())
         .relay_with(
             sa.key(),
             Target::Room,
@@ -591,7 +591,7 @@ fn relay_with_counts_remote_members_in_the_audience_and_reports_unknown_targets(
         panic!("a signal")
     };
     assert_eq!(s.audience, 5, "two here and three elsewhere");
-    let e = reg
+    let e = Backplane::new(reg.clone())
         .relay_with(
             sa.key(),
             Target::Peer("elsewhere".into()),
@@ -610,8 +610,11 @@ fn close_all_asks_every_member_to_close() {
     let (a, b) = (peer(8), peer(8));
     let _sa = join(&reg, "r1", "a", &a, JoinMode::CreateOrJoin).unwrap();
     let _sb = join(&reg, "r2", "b", &b, JoinMode::CreateOrJoin).unwrap();
-    assert!(reg.has_member(&"r1".into(), &"a".into()));
-    assert_eq!(reg.close_all(CloseReason::ClusterLost), 2);
+    assert!(Backplane::new(reg.clone()).has_member(&"r1".into(), &"a".into()));
+    assert_eq!(
+        Backplane::new(reg.clone()).close_all(CloseReason::ClusterLost),
+        2
+    );
     assert_eq!(a.handle.close_reason(), Some(CloseReason::ClusterLost));
     assert_eq!(b.handle.close_reason(), Some(CloseReason::ClusterLost));
 }

@@ -19,6 +19,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+mod backplane;
+mod mailbox;
+mod service;
+
+pub use self::backplane::{Backplane, Mirror};
+use self::mailbox::Mailbox;
+
 use crate::{
     CloseReason, CreateOptions, CreationGate, Delivery, DialectTag, Envelope, Event, FirstFlow,
     JoinError, JoinMode, JoinRequest, Limits, MemberSummary, MembershipService, Op, Outbound,
@@ -31,17 +38,6 @@ pub fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// What [`Registry::join_mirrored`] needs to know about a room kept elsewhere.
-#[derive(Clone, Debug, Default)]
-pub struct Mirror {
-    /// How to make this node's copy of the room when it has none.
-    pub create: CreateOptions,
-    /// Whether the join created the room (cluster-wide).
-    pub created: bool,
-    /// The members held by other nodes, for the joiner's `Joined`.
-    pub remote: Vec<MemberSummary>,
 }
 
 /// A clone-cheap handle to the shared in-memory rooms.
@@ -108,14 +104,6 @@ struct Member {
     is_host: bool,
     joined_at_ms: u64,
     last_heartbeat_ms: u64,
-}
-
-#[derive(Default)]
-struct Mailbox {
-    /// Per recipient: the next sequence number and the items not yet acknowledged.
-    queues: HashMap<PeerId, (u64, VecDeque<(u64, Bytes)>)>,
-    /// Bytes of every queued item, against [`Limits::mailbox_bytes`].
-    bytes: usize,
 }
 
 impl Registry {
@@ -192,18 +180,6 @@ impl Registry {
     /// See [`JoinError`].
     pub fn join_now(&self, req: JoinRequest) -> Result<Seat, JoinError> {
         self.join_inner(req, None)
-    }
-
-    /// A join into this node's copy of a room whose truth is kept elsewhere (a cluster
-    /// backend that has already checked capacity and identity cluster-wide): the room is
-    /// created here from `mirror.create` when missing (no creation gate, no room limit: the
-    /// backend decided), and the joiner's `Joined` lists `mirror.remote` (members held by
-    /// other nodes) with this node's members, in join order.
-    ///
-    /// # Errors
-    /// [`JoinError::PeerIdTaken`] when another local connection holds the id.
-    pub fn join_mirrored(&self, req: JoinRequest, mirror: Mirror) -> Result<Seat, JoinError> {
-        self.join_inner(req, Some(mirror))
     }
 
     fn join_inner(&self, req: JoinRequest, mirror: Option<Mirror>) -> Result<Seat, JoinError> {
@@ -358,7 +334,7 @@ impl Registry {
         payload: Bytes,
         origin: DialectTag,
     ) -> Result<Delivery, RelayError> {
-        self.relay_with(from, target, kind, payload, origin, 0)
+        self.relay_counting(from, target, kind, payload, origin, 0)
     }
 
     /// [`relay_now`](Self::relay_now) to this node's members, for a room that also has
@@ -367,7 +343,7 @@ impl Registry {
     ///
     /// # Errors
     /// See [`RelayError`].
-    pub fn relay_with(
+    pub(super) fn relay_counting(
         &self,
         from: &SeatKey,
         target: Target,
@@ -422,219 +398,6 @@ impl Registry {
         } else {
             Err(RelayError::Undelivered(failed))
         }
-    }
-
-    /// Delivers an event that arrived from elsewhere (another node) to this node's members
-    /// of `room`, except `except`: how many outboxes took it, or
-    /// [`RelayError::Undelivered`] naming the members that could not (each is closed as a
-    /// slow consumer), so that a cluster backend can tell the sender, as
-    /// [`relay_now`](Self::relay_now) does on one node.
-    ///
-    /// # Errors
-    /// [`RelayError::Undelivered`].
-    pub fn deliver_local(
-        &self,
-        room: &RoomId,
-        except: Option<&PeerId>,
-        env: &Arc<Envelope>,
-    ) -> Result<usize, RelayError> {
-        let mut state = self.lock();
-        let Some(r) = state.rooms.get_mut(room) else {
-            return Ok(0);
-        };
-        // Activity elsewhere in the room is activity here (the inactivity sweep).
-        if matches!(env.event, Event::Signal(_)) {
-            r.touch(unix_millis());
-        }
-        let mut delivered = 0;
-        let mut failed = Vec::new();
-        for m in r.members.iter().filter(|m| Some(&m.id) != except) {
-            match deliver(&m.handle, env) {
-                Ok(()) => delivered += 1,
-                Err(_) => failed.push(m.id.clone()),
-            }
-        }
-        if failed.is_empty() {
-            Ok(delivered)
-        } else {
-            Err(RelayError::Undelivered(failed))
-        }
-    }
-
-    /// Delivers an event from elsewhere to one local member.
-    ///
-    /// # Errors
-    /// [`RelayError::PeerNotFound`] when it is not here; [`RelayError::Undelivered`] when
-    /// its outbox could not take it (it is closed as a slow consumer).
-    pub fn deliver_to(
-        &self,
-        room: &RoomId,
-        peer: &PeerId,
-        env: &Arc<Envelope>,
-    ) -> Result<(), RelayError> {
-        let mut state = self.lock();
-        let member = state.rooms.get_mut(room).and_then(|r| {
-            r.touch(unix_millis());
-            r.members.iter().find(|m| &m.id == peer)
-        });
-        let Some(m) = member else {
-            return Err(RelayError::PeerNotFound(peer.clone()));
-        };
-        deliver(&m.handle, env).map_err(|_| RelayError::Undelivered(vec![peer.clone()]))
-    }
-
-    /// Removes the member `key` names, if it is still there (what dropping its [`Seat`]
-    /// does). Returns whether it was removed: `false` for a seat retired by a re-join or a
-    /// room closed meanwhile. For a service that wraps this registry's seats in its own.
-    pub fn release(&self, key: &SeatKey) -> bool {
-        self.shared.release_member(key)
-    }
-
-    /// Whether the member `key` names is still here.
-    pub fn is_live(&self, key: &SeatKey) -> bool {
-        self.shared.is_live(key)
-    }
-
-    /// How many members `room` has here.
-    pub fn member_count(&self, room: &RoomId) -> usize {
-        self.lock().rooms.get(room).map_or(0, |r| r.members.len())
-    }
-
-    /// Tells the member `key` names that a signal it sent did not get through
-    /// ([`Outbound::Undelivered`]). False when it is gone; a full outbox closes it as a slow
-    /// consumer, as any delivery would.
-    pub fn notify_undelivered(&self, key: &SeatKey, error: RelayError) -> bool {
-        let state = self.lock();
-        let Some(m) = state
-            .rooms
-            .get(&key.room)
-            .filter(|r| r.epoch == key.epoch)
-            .and_then(|r| r.members.iter().find(|m| m.serial == key.serial))
-        else {
-            return false;
-        };
-        let result = m.handle.try_deliver(Outbound::Undelivered(Box::new(error)));
-        if result == Err(SendError::Full) {
-            m.handle.close(CloseReason::SlowConsumer);
-        }
-        result.is_ok()
-    }
-
-    /// Whether `peer` is a member of `room` here.
-    pub fn has_member(&self, room: &RoomId, peer: &PeerId) -> bool {
-        self.lock()
-            .rooms
-            .get(room)
-            .is_some_and(|r| r.members.iter().any(|m| &m.id == peer))
-    }
-
-    /// Asks one member's connection to close with `reason` (a cluster backend learned that
-    /// its membership was removed elsewhere). Returns whether it is here.
-    pub fn close_member(&self, room: &RoomId, peer: &PeerId, reason: CloseReason) -> bool {
-        let state = self.lock();
-        let Some(m) = state
-            .rooms
-            .get(room)
-            .and_then(|r| r.members.iter().find(|m| &m.id == peer))
-        else {
-            return false;
-        };
-        m.handle.close(reason);
-        true
-    }
-
-    /// Asks every member's connection to close with `reason` (a node that lost its place in
-    /// a cluster). Their seats' drops then remove them.
-    pub fn close_all(&self, reason: CloseReason) -> usize {
-        let state = self.lock();
-        let mut n = 0;
-        for m in state.rooms.values().flat_map(|r| r.members.iter()) {
-            m.handle.close(reason);
-            n += 1;
-        }
-        n
-    }
-
-    /// [`MembershipService::mailbox_push`], answered at once.
-    ///
-    /// # Errors
-    /// [`RelayError::NotInRoom`] for a stale seat; [`RelayError::Undelivered`] when the
-    /// present recipient could not take the item (it stays queued for its `hello`).
-    pub fn mailbox_push_now(
-        &self,
-        from: &SeatKey,
-        to: PeerId,
-        payload: Bytes,
-        origin: DialectTag,
-    ) -> Result<Delivery, RelayError> {
-        let limits = &self.shared.limits;
-        let mut state = self.lock();
-        let room = room_of(&mut state, from)?;
-        let mb = room.mailbox.get_or_insert_with(Box::default);
-        let (next, items) = mb.queues.entry(to.clone()).or_default();
-        let seq = *next;
-        *next += 1;
-        mb.bytes += payload.len();
-        items.push_back((seq, payload.clone()));
-        // Bounded per recipient in items and per room in bytes: the oldest go first.
-        while items.len() > limits.mailbox_items {
-            if let Some((_, old)) = items.pop_front() {
-                mb.bytes -= old.len();
-            }
-        }
-        while mb.bytes > limits.mailbox_bytes {
-            let Some((_, old)) = mb
-                .queues
-                .values_mut()
-                .filter(|(_, q)| !q.is_empty())
-                .min_by_key(|(_, q)| q.front().map(|(s, _)| *s))
-                .and_then(|(_, q)| q.pop_front())
-            else {
-                break;
-            };
-            mb.bytes -= old.len();
-        }
-        let Some(m) = room.members.iter().find(|m| m.id == to) else {
-            return Ok(Delivery { delivered: 0 });
-        };
-        let env = Envelope::new(Event::Signal(Signal {
-            room: from.room.clone(),
-            from: from.peer.clone(),
-            to: Some(to.clone()),
-            kind: SignalKind::Mailbox(seq),
-            payload,
-            origin,
-            audience: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
-        }));
-        match deliver(&m.handle, &env) {
-            Ok(()) => Ok(Delivery { delivered: 1 }),
-            Err(_) => Err(RelayError::Undelivered(vec![to])),
-        }
-    }
-
-    /// [`MembershipService::mailbox_replay`], answered at once.
-    ///
-    /// # Errors
-    /// [`RelayError::NotInRoom`] for a stale seat.
-    pub fn mailbox_replay_now(
-        &self,
-        seat: &SeatKey,
-        from_seq: u64,
-    ) -> Result<Vec<(u64, Bytes)>, RelayError> {
-        let mut state = self.lock();
-        let room = room_of(&mut state, seat)?;
-        let Some(mb) = room.mailbox.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let Some((_, items)) = mb.queues.get_mut(&seat.peer) else {
-            return Ok(Vec::new());
-        };
-        while items.front().is_some_and(|(seq, _)| *seq < from_seq) {
-            if let Some((_, old)) = items.pop_front() {
-                mb.bytes -= old.len();
-            }
-        }
-        Ok(items.iter().cloned().collect())
     }
 
     /// [`MembershipService::first_flow`], answered at once.
@@ -695,126 +458,6 @@ impl Registry {
             rooms: state.rooms.len(),
             peers: state.peers,
         }
-    }
-}
-
-impl MembershipService for Registry {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    fn join(&self, request: JoinRequest) -> Op<'_, Result<Seat, JoinError>> {
-        Op::ready(self.join_now(request))
-    }
-
-    fn relay(
-        &self,
-        from: &Seat,
-        target: Target,
-        kind: SignalKind,
-        payload: Bytes,
-        origin: DialectTag,
-    ) -> Op<'_, Result<Delivery, RelayError>> {
-        Op::ready(self.relay_now(from.key(), target, kind, payload, origin))
-    }
-
-    fn touch(&self, seat: &Seat) {
-        self.touch_now(seat.key());
-    }
-
-    fn mailbox_push(
-        &self,
-        from: &Seat,
-        to: PeerId,
-        payload: Bytes,
-        origin: DialectTag,
-    ) -> Op<'_, Result<Delivery, RelayError>> {
-        Op::ready(self.mailbox_push_now(from.key(), to, payload, origin))
-    }
-
-    fn mailbox_replay(
-        &self,
-        seat: &Seat,
-        from_seq: u64,
-    ) -> Op<'_, Result<Vec<(u64, Bytes)>, RelayError>> {
-        Op::ready(self.mailbox_replay_now(seat.key(), from_seq))
-    }
-
-    fn first_flow(&self, seat: &Seat) -> Op<'_, Option<FirstFlow>> {
-        Op::ready(self.first_flow_now(seat.key()))
-    }
-
-    fn create_room(
-        &self,
-        id: RoomId,
-        opts: CreateOptions,
-    ) -> Op<'_, Result<RoomSnapshot, JoinError>> {
-        Op::ready(self.create_room_now(id, opts))
-    }
-
-    fn delete_room(&self, id: RoomId) -> Op<'_, Result<bool, JoinError>> {
-        Op::ready(Ok(self.delete_room_now(&id)))
-    }
-
-    fn room(&self, id: RoomId) -> Op<'_, Result<Option<RoomSnapshot>, JoinError>> {
-        Op::ready(Ok(self.room_now(&id)))
-    }
-
-    fn rooms(&self) -> Op<'_, Result<Vec<RoomSnapshot>, JoinError>> {
-        Op::ready(Ok(self.rooms_now()))
-    }
-
-    fn stats(&self) -> Op<'_, Result<RegistryStats, JoinError>> {
-        Op::ready(Ok(self.stats_now()))
-    }
-
-    fn local_stats(&self, pick: &dyn Fn(DialectTag) -> bool) -> RegistryStats {
-        let state = self.lock();
-        let mut out = RegistryStats::default();
-        for room in state.rooms.values() {
-            let n = room
-                .members
-                .iter()
-                .filter(|m| pick(m.handle.dialect()))
-                .count();
-            out.peers += n;
-            out.rooms += usize::from(n > 0);
-        }
-        out
-    }
-
-    fn sweep(&self, policy: SweepPolicy) -> SweepReport {
-        let now = Instant::now();
-        let mut report = SweepReport::default();
-        let mut state = self.lock();
-        let State { rooms, peers, .. } = &mut *state;
-        rooms.retain(|id, room| {
-            let idle_after = room.inactivity_timeout.unwrap_or(policy.inactivity_timeout);
-            let idle = now.duration_since(room.last_activity) >= idle_after;
-            if room.members.is_empty() {
-                let grace_over = match room.empty_since {
-                    Some(since) => {
-                        let grace = room.empty_grace.unwrap_or(policy.empty_grace);
-                        now.duration_since(since) >= grace
-                    }
-                    // Never joined: nothing has touched it since it was created.
-                    None => now.duration_since(room.last_activity) >= policy.unjoined_ttl,
-                };
-                let expired = policy.force_empty || grace_over || idle;
-                if expired {
-                    report.empty_removed += 1;
-                }
-                return !expired;
-            }
-            if idle {
-                report.idle_closed += 1;
-                *peers -= room.members.len();
-                close_members(id, room, RoomClosedReason::Inactive);
-                return false;
-            }
-            true
-        });
-        report
     }
 }
 
