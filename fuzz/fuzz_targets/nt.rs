@@ -11,7 +11,7 @@ use switchboard::command::{Command, CommandError, Reply};
 use switchboard::dialect::Codec;
 use switchboard::dialect::nt::{Nt, Side};
 use switchboard_core::{Envelope, Event, PeerId, RoomId, Signal, SignalKind};
-use switchboard_fuzz::{check_out, frames, respond};
+use switchboard_fuzz::{check_out, connection, frames, respond};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -33,9 +33,15 @@ fuzz_target!(|data: &[u8]| {
             check_out("nt refused join", &codec.encode_error(&e), true);
         }
     }
+    let binary = |i: usize| i < 6 && (flags >> (i + 2)) & 1 == 1;
+    // A real connection of this side (it joins its room on open), through the same frames.
+    connection(
+        Nt::new(&uuid::Uuid::nil(), side),
+        frames(rest, 8).enumerate().map(|(i, f)| (f, binary(i))),
+    );
     let mut mailbox = Vec::new();
     for (i, frame) in frames(rest, 8).enumerate() {
-        let decoded = codec.decode(&frame, i < 6 && (flags >> (i + 2)) & 1 == 1);
+        let decoded = codec.decode(&frame, binary(i));
         respond(&mut codec, &decoded.command);
         if let Ok(Command::MailboxSend { payload, .. }) = &decoded.command {
             let seq = mailbox.len() as u64;

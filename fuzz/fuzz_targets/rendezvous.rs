@@ -15,7 +15,7 @@ use switchboard::Config;
 use switchboard::command::Reply;
 use switchboard::dialect::Codec;
 use switchboard::dialect::rendezvous::Rendezvous;
-use switchboard_fuzz::{check_out, config, frames, respond};
+use switchboard_fuzz::{check_out, config, connection, frames, respond};
 
 fn keyed() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -45,8 +45,16 @@ fuzz_target!(|data: &[u8]| {
         check_out("rendezvous joined", &out, false);
         assert!(codec.established());
     }
+    let binary = |i: usize| i < 6 && (flags >> i) & 1 == 1;
     for (i, frame) in frames(rest, 8).enumerate() {
-        let decoded = codec.decode(&frame, i < 6 && (flags >> i) & 1 == 1);
+        let decoded = codec.decode(&frame, binary(i));
         respond(&mut codec, &decoded.command);
     }
+    // The same frames through a real connection (its own room per input's first byte, so
+    // that inputs rarely meet in a room of two).
+    let room = format!("fuzz-{flags}");
+    connection(
+        Rendezvous::new(config(), &room, None),
+        frames(rest, 8).enumerate().map(|(i, f)| (f, binary(i))),
+    );
 });

@@ -1,5 +1,7 @@
-//! What the fuzz targets share: driving a [`Codec`] through a connection's frames the way
-//! the WebSocket transport does, and the checks every rendered frame must pass.
+//! What the fuzz targets share: driving a real connection ([`Connection`], the state machine
+//! the WebSocket driver runs) through a fuzz input's frames against an in-memory server
+//! ([`connection`]), rendering every refusal a codec could give and every relay for every
+//! dialect ([`respond`]), and the checks every rendered frame must pass.
 //!
 //! A target fails (libFuzzer reports a crash) on a panic anywhere in the server's code, and
 //! on a broken invariant checked here:
@@ -12,14 +14,17 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use switchboard::Config;
-use switchboard::command::{Command, CommandError, Reply};
+use switchboard::command::{Command, CommandError, Session};
+use switchboard::connection::{Connection, Read, Step};
 use switchboard::dialect::nt::{Nt, Side};
 use switchboard::dialect::octate::Octate;
 use switchboard::dialect::rendezvous::Rendezvous;
 use switchboard::dialect::ywebrtc::YWebrtc;
 use switchboard::dialect::{Codec, Out, socketio, tags};
-use switchboard_core::{DialectTag, Envelope, Event, PeerId, RoomId, Signal, SignalKind, Target};
+use switchboard::{AppState, Config, Shutdown};
+use switchboard_core::{
+    ConnId, DialectTag, Envelope, Event, PeerId, RoomId, Signal, SignalKind, Target, outbox,
+};
 
 /// The largest error frame (or Socket.io `error` event) any refusal may produce. Client
 /// strings in error texts are cut to 64 characters, so a refusal is small whatever the
@@ -223,8 +228,9 @@ pub fn render_everywhere(origin: DialectTag, relay: &switchboard::command::Relay
     }
 }
 
-/// What a codec's connection goes through for one decoded frame: the reply the command
-/// layer would give to a success, each refusal it could give, rendered by the codec.
+/// What a codec renders for one decoded frame beyond what the server actually answers
+/// ([`connection`] covers that): each refusal the command layer could give naming what the
+/// frame carried, bounded; a relay rendered for every dialect.
 pub fn respond<C: Codec>(codec: &mut C, command: &Result<Command, CommandError>) {
     match command {
         Err(e) => check_out(&format!("{} error", C::NAME), &codec.encode_error(e), true),
@@ -236,13 +242,6 @@ pub fn respond<C: Codec>(codec: &mut C, command: &Result<Command, CommandError>)
                     true,
                 );
             }
-            for reply in replies(c) {
-                check_out(
-                    &format!("{} reply", C::NAME),
-                    &codec.encode_reply(&reply),
-                    false,
-                );
-            }
             if let Command::Relay(r) = c {
                 render_everywhere(C::TAG, r);
             }
@@ -250,31 +249,70 @@ pub fn respond<C: Codec>(codec: &mut C, command: &Result<Command, CommandError>)
     }
 }
 
-/// The replies the command layer gives a successful `command`.
-pub fn replies(command: &Command) -> Vec<Reply> {
-    match command {
-        Command::Authenticate { user, room, .. } => vec![Reply::Authenticated {
-            user: PeerId::new(user),
-            room: RoomId::new(room),
-            ice_servers: serde_json::json!([{"urls": ["stun:stun.example:3478"]}]),
-        }],
-        Command::Join(j) => vec![Reply::Joined {
-            room: j.room.clone().unwrap_or_else(|| RoomId::new("room")),
-            peer: match &j.peer {
-                switchboard::command::PeerChoice::Named(p) => p.clone(),
-                _ => PeerId::new("peer"),
-            },
-        }],
-        Command::Leave(l) => vec![Reply::Left {
-            room: l.room.clone().unwrap_or_else(|| RoomId::new("room")),
-            peer: PeerId::new("peer"),
-        }],
-        Command::Relay(_) | Command::MailboxSend { .. } => vec![Reply::Relayed { delivered: 1 }],
-        Command::Heartbeat { .. } => vec![Reply::Heartbeat {
-            room: Some(RoomId::new("room")),
-            user: Some(PeerId::new("peer")),
-        }],
-        Command::Each(cs) => cs.iter().flat_map(replies).collect(),
-        _ => vec![Reply::None],
+/// The in-memory server the fuzzed connections run on (no per-connection or per-address
+/// limits: every input gets as far as its frames take it), and a runtime to finish what a
+/// command leaves pending.
+fn server() -> &'static (AppState, tokio::runtime::Runtime) {
+    static SERVER: OnceLock<(AppState, tokio::runtime::Runtime)> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let config = Config::parse_without_env([
+            "switchboard",
+            "--max-messages-per-second",
+            "0",
+            "--room-creations-per-minute",
+            "0",
+        ])
+        .expect("a valid configuration");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let app = runtime.block_on(async { AppState::new(config, Shutdown::new()) });
+        (app, runtime)
+    })
+}
+
+/// Runs `frames` (bytes, binary) through a real connection of `codec`'s dialect on the
+/// in-memory server, as the WebSocket driver would: the command layer applies each (real
+/// rooms, real replies and refusals), and every frame the connection would write is checked
+/// ([`check_out`]). The connection leaves its rooms at the end.
+pub fn connection<C: Codec>(codec: C, frames: impl IntoIterator<Item = (Bytes, bool)>) {
+    let (app, runtime) = server();
+    let (handle, rx) = outbox(ConnId::next(), C::TAG, app.outbox_bounds());
+    let session = Session::new(handle, std::net::Ipv4Addr::LOCALHOST.into(), false, None);
+    let mut c = Connection::new(app.clone(), codec, session, rx);
+    let what = format!("{} connection", C::NAME);
+    let mut step = runtime.block_on(c.open());
+    drain(&mut c, &what);
+    for (data, binary) in frames {
+        if step != Step::Continue {
+            break;
+        }
+        step = match c.message(&data, binary) {
+            Read::Done(s) => s,
+            Read::Apply {
+                command,
+                label,
+                len,
+            } => {
+                let result = runtime.block_on(c.apply(command).outcome());
+                c.applied(label, len, &result)
+            }
+        };
+        drain(&mut c, &what);
+    }
+    if let Step::Close(code, reason) = step {
+        check_out(&what, &Out::close(None, code, reason), false);
+    }
+    for f in c.leave() {
+        assert_json(&what, &f);
+    }
+}
+
+/// Renders and checks what the connection's outbox holds.
+fn drain<C: Codec>(c: &mut Connection<C>, what: &str) {
+    while let Some(item) = c.next_outbound() {
+        let out = c.render(item);
+        check_out(what, &out, false);
     }
 }

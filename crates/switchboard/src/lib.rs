@@ -15,7 +15,8 @@
 //! | [`rate`] | the rate limits (per client address, per connection) |
 //! | [`command`] | the command layer: what each command does, and every refusal, for every dialect |
 //! | [`dialect`] | one codec per wire dialect: frames ⇄ commands, events ⇄ frames |
-//! | [`transport`] | sockets: the WebSocket driver and the Socket.io (socketioxide) driver |
+//! | [`connection`] | one connection's life without its socket: a session, its codec and limits, fed frames, outbox items and ticks, answering with what to write and when to close |
+//! | [`transport`] | sockets: the WebSocket driver (moves bytes for a [`connection::Connection`]) and the Socket.io (socketioxide) driver |
 //! | [`http`] | every HTTP route, one router file per API, and the listeners' routers |
 //! | [`auth`] | JWT tokens and the admin key |
 //! | [`turn`] | ICE servers and TURN REST credentials |
@@ -41,6 +42,7 @@ pub mod backend;
 pub mod client_ip;
 pub mod command;
 pub mod config;
+pub mod connection;
 pub mod dialect;
 pub mod http;
 pub mod lifecycle;

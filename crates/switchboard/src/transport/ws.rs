@@ -1,19 +1,20 @@
-//! The WebSocket connection driver shared by every WebSocket dialect.
+//! The WebSocket driver shared by every WebSocket dialect: it only moves bytes between a
+//! socket and the connection's state machine ([`crate::connection::Connection`]).
 //!
 //! Admission ([`crate::admission`]) has run before the upgrade. After it, one task per
-//! connection runs [`drive`], which loops over four steps, each a method of [`Connection`]:
+//! connection runs [`drive`], which waits on four things and hands each to the connection:
 //!
-//! - [`read`](Connection::read): one message from the socket → size and rate limits →
-//!   the codec decodes it → the command layer applies it → the codec renders the reply or
-//!   refusal into the connection's own outbox (behind the events already queued there);
-//! - [`write_batch`](Connection::write_batch): up to [`WRITE_BATCH`] queued events and
-//!   replies rendered by the codec and written with one flush, under one deadline;
-//! - [`tick`](Connection::tick): the ping interval: liveness and the next ping;
-//! - the authentication deadline and shutdown.
+//! - the outbox: up to [`WRITE_BATCH`] queued items rendered by the connection and written
+//!   with one flush, under one deadline ([`write_batch`]);
+//! - the socket: a message ([`Connection::message`], then the command applied and
+//!   answered), a control frame, the client's close, or a socket error mapped to its close
+//!   code ([`read_error`]);
+//! - the ping interval ([`Connection::tick`]): liveness, then a ping;
+//! - the first-step deadline.
 //!
 //! Reading and writing share one task on purpose: an idle connection then costs one task
 //! and no lock between halves. A write that stalls is bounded by [`WRITE_TIMEOUT`], and by
-//! a close request. Every way out drops the session, and with it the peer's rooms, so each
+//! a close request. Every way out ends the session, and with it the peer's rooms, so each
 //! room hears `peer-left` exactly once, before the close frame goes out.
 
 use std::borrow::Cow;
@@ -25,14 +26,14 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use rand::RngExt;
-use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, outbox};
+use switchboard_core::{ConnId, Outbound, OutboxReceiver, Received, outbox};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
 use crate::admission::ConnectionSlot;
-use crate::command::{self, Applied, Command, CommandError, Identity, Reply, Session};
-use crate::dialect::{Codec, Observation, Out, close, nt::OPEN};
+use crate::command::{Applied, Identity, Session};
+use crate::connection::{Connection, Read, Step};
+use crate::dialect::{Codec, Out, close};
 use crate::metrics::DialectLabel;
-use crate::rate::{MessageLimit, Verdict};
 use crate::state::AppState;
 
 /// How long one batch of writes may take before the peer is dropped.
@@ -68,39 +69,6 @@ pub fn upgrade<C: Codec>(
     })
 }
 
-/// What a step decided.
-enum Step {
-    /// Keep going.
-    Continue,
-    /// Close with this code and reason.
-    Close(u16, Cow<'static, str>),
-    /// The socket is gone (or failed): stop without a close frame.
-    Gone,
-    /// The client sent its close frame: answer it, then stop.
-    ClientClosed,
-}
-
-impl Step {
-    fn close(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::Close(code, reason.into())
-    }
-}
-
-/// One connection: its socket, its codec, its session in the command layer, its outbox.
-struct Connection<C> {
-    app: AppState,
-    socket: WebSocket,
-    codec: C,
-    session: Session,
-    outbox: OutboxReceiver,
-    rate: MessageLimit,
-    conn: ConnId,
-    /// Liveness is judged per ping interval: a frame only sets `seen` (no clock read per
-    /// message); each tick turns `seen` into a timestamp.
-    seen: bool,
-    last_seen: Instant,
-}
-
 /// Runs one connection to its end.
 ///
 /// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
@@ -110,14 +78,14 @@ struct Connection<C> {
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn drive<C: Codec>(
     app: AppState,
-    socket: WebSocket,
+    mut socket: WebSocket,
     codec: C,
     slot: ConnectionSlot,
     identity: Option<Identity>,
 ) -> impl Future<Output = ()> + Send {
     // Everything the connection keeps is built here, outside the task's future, so that the
-    // future holds each piece once (moving a captured socket into a struct inside the block
-    // would leave its 368 bytes reserved twice).
+    // future holds each piece once (moving a captured value into a struct inside the block
+    // would leave its bytes reserved twice).
     let conn = ConnId::next();
     let label = DialectLabel { dialect: C::NAME };
     app.metrics.connections.get_or_create(&label).inc();
@@ -125,30 +93,21 @@ pub fn drive<C: Codec>(
     let (handle, outbox) = outbox(conn, C::TAG, app.outbox_bounds());
     // Shutdown closes the outbox (see `shutdown`): the task keeps no shutdown future.
     app.shutdown.watch(&handle);
-    let mut c = Connection {
-        session: Session::new(
-            handle,
-            slot.ip(),
-            app.config.requires_token(C::NAME),
-            identity,
-        ),
-        rate: MessageLimit::new(app.config.max_messages_per_second),
-        app,
-        socket,
-        codec,
-        outbox,
-        conn,
-        seen: false,
-        last_seen: Instant::now(),
-    };
+    let session = Session::new(
+        handle,
+        slot.ip(),
+        app.config.requires_token(C::NAME),
+        identity,
+    );
+    let mut c = Connection::new(app, codec, session, outbox);
     // Counted open from here; built outside the task so that the task keeps one guard, not
     // the gauge and the guard.
     let open = super::Open::new(active);
     async move {
         let _open = open;
-        tracing::debug!(conn = %c.conn, dialect = C::NAME, "connection open");
+        tracing::debug!(conn = %conn, dialect = C::NAME, "connection open");
         let mut ping = {
-            let every = c.codec.ping_interval(&c.app.config);
+            let every = c.ping_interval();
             let jitter = rand::rng().random_range(0..=every.as_millis() as u64 / 2);
             interval_at(
                 Instant::now() + every / 2 + Duration::from_millis(jitter),
@@ -157,42 +116,44 @@ pub fn drive<C: Codec>(
         };
         // Boxed, and only when there is a deadline: a `Sleep` is ~100 bytes an idle peer would
         // otherwise carry for its whole life.
-        let mut deadline = c.codec.needs_establishing(&c.app.config).then(|| {
+        let mut deadline = c.needs_establishing().then(|| {
             Box::pin(sleep_until(
-                Instant::now() + c.app.config.auth_timeout.get(),
+                Instant::now() + c.app().config.auth_timeout.get(),
             ))
         });
         let mut step = Box::pin(c.open()).await;
         while let Step::Continue = step {
+            let establishing = deadline.is_some() && !c.established();
             step = tokio::select! {
                 biased;
                 received = c.outbox.recv() => match received {
-                    Received::Item(item) => Box::pin(c.write_batch(item)).await,
-                    Received::Closed(reason) => {
-                        if reason == CloseReason::SlowConsumer {
-                            c.app.metrics.slow_consumers.inc();
-                        }
-                        Step::close(close_for(reason), reason.as_str())
+                    Received::Item(item) => Box::pin(write_batch(&mut c, &mut socket, item)).await,
+                    Received::Closed(reason) => c.closed(reason),
+                },
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Text(t))) => receive(&mut c, Bytes::from(t), false).await,
+                    Some(Ok(Message::Binary(b))) => receive(&mut c, b, true).await,
+                    Some(Ok(Message::Ping(_))) => {
+                        c.control();
+                        Step::Continue
                     }
+                    Some(Ok(Message::Pong(echo))) => {
+                        match ping_rtt(&echo) {
+                            Some(rtt) => c.pong(rtt),
+                            None => c.control(),
+                        }
+                        Step::Continue
+                    }
+                    Some(Ok(Message::Close(_))) => Step::ClientClosed,
+                    Some(Err(e)) => read_error(&c, e),
+                    None => Step::Gone,
                 },
-                msg = c.socket.recv() => 'read: {
-                    let (command, label, len) = match c.read(msg) {
-                        Read::Done(step) => break 'read step,
-                        Read::Apply { command, label, len } => (command, label, len),
-                    };
-                    // On one node every message's command is done at once; only what waits
-                    // on the membership service is awaited, boxed, so that the connection's
-                    // future carries no command state while it is idle.
-                    let result = match c.session.apply(&c.app, command) {
-                        Applied::Done(r) => r,
-                        Applied::Later(pending) => pending.await,
-                    };
-                    c.applied(label, len, &result)
+                _ = ping.tick() => match c.tick() {
+                    Step::Continue => Box::pin(send_ping(&mut socket)).await,
+                    close => close,
                 },
-                _ = ping.tick() => Box::pin(c.tick()).await,
-                () = async { deadline.as_mut().expect("guarded by the branch condition").await }, if deadline.is_some() && !c.codec.established() => {
-                    c.app.metrics.error("auth_timeout");
-                    Step::close(close::POLICY, c.codec.establish_timeout_reason())
+                () = async { deadline.as_mut().expect("guarded by the branch condition").await }, if establishing => {
+                    c.establish_timed_out()
                 }
             };
         }
@@ -200,307 +161,137 @@ pub fn drive<C: Codec>(
             Step::Close(code, reason) => Some((code, reason)),
             Step::ClientClosed => {
                 // tungstenite has queued the closing handshake's reply; send it.
-                let _ = Box::pin(timeout(Duration::from_secs(1), c.socket.flush())).await;
+                let _ = Box::pin(timeout(Duration::from_secs(1), socket.flush())).await;
                 None
             }
             Step::Continue | Step::Gone => None,
         };
-        Box::pin(c.finish(end)).await;
+        let last = c.leave();
+        if let Some((code, reason)) = end {
+            Box::pin(close_with(&mut socket, conn, last, code, reason)).await;
+        }
         // The connection's slot (per-IP and total counts) is released last.
         drop(slot);
-        tracing::debug!(conn = %c.conn, "connection closed");
+        tracing::debug!(conn = %conn, "connection closed");
     }
 }
 
-/// What [`Connection::read`] made of a message. A value that is matched at once and never
-/// kept: boxing the command to even out the variants would cost an allocation per message.
-#[allow(clippy::large_enum_variant)]
-enum Read {
-    /// Handled (a control frame, a refusal).
-    Done(Step),
-    /// A command to apply, then finish with [`Connection::applied`].
-    Apply {
-        command: Command,
-        label: &'static str,
-        len: usize,
-    },
+/// A message: decoded by the connection, its command applied (awaited only when it waits on
+/// the membership service, boxed), the answer queued.
+async fn receive<C: Codec>(c: &mut Connection<C>, data: Bytes, binary: bool) -> Step {
+    let (command, label, len) = match c.message(&data, binary) {
+        Read::Done(step) => return step,
+        Read::Apply {
+            command,
+            label,
+            len,
+        } => (command, label, len),
+    };
+    let result = match c.apply(command) {
+        Applied::Done(r) => r,
+        Applied::Later(pending) => pending.await,
+    };
+    c.applied(label, len, &result)
 }
 
-impl<C: Codec> Connection<C> {
-    /// What the dialect does on connect (nt joins its room; rendezvous checks its key).
-    async fn open(&mut self) -> Step {
-        let result = match self.codec.open() {
-            Ok(None) => return Step::Continue,
-            Ok(Some(cmd)) => self.session.apply(&self.app, cmd).outcome().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            command::count(&self.app, e);
+/// What a socket error means: a limit the client broke (told with its close code, as RFC
+/// 6455 asks), or a connection that is gone.
+fn read_error<C: Codec>(c: &Connection<C>, e: axum::Error) -> Step {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let metrics = &c.app().metrics;
+    let e = e.into_inner();
+    match e.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => {
+            metrics.limit("frame_size");
+            Step::close(close::TOO_BIG, "message too big")
         }
-        self.codec.observe(
-            &self.app.metrics,
-            Observation::Applied {
-                label: OPEN,
-                len: 0,
-                result: &result,
-            },
-        );
-        self.answer(&result)
+        Some(WsError::Io(io)) if crate::tcp::watch::is_unfinished_message(io) => {
+            metrics.limit("message_timeout");
+            Step::close(close::POLICY, "message not finished in time")
+        }
+        Some(WsError::Protocol(p)) => {
+            metrics.error("protocol_error");
+            // A close reason is at most 123 bytes.
+            let mut reason = format!("protocol error: {p}");
+            reason.truncate(reason.floor_char_boundary(120));
+            Step::close(close::PROTOCOL_ERROR, reason)
+        }
+        Some(WsError::Utf8(_)) => {
+            metrics.error("invalid_utf8");
+            Step::close(close::INVALID_DATA, "text message is not UTF-8")
+        }
+        _ => Step::Gone,
     }
+}
 
-    /// One message from the socket: control frames, limits, decoding.
-    fn read(&mut self, msg: Option<Result<Message, axum::Error>>) -> Read {
-        let msg = match msg {
-            None => return Read::Done(Step::Gone),
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                let e = e.into_inner();
-                let ws_error = e.downcast_ref::<tokio_tungstenite::tungstenite::Error>();
-                if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) = ws_error {
-                    self.app.metrics.limit("frame_size");
-                    return Read::Done(Step::close(close::TOO_BIG, "message too big"));
-                }
-                if let Some(tokio_tungstenite::tungstenite::Error::Io(io)) = ws_error
-                    && crate::tcp::watch::is_unfinished_message(io)
-                {
-                    self.app.metrics.limit("message_timeout");
-                    return Read::Done(Step::close(close::POLICY, "message not finished in time"));
-                }
-                // A client that breaks the protocol is told why, as RFC 6455 asks.
-                if let Some(tokio_tungstenite::tungstenite::Error::Protocol(p)) = ws_error {
-                    self.app.metrics.error("protocol_error");
-                    // A close reason is at most 123 bytes.
-                    let mut reason = format!("protocol error: {p}");
-                    reason.truncate(reason.floor_char_boundary(120));
-                    return Read::Done(Step::close(close::PROTOCOL_ERROR, reason));
-                }
-                if let Some(tokio_tungstenite::tungstenite::Error::Utf8(_)) = ws_error {
-                    self.app.metrics.error("invalid_utf8");
-                    return Read::Done(Step::close(
-                        close::INVALID_DATA,
-                        "text message is not UTF-8",
-                    ));
-                }
-                return Read::Done(Step::Gone);
-            }
-        };
-        self.seen = true;
-        let (binary, data) = match msg {
-            Message::Text(t) => (false, Bytes::from(t)),
-            Message::Binary(b) => (true, b),
-            Message::Ping(_) => return Read::Done(Step::Continue),
-            Message::Pong(echo) => {
-                if let Some(rtt) = ping_rtt(&echo) {
-                    self.app.metrics.ws_rtt.observe(rtt);
-                    self.codec.observe(&self.app.metrics, Observation::Rtt(rtt));
-                }
-                return Read::Done(Step::Continue);
-            }
-            Message::Close(_) => return Read::Done(Step::ClientClosed),
-        };
-        #[cfg(debug_assertions)]
-        assert!(
-            data != super::TEST_PANIC,
-            "a test asked this connection's task to panic"
-        );
-        self.app.metrics.bytes_in.inc_by(data.len() as u64);
-        self.codec
-            .observe(&self.app.metrics, Observation::FrameIn(data.len()));
-        let max = self.app.config.max_frame_bytes.get();
-        let refusal = if data.len() > max {
-            Some(CommandError::FrameTooLarge {
-                len: data.len(),
-                max,
-            })
-        } else {
-            match self.rate.check() {
-                Verdict::Allow => None,
-                Verdict::Refuse => Some(CommandError::RateLimited),
-                Verdict::Close => {
-                    self.app.metrics.limit("rate");
-                    return Read::Done(Step::close(close::POLICY, "rate limit exceeded"));
-                }
-            }
-        };
-        if let Some(e) = refusal {
-            command::count(&self.app, &e);
-            return Read::Done(self.answer(&Err(e)));
-        }
-        let decoded = self.codec.decode(&data, binary);
-        let (label, len) = (decoded.label, data.len());
-        self.app.metrics.message(C::NAME, label);
-        match decoded.command {
-            Ok(command) => Read::Apply {
-                command,
-                label,
-                len,
-            },
-            Err(e) => Read::Done(self.applied(label, len, &Err(e))),
-        }
-    }
-
-    /// A message's command is done: count, observe, answer.
-    fn applied(
-        &mut self,
-        label: &'static str,
-        len: usize,
-        result: &Result<Reply, CommandError>,
-    ) -> Step {
-        if let Err(e) = result {
-            command::count(&self.app, e);
-        }
-        self.codec.observe(
-            &self.app.metrics,
-            Observation::Applied { label, len, result },
-        );
-        self.answer(result)
-    }
-
-    /// Renders a command's reply or refusal into the connection's own outbox, so that it
-    /// goes out in order with the events queued before it.
-    fn answer(&mut self, result: &Result<Reply, CommandError>) -> Step {
-        let out = match result {
-            Ok(reply) => self.codec.encode_reply(reply),
-            Err(e) => self.codec.encode_error(e),
+/// Renders up to a batch of queued items, then writes them with one flush under one
+/// deadline (a timer per batch, not per frame). The batch is heap-allocated per batch so
+/// that an idle peer's task stays small.
+async fn write_batch<C: Codec>(
+    c: &mut Connection<C>,
+    socket: &mut WebSocket,
+    first: Outbound,
+) -> Step {
+    let mut frames: Vec<Message> = Vec::new();
+    let mut end = Step::Continue;
+    let mut next = Some(first);
+    while let Some(item) = next.take() {
+        let out = c.render(item);
+        let mut push = |f: Bytes| {
+            c.wrote(f.len());
+            frames.push(to_text(f));
         };
         match out {
-            Out::None => Step::Continue,
-            Out::Frame(f) => self.queue(f),
-            Out::Frames(frames) => {
-                for f in frames {
-                    if let Step::Close(code, reason) = self.queue(f) {
-                        return Step::Close(code, reason);
-                    }
-                }
-                Step::Continue
-            }
+            Out::None => {}
+            Out::Frame(f) => push(f),
+            Out::Frames(fs) => fs.into_iter().for_each(push),
             Out::Close {
                 frame,
                 code,
                 reason,
             } => {
                 if let Some(f) = frame {
-                    self.queue(f);
+                    push(f);
                 }
-                Step::Close(code, reason)
+                end = Step::Close(code, reason);
+                break;
             }
         }
+        if frames.len() < WRITE_BATCH {
+            next = c.outbox.try_recv();
+        }
     }
+    if frames.is_empty() {
+        return end;
+    }
+    let written = interruptible(&mut c.outbox, write_all(socket, &mut frames)).await;
+    if written.map_or(true, |r| r.is_err()) {
+        return c.write_failed();
+    }
+    end
+}
 
-    fn queue(&mut self, frame: Bytes) -> Step {
-        let handle = self.session.handle();
-        if handle
-            .try_deliver(Outbound::Frame(Box::new(frame)))
-            .is_err()
-        {
-            // Our own outbox is full: we are the slow consumer.
-            handle.close(CloseReason::SlowConsumer);
-        }
-        Step::Continue
+/// Sends a ping (the peer was heard from recently enough).
+async fn send_ping(socket: &mut WebSocket) -> Step {
+    match timeout(WRITE_TIMEOUT, socket.send(Message::Ping(ping_payload()))).await {
+        Ok(Ok(())) => Step::Continue,
+        _ => Step::Gone,
     }
+}
 
-    /// Renders up to a batch of queued items, then writes them with one flush under one
-    /// deadline (a timer per batch, not per frame). The batch is heap-allocated per batch so
-    /// that an idle peer's task stays small.
-    async fn write_batch(&mut self, first: Outbound) -> Step {
-        let mut frames: Vec<Message> = Vec::new();
-        let mut end = Step::Continue;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            let out = match item {
-                Outbound::Frame(b) => Out::Frame(*b),
-                Outbound::Event(env) => {
-                    self.session.observe(&env.event);
-                    let out = self.codec.encode_event(&env);
-                    if out != Out::None {
-                        self.app
-                            .metrics
-                            .relay_latency
-                            .observe(env.queued_at.elapsed().as_secs_f64());
-                    }
-                    out
-                }
-                Outbound::Undelivered(e) => {
-                    let e = CommandError::from(*e);
-                    command::count(&self.app, &e);
-                    self.codec.encode_error(&e)
-                }
-            };
-            match out {
-                Out::None => {}
-                Out::Frame(f) => self.push_frame(&mut frames, f),
-                Out::Frames(fs) => fs.into_iter().for_each(|f| self.push_frame(&mut frames, f)),
-                Out::Close {
-                    frame,
-                    code,
-                    reason,
-                } => {
-                    if let Some(f) = frame {
-                        self.push_frame(&mut frames, f);
-                    }
-                    end = Step::Close(code, reason);
-                    break;
-                }
-            }
-            if frames.len() < WRITE_BATCH {
-                next = self.outbox.try_recv();
-            }
-        }
-        if frames.is_empty() {
-            return end;
-        }
-        let written =
-            interruptible(&mut self.outbox, write_all(&mut self.socket, &mut frames)).await;
-        if written.map_or(true, |r| r.is_err()) {
-            if self.session.handle().close_reason() == Some(CloseReason::SlowConsumer) {
-                self.app.metrics.slow_consumers.inc();
-            }
-            return Step::Gone;
-        }
-        end
+/// Writes the replies still queued, then the close frame.
+async fn close_with(
+    socket: &mut WebSocket,
+    conn: ConnId,
+    last: Vec<Bytes>,
+    code: u16,
+    reason: Cow<'static, str>,
+) {
+    for f in last {
+        let _ = timeout(Duration::from_secs(1), socket.feed(to_text(f))).await;
     }
-
-    fn push_frame(&self, frames: &mut Vec<Message>, f: Bytes) {
-        self.app.metrics.bytes_out.inc_by(f.len() as u64);
-        self.codec
-            .observe(&self.app.metrics, Observation::FrameOut(f.len()));
-        frames.push(to_text(f));
-    }
-
-    /// The ping interval: a peer silent for longer than `PEER_HEARTBEAT_TIMEOUT` is gone;
-    /// otherwise it gets a ping.
-    async fn tick(&mut self) -> Step {
-        if std::mem::take(&mut self.seen) {
-            self.last_seen = Instant::now();
-        }
-        if self.last_seen.elapsed() > self.app.config.peer_heartbeat_timeout.get() {
-            self.app.metrics.error("heartbeat_timeout");
-            return Step::close(close::GOING_AWAY, CloseReason::HeartbeatTimeout.as_str());
-        }
-        match timeout(
-            WRITE_TIMEOUT,
-            self.socket.send(Message::Ping(ping_payload())),
-        )
-        .await
-        {
-            Ok(Ok(())) => Step::Continue,
-            _ => Step::Gone,
-        }
-    }
-
-    /// Leaves every room, then closes: the others hear `peer-left` even if this client
-    /// never reads its close frame. What is already queued for the peer (a final error reply)
-    /// goes out before the close frame.
-    async fn finish(&mut self, end: Option<(u16, Cow<'static, str>)>) {
-        self.session.leave_all();
-        if let Some((code, reason)) = end {
-            while let Some(Outbound::Frame(b)) = self.outbox.try_recv() {
-                let _ = timeout(Duration::from_secs(1), self.socket.feed(to_text(*b))).await;
-            }
-            tracing::debug!(conn = %self.conn, code, %reason, "closing connection");
-            send_close(&mut self.socket, code, reason).await;
-        }
-    }
+    tracing::debug!(conn = %conn, code, %reason, "closing connection");
+    send_close(socket, code, reason).await;
 }
 
 /// Bounds a write by [`WRITE_TIMEOUT`] and by a close request (shutdown is one: it closes
@@ -580,16 +371,6 @@ fn ping_rtt(echo: &[u8]) -> Option<f64> {
     let sent: u128 = std::str::from_utf8(echo).ok()?.parse().ok()?;
     let rtt = unix_nanos().checked_sub(sent)?;
     (rtt < 60_000_000_000).then(|| rtt as f64 / 1e9)
-}
-
-/// The close code for a reason the core gives.
-pub fn close_for(reason: CloseReason) -> u16 {
-    match reason {
-        CloseReason::Shutdown => close::GOING_AWAY,
-        CloseReason::SlowConsumer => close::POLICY,
-        CloseReason::HeartbeatTimeout | CloseReason::ClusterLost => close::GOING_AWAY,
-        CloseReason::RoomDeleted | CloseReason::RoomInactive => close::NORMAL,
-    }
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub async fn create_room(s: &TestServer, ip: IpAddr) -> bool {
 }
 
 /// Whether a second connection joining as "me" in the room "me" holds is refused
-/// (`peer_id_taken`, as in rendezvous; docs/PROTOCOL.md names it `duplicate_peer`) while
+/// (`peer_id_taken`, as in rendezvous and docs/PROTOCOL.md) while
 /// the holder stays.
 pub async fn squat(s: &TestServer) -> bool {
     let mut a = Conn::open(s, Octate, "").await;
