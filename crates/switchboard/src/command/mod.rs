@@ -356,6 +356,7 @@ impl Session {
                     .membership
                     .mailbox_push(seat, to, payload, self.dialect())
                     .await?;
+                app.metrics.signals_relayed.inc();
                 Ok(Reply::Relayed {
                     delivered: d.delivered,
                 })
@@ -594,23 +595,27 @@ impl Session {
             .membership
             .relay(&self.seats[i], r.target, r.kind, r.payload, self.dialect());
         match op.now() {
-            Ok(outcome) => Applied::Done(self.relayed(i, outcome)),
+            Ok(outcome) => Applied::Done(self.relayed(app, i, outcome)),
             Err(op) => Applied::Later(Box::pin(async move {
                 let outcome = op.await;
-                self.relayed(i, outcome)
+                self.relayed(app, i, outcome)
             })),
         }
     }
 
     fn relayed(
         &mut self,
+        app: &AppState,
         seat: usize,
         outcome: Result<Delivery, RelayError>,
     ) -> Result<Reply, CommandError> {
         match outcome {
-            Ok(d) => Ok(Reply::Relayed {
-                delivered: d.delivered,
-            }),
+            Ok(d) => {
+                app.metrics.signals_relayed.inc();
+                Ok(Reply::Relayed {
+                    delivered: d.delivered,
+                })
+            }
             Err(e) => {
                 let e = CommandError::from(e);
                 if matches!(e, CommandError::NotInRoom(_)) {
