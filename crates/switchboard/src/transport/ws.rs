@@ -29,7 +29,7 @@ use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, 
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
 use crate::admission::ConnectionSlot;
-use crate::command::{self, Applied, Command, CommandError, Identity, Reply, Session};
+use crate::command::{Applied, Command, CommandError, Identity, Reply, Session};
 use crate::dialect::{Codec, Observation, Out, close, nt::OPEN};
 use crate::metrics::DialectLabel;
 use crate::rate::{MessageLimit, Verdict};
@@ -183,7 +183,7 @@ pub fn drive<C: Codec>(
                     // On one node every message's command is done at once; only what waits
                     // on the membership service is awaited, boxed, so that the connection's
                     // future carries no command state while it is idle.
-                    let result = match c.session.apply(&c.app, command) {
+                    let result = match c.session.apply(&c.app.commands, command) {
                         Applied::Done(r) => r,
                         Applied::Later(pending) => pending.await,
                     };
@@ -231,11 +231,11 @@ impl<C: Codec> Connection<C> {
     async fn open(&mut self) -> Step {
         let result = match self.codec.open() {
             Ok(None) => return Step::Continue,
-            Ok(Some(cmd)) => self.session.apply(&self.app, cmd).outcome().await,
+            Ok(Some(cmd)) => self.session.apply(&self.app.commands, cmd).outcome().await,
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
-            command::count(&self.app, e);
+            self.app.commands.count(e);
         }
         self.codec.observe(
             &self.app.metrics,
@@ -323,7 +323,7 @@ impl<C: Codec> Connection<C> {
             }
         };
         if let Some(e) = refusal {
-            command::count(&self.app, &e);
+            self.app.commands.count(&e);
             return Read::Done(self.answer(&Err(e)));
         }
         let decoded = self.codec.decode(&data, binary);
@@ -347,7 +347,7 @@ impl<C: Codec> Connection<C> {
         result: &Result<Reply, CommandError>,
     ) -> Step {
         if let Err(e) = result {
-            command::count(&self.app, e);
+            self.app.commands.count(e);
         }
         self.codec.observe(
             &self.app.metrics,
@@ -422,7 +422,7 @@ impl<C: Codec> Connection<C> {
                 }
                 Outbound::Undelivered(e) => {
                     let e = CommandError::from(*e);
-                    command::count(&self.app, &e);
+                    self.app.commands.count(&e);
                     self.codec.encode_error(&e)
                 }
             };
