@@ -38,6 +38,7 @@ use tower_http::trace::TraceLayer;
 use self::error::ApiError;
 use crate::auth::AdminError;
 use crate::client_ip::{self, ClientIp};
+use crate::command::CommandError;
 use crate::state::AppState;
 use crate::transport;
 
@@ -210,34 +211,25 @@ pub fn unavailable(e: &JoinError) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).code("unavailable")
 }
 
-/// How a refused room creation reads over HTTP, on every port.
+/// How a refused room creation reads over HTTP, on every port: the command layer's
+/// refusal for it ([`CommandError`]'s code and text, and the limit it counts against, as
+/// every dialect reports it), at the status HTTP gives that refusal. A service that cannot
+/// answer is [`unavailable`]; a refusal a creation cannot meet is a plain 400.
 pub fn creation_error(app: &AppState, e: &JoinError) -> ApiError {
-    match e {
-        JoinError::RoomExists(_) => {
-            ApiError::new(StatusCode::CONFLICT, "Room already exists").code("room_exists")
-        }
-        JoinError::TooManyRooms(n) => {
-            app.metrics.limit("rooms");
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Room limit reached ({n} rooms)"),
-            )
-            .code("too_many_rooms")
-        }
-        JoinError::CreationRateLimited => {
-            app.metrics.limit("room_creations");
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-                .code("creation_rate_limited")
-        }
-        JoinError::NotAdmitting => {
-            app.metrics.limit("memory");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Server is not accepting new rooms right now",
-            )
-            .code("overloaded")
-        }
-        JoinError::Unavailable(_) => unavailable(e),
-        other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+    if let JoinError::Unavailable(_) = e {
+        return unavailable(e);
     }
+    let refusal = CommandError::from(e.clone());
+    let status = match refusal {
+        CommandError::RoomExists(_) => StatusCode::CONFLICT,
+        CommandError::TooManyRooms(_) | CommandError::CreationRateLimited => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        CommandError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        _ => return ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if let Some(limit) = refusal.limit() {
+        app.metrics.limit(limit);
+    }
+    ApiError::new(status, refusal.to_string()).code(refusal.code())
 }
