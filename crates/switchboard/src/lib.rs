@@ -13,7 +13,7 @@
 //! | [`client_ip`] | the client address every per-client limit counts (`TRUSTED_PROXIES`) |
 //! | [`cluster`] | cluster mode (`REDIS_URL`): the membership service and rendezvous codes on Redis |
 //! | [`rate`] | the rate limits (per client address, per connection) |
-//! | [`command`] | the command layer: what each command does, and every refusal, for every dialect |
+//! | [`command`] | the command layer: what each command does (one file per command, over a narrow `Context`), every token check, and every refusal, for every dialect |
 //! | [`dialect`] | one codec per wire dialect: frames ⇄ commands, events ⇄ frames |
 //! | [`transport`] | sockets: the WebSocket driver and the Socket.io (socketioxide) driver |
 //! | [`http`] | every HTTP route, one router file per API, and the listeners' routers |
