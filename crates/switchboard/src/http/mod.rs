@@ -212,12 +212,22 @@ pub fn unavailable(e: &JoinError) -> ApiError {
 }
 
 /// How a refused room creation reads over HTTP, on every port: the command layer's
-/// refusal for it ([`CommandError`]'s code and text, and the limit it counts against, as
-/// every dialect reports it), at the status HTTP gives that refusal. A service that cannot
-/// answer is [`unavailable`]; a refusal a creation cannot meet is a plain 400.
+/// refusal for it ([`CommandError`]'s code and text, as every dialect reports it), at the
+/// status HTTP gives that refusal, counted against its limit as the command layer counts
+/// it. A service that cannot answer is [`unavailable`]; a refusal a creation cannot meet
+/// is a plain 400.
 pub fn creation_error(app: &AppState, e: &JoinError) -> ApiError {
+    let (api, limit) = creation_refusal(e);
+    if let Some(limit) = limit {
+        app.metrics.limit(limit);
+    }
+    api
+}
+
+/// [`creation_error`]'s reply, and the limit the refusal counts against.
+fn creation_refusal(e: &JoinError) -> (ApiError, Option<&'static str>) {
     if let JoinError::Unavailable(_) = e {
-        return unavailable(e);
+        return (unavailable(e), None);
     }
     let refusal = CommandError::from(e.clone());
     let status = match refusal {
@@ -226,10 +236,41 @@ pub fn creation_error(app: &AppState, e: &JoinError) -> ApiError {
             StatusCode::TOO_MANY_REQUESTS
         }
         CommandError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-        _ => return ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+        _ => return (ApiError::new(StatusCode::BAD_REQUEST, e.to_string()), None),
     };
-    if let Some(limit) = refusal.limit() {
-        app.metrics.limit(limit);
+    let api = ApiError::new(status, refusal.to_string()).code(refusal.code());
+    (api, refusal.limit())
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_core::{PeerId, RoomId};
+
+    use super::*;
+
+    /// Every way a room creation is refused, as HTTP reads it: the command layer's code and
+    /// text, at HTTP's status.
+    #[test]
+    fn a_refused_creation_reads_as_the_command_layer_says_at_an_http_status() {
+        let r1 = || RoomId::new("r1");
+        #[rustfmt::skip]
+        let cases = [
+            // refusal                               status  code                      text                                                         limit
+            (JoinError::RoomExists(r1()),            409,    "room_exists",            "Room already exists",                                       None),
+            (JoinError::TooManyRooms(5),             429,    "too_many_rooms",         "Room limit reached (5 rooms)",                              Some("rooms")),
+            (JoinError::CreationRateLimited,         429,    "creation_rate_limited",  "Too many rooms created from this address; try again later", Some("room_creations")),
+            (JoinError::NotAdmitting,                503,    "overloaded",             "Server is not accepting new rooms right now",               Some("memory")),
+            (JoinError::Unavailable("down".into()),  503,    "unavailable",            "membership service unavailable: down",                      None),
+            (JoinError::RoomNotFound(r1()),          400,    "bad_request",            "room r1 not found",                                         None),
+            (JoinError::PeerIdTaken { room: r1(), peer: PeerId::new("p") }, 400, "bad_request", "peer id p is already in room r1",        None),
+        ];
+        for (e, status, code, text, limit) in cases {
+            let (api, counted) = creation_refusal(&e);
+            assert_eq!(
+                (api.parts(), counted),
+                ((status, text, code), limit),
+                "{e:?}"
+            );
+        }
     }
-    ApiError::new(status, refusal.to_string()).code(refusal.code())
 }
