@@ -20,7 +20,7 @@
 //! | [`heartbeat`] | heartbeats |
 //! | [`mailbox`] | a room's mailbox: send and replay |
 //! | [`telemetry`] | WebRTC session reports: [`Telemetry`] |
-//! | [`error`] | [`CommandError`] and its one code table |
+//! | `error` | [`CommandError`] and its one code table |
 //!
 //! Each command's file carries its table-driven tests, run against the in-memory
 //! [`Registry`](switchboard_core::Registry).
