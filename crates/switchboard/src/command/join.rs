@@ -465,6 +465,23 @@ mod tests {
         }
     }
 
+    /// A membership service that answers later (over the network) and then cannot: the
+    /// join waits, then says the service is unavailable, and holds no seat.
+    #[tokio::test]
+    async fn a_join_the_service_cannot_answer_is_unavailable() {
+        let f = Fixture::new();
+        let down = f.down();
+        let mut s = f.session();
+        let applied = s.apply(
+            &down,
+            Command::Join(named("r1", "alice", JoinMode::CreateOrJoin)),
+        );
+        assert!(matches!(applied, Applied::Later(_)), "{applied:?}");
+        let got = applied.outcome().await;
+        assert_eq!(got.map_err(|e| e.code()), Err("unavailable"));
+        assert!(!s.in_a_room());
+    }
+
     #[tokio::test]
     async fn one_room_per_connection_leaves_the_last_one() {
         let f = Fixture::new();

@@ -125,6 +125,17 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_mailbox_the_service_cannot_reach_is_unavailable() {
+        let f = Fixture::new();
+        let mut s = f.member("r1", "A").await;
+        let down = f.down();
+        for cmd in [send("B", "1"), hello(0)] {
+            let got = s.apply(&down, cmd).outcome().await;
+            assert_eq!(got.map_err(|e| e.code()), Err("unavailable"));
+        }
+    }
+
     /// The room was deleted under the connection: its seat is stale.
     #[tokio::test]
     async fn a_closed_room_has_no_mailbox() {

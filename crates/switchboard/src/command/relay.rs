@@ -168,7 +168,11 @@ mod tests {
         assert_eq!(got.map_err(|e| e.code()), Err("not_in_room"));
 
         // In two rooms, a relay must name one.
-        let Room { f, mut alice, .. } = room().await;
+        let Room {
+            f,
+            mut alice,
+            bob: _bob,
+        } = room().await;
         let mut two = f.session();
         for room in ["r1", "r2"] {
             let j = Join {
@@ -211,10 +215,48 @@ mod tests {
         );
     }
 
+    /// A relay that must cross the network waits for it, and says so when it cannot.
+    #[tokio::test]
+    async fn a_relay_the_service_cannot_carry_is_unavailable() {
+        let Room {
+            f,
+            mut alice,
+            bob: _bob,
+        } = room().await;
+        let down = f.down();
+        let applied = alice.apply(&down, relay(None, Some("bob"), Claim::None));
+        assert!(matches!(applied, Applied::Later(_)), "{applied:?}");
+        assert_eq!(
+            applied.outcome().await.map_err(|e| e.code()),
+            Err("unavailable")
+        );
+        assert!(
+            alice.in_a_room(),
+            "the seat is kept: only the service is down"
+        );
+        assert_eq!(f.cx.metrics.signals_relayed.get(), 0);
+    }
+
+    /// On one node a relay is answered at once (nothing boxed).
+    #[tokio::test]
+    async fn a_relay_on_one_node_is_done_at_once() {
+        let Room {
+            f,
+            mut alice,
+            bob: _bob,
+        } = room().await;
+        let applied = alice.apply(&f.cx, relay(None, Some("bob"), Claim::None));
+        assert!(matches!(applied, Applied::Done(Ok(_))), "{applied:?}");
+    }
+
     /// A room deleted under the sender: the relay says so and the seat is let go.
     #[tokio::test]
     async fn a_relay_into_a_closed_room_leaves_it() {
-        let Room { f, mut alice, .. } = room().await;
+        let Room {
+            f,
+            mut alice,
+            bob: _bob,
+        } = room().await;
         f.registry.delete_room_now(&RoomId::new("r1"));
         let got = alice
             .apply(&f.cx, relay(Some("r1"), None, Claim::None))

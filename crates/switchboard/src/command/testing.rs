@@ -6,9 +6,12 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use switchboard_core::{
-    ConnId, CreateOptions, CreationGate, DialectTag, Event, JoinError, JoinMode, Limits, Outbound,
-    OutboxBounds, OutboxReceiver, PeerId, Registry, RoomId, outbox,
+    ConnId, CreateOptions, CreationGate, Delivery, DialectTag, Event, FirstFlow, JoinError,
+    JoinMode, JoinRequest, Limits, MembershipService, Op, Outbound, OutboxBounds, OutboxReceiver,
+    PeerId, Registry, RegistryStats, RelayError, RoomId, RoomSnapshot, Seat, SignalKind,
+    SweepPolicy, SweepReport, Target, outbox,
 };
 
 use super::{
@@ -159,5 +162,92 @@ pub struct Refuse(pub JoinError);
 impl CreationGate for Refuse {
     fn allow(&self, _: Option<IpAddr>) -> Result<(), JoinError> {
         Err(self.0.clone())
+    }
+}
+
+/// A membership service that cannot be reached (a cluster backend that is down): every
+/// operation answers later, and with `Unavailable`.
+#[derive(Debug)]
+pub struct Down;
+
+const DOWN: &str = "backend down";
+
+impl MembershipService for Down {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+
+    fn join(&self, _: JoinRequest) -> Op<'_, Result<Seat, JoinError>> {
+        Op::pending(async { Err(JoinError::Unavailable(DOWN.into())) })
+    }
+
+    fn relay(
+        &self,
+        _: &Seat,
+        _: Target,
+        _: SignalKind,
+        _: Bytes,
+        _: DialectTag,
+    ) -> Op<'_, Result<Delivery, RelayError>> {
+        Op::pending(async { Err(RelayError::Unavailable(DOWN.into())) })
+    }
+
+    fn touch(&self, _: &Seat) {}
+
+    fn mailbox_push(
+        &self,
+        _: &Seat,
+        _: PeerId,
+        _: Bytes,
+        _: DialectTag,
+    ) -> Op<'_, Result<Delivery, RelayError>> {
+        Op::pending(async { Err(RelayError::Unavailable(DOWN.into())) })
+    }
+
+    fn mailbox_replay(&self, _: &Seat, _: u64) -> Op<'_, Result<Vec<(u64, Bytes)>, RelayError>> {
+        Op::pending(async { Err(RelayError::Unavailable(DOWN.into())) })
+    }
+
+    fn first_flow(&self, _: &Seat) -> Op<'_, Option<FirstFlow>> {
+        Op::pending(async { None })
+    }
+
+    fn create_room(&self, _: RoomId, _: CreateOptions) -> Op<'_, Result<RoomSnapshot, JoinError>> {
+        Op::ready(Err(JoinError::Unavailable(DOWN.into())))
+    }
+
+    fn delete_room(&self, _: RoomId) -> Op<'_, Result<bool, JoinError>> {
+        Op::ready(Err(JoinError::Unavailable(DOWN.into())))
+    }
+
+    fn room(&self, _: RoomId) -> Op<'_, Result<Option<RoomSnapshot>, JoinError>> {
+        Op::ready(Err(JoinError::Unavailable(DOWN.into())))
+    }
+
+    fn rooms(&self) -> Op<'_, Result<Vec<RoomSnapshot>, JoinError>> {
+        Op::ready(Err(JoinError::Unavailable(DOWN.into())))
+    }
+
+    fn stats(&self) -> Op<'_, Result<RegistryStats, JoinError>> {
+        Op::ready(Err(JoinError::Unavailable(DOWN.into())))
+    }
+
+    fn local_stats(&self, _: &dyn Fn(DialectTag) -> bool) -> RegistryStats {
+        RegistryStats::default()
+    }
+
+    fn sweep(&self, _: SweepPolicy) -> SweepReport {
+        SweepReport::default()
+    }
+}
+
+impl Fixture {
+    /// This fixture's context with the membership service down (the seats already handed
+    /// out stay as they are).
+    pub fn down(&self) -> Context {
+        Context {
+            membership: Arc::new(Down),
+            ..self.cx.clone()
+        }
     }
 }
