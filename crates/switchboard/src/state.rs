@@ -134,7 +134,7 @@ impl AppState {
             cluster_node: config.redis_url.is_some().then(|| node_id.clone()),
             ledger: Arc::clone(&ledger),
             buffered_cap: config.buffered_bytes_cap(),
-            metrics: metrics.clone(),
+            metrics: crate::command::context::CommandMetrics::of(&metrics),
         };
         Self(Arc::new(Inner {
             config,
