@@ -20,7 +20,7 @@ use bytes::Bytes;
 use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver};
 use tokio::time::Instant;
 
-use crate::command::{self, Applied, Command, CommandError, Reply, Session};
+use crate::command::{Applied, Command, CommandError, Reply, Session};
 use crate::dialect::{Codec, Observation, Out, close, nt::OPEN};
 use crate::rate::{MessageLimit, Verdict};
 use crate::state::AppState;
@@ -137,7 +137,7 @@ impl<C: Codec> Connection<C> {
     pub async fn open(&mut self) -> Step {
         let result = match self.codec.open() {
             Ok(None) => return Step::Continue,
-            Ok(Some(cmd)) => self.session.apply(&self.app, cmd).outcome().await,
+            Ok(Some(cmd)) => self.session.apply(&self.app.commands, cmd).outcome().await,
             Err(e) => Err(e),
         };
         self.applied(OPEN, 0, &result)
@@ -171,7 +171,7 @@ impl<C: Codec> Connection<C> {
             }
         };
         if let Some(e) = refusal {
-            command::count(&self.app, &e);
+            self.app.commands.count(&e);
             return Read::Done(self.answer(&Err(e)));
         }
         let decoded = self.codec.decode(data, binary);
@@ -204,7 +204,7 @@ impl<C: Codec> Connection<C> {
     /// ([`Applied::Later`]), so that a connection's task carries no command state while it is
     /// idle.
     pub fn apply(&mut self, command: Command) -> Applied<'_> {
-        self.session.apply(&self.app, command)
+        self.session.apply(&self.app.commands, command)
     }
 
     /// A message's command is done: count, observe, answer.
@@ -215,7 +215,7 @@ impl<C: Codec> Connection<C> {
         result: &Result<Reply, CommandError>,
     ) -> Step {
         if let Err(e) = result {
-            command::count(&self.app, e);
+            self.app.commands.count(e);
         }
         self.codec.observe(
             &self.app.metrics,
@@ -279,7 +279,7 @@ impl<C: Codec> Connection<C> {
             }
             Outbound::Undelivered(e) => {
                 let e = CommandError::from(*e);
-                command::count(&self.app, &e);
+                self.app.commands.count(&e);
                 self.codec.encode_error(&e)
             }
         }

@@ -13,7 +13,7 @@
 //! | [`client_ip`] | the client address every per-client limit counts (`TRUSTED_PROXIES`) |
 //! | [`backend`] | which membership service a node runs on: in memory, or cluster mode on Redis (`REDIS_URL`: the `switchboard-cluster` crate, feature `cluster`) |
 //! | [`rate`] | the rate limits (per client address, per connection) |
-//! | [`command`] | the command layer: what each command does, and every refusal, for every dialect |
+//! | [`command`] | the command layer: what each command does (one file per command, over a narrow `Context`), every token check, and every refusal, for every dialect |
 //! | [`dialect`] | one codec per wire dialect: frames ⇄ commands, events ⇄ frames |
 //! | [`connection`] | one connection's life without its socket: a session, its codec and limits, fed frames, outbox items and ticks, answering with what to write and when to close |
 //! | [`transport`] | sockets: the WebSocket driver (moves bytes for a [`connection::Connection`]) and the Socket.io (socketioxide) driver |

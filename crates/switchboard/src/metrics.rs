@@ -262,6 +262,9 @@ pub struct Metrics {
     pub ws_rtt: Histogram,
     /// Peers closed because their outbox was full.
     pub slow_consumers: Counter,
+    /// Signals this node relayed (each relay counted once, however many recipients took
+    /// it): `/api/stats`' `operations.total`.
+    pub signals_relayed: Counter,
     /// Panics in connection tasks (and anywhere else), from [`PANICS`] at scrape time.
     pub panics: Counter,
     /// 1, labelled with this node's name and backplane (so a cluster's series can be told
@@ -398,6 +401,7 @@ impl Metrics {
             relay_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             ws_rtt: rtt_histogram(),
             slow_consumers: Counter::default(),
+            signals_relayed: Counter::default(),
             panics: Counter::default(),
             node: Family::default(),
         };
@@ -444,6 +448,11 @@ impl Metrics {
             "slow_consumers",
             "Peers closed because their outbox was full",
             m.slow_consumers.clone(),
+        );
+        r.register(
+            "signals_relayed",
+            "Signals relayed (offers, answers, candidates, room broadcasts, mailbox items)",
+            m.signals_relayed.clone(),
         );
         r.register(
             "panics",

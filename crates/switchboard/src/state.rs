@@ -1,5 +1,6 @@
 //! The state every handler and connection shares: configuration, the registry, auth,
-//! metrics, shutdown, the memory gate, admission and the rate limits.
+//! metrics, shutdown, the memory gate, admission and the rate limits, and the narrow
+//! [`Context`] the command layer runs against (built here, once, from the rest).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use switchboard_core::{CodeBook, Ledger, MembershipService, OutboxBounds, Regist
 
 use crate::admission::{Admission, CreationPolicy};
 use crate::auth::Authenticator;
+use crate::command::Context;
 use crate::config::Config;
 use crate::memory::MemoryGate;
 use crate::metrics::Metrics;
@@ -54,6 +56,8 @@ pub struct Inner {
     pub http_rate: crate::rate::PerIp,
     /// Who may create rooms (the registry asks it).
     pub creation: Arc<CreationPolicy>,
+    /// What commands run against: borrowed by every connection for every command.
+    pub commands: Context,
     /// When the server started.
     pub started: Instant,
     /// When the server started, Unix milliseconds.
@@ -123,6 +127,15 @@ impl AppState {
                 backplane: membership.name(),
             })
             .set(1);
+        let commands = Context {
+            membership: Arc::clone(&membership),
+            tokens: auth.clone(),
+            ice: crate::turn::IceServers::from_config(&config),
+            cluster_node: config.redis_url.is_some().then(|| node_id.clone()),
+            ledger: Arc::clone(&ledger),
+            buffered_cap: config.buffered_bytes_cap(),
+            metrics: crate::command::context::CommandMetrics::of(&metrics),
+        };
         Self(Arc::new(Inner {
             config,
             membership,
@@ -139,6 +152,7 @@ impl AppState {
             ledger,
             http_rate,
             creation,
+            commands,
             started: Instant::now(),
             started_ms: unix_millis(),
         }))

@@ -48,33 +48,65 @@ fn now_unix() -> u64 {
         .as_secs()
 }
 
+/// What an `iceServers` list is made of: `STUN_URLS`, `TURN_URLS`, `TURN_SECRET` and
+/// `TURN_TTL`. The command layer keeps one for the OctateCode `auth` reply.
+#[derive(Clone, Debug, Default)]
+pub struct IceServers {
+    stun_urls: Vec<String>,
+    turn_urls: Vec<String>,
+    turn_secret: Option<String>,
+    turn_ttl: Duration,
+}
+
+impl IceServers {
+    /// The servers `config` names.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            stun_urls: config.stun_urls.as_slice().to_vec(),
+            turn_urls: config.turn_urls.as_slice().to_vec(),
+            turn_secret: config.turn_secret.clone(),
+            turn_ttl: config.turn_ttl.get(),
+        }
+    }
+
+    /// The list for `user` (a random id when `None` or empty), valid from now.
+    pub fn for_user(&self, user: Option<&str>) -> Vec<Value> {
+        self.at(user, now_unix())
+    }
+
+    /// The list for `user` (a random id when `None` or empty), valid from `now_unix` for
+    /// `TURN_TTL`.
+    pub fn at(&self, user: Option<&str>, now_unix: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        if !self.stun_urls.is_empty() {
+            out.push(json!({ "urls": self.stun_urls }));
+        }
+        if !self.turn_urls.is_empty() {
+            match self.turn_secret.as_deref() {
+                Some(secret) => {
+                    let user = match user.map(str::trim).filter(|u| !u.is_empty()) {
+                        Some(u) => u.to_owned(),
+                        None => random_user(),
+                    };
+                    let name = username(now_unix.saturating_add(self.turn_ttl.as_secs()), &user);
+                    let cred = credential(secret, &name);
+                    out.push(
+                        json!({ "urls": self.turn_urls, "username": name, "credential": cred }),
+                    );
+                }
+                // Without a secret the TURN server is assumed open (or credentials are handed
+                // out elsewhere): list the URLs alone.
+                None => out.push(json!({ "urls": self.turn_urls })),
+            }
+        }
+        out
+    }
+}
+
 /// The `iceServers` list for `user` (a random id when `None` or empty), valid from `now_unix`
 /// for `config.turn_ttl`.
 pub fn ice_servers_at(config: &Config, user: Option<&str>, now_unix: u64) -> Vec<Value> {
-    let mut out = Vec::new();
-    if !config.stun_urls.is_empty() {
-        out.push(json!({ "urls": config.stun_urls.as_slice() }));
-    }
-    if !config.turn_urls.is_empty() {
-        match config.turn_secret.as_deref() {
-            Some(secret) => {
-                let user = match user.map(str::trim).filter(|u| !u.is_empty()) {
-                    Some(u) => u.to_owned(),
-                    None => random_user(),
-                };
-                let name = username(
-                    now_unix.saturating_add(config.turn_ttl.get().as_secs()),
-                    &user,
-                );
-                let cred = credential(secret, &name);
-                out.push(json!({ "urls": config.turn_urls.as_slice(), "username": name, "credential": cred }));
-            }
-            // Without a secret the TURN server is assumed open (or credentials are handed
-            // out elsewhere): list the URLs alone.
-            None => out.push(json!({ "urls": config.turn_urls.as_slice() })),
-        }
-    }
-    out
+    IceServers::from_config(config).at(user, now_unix)
 }
 
 /// The `iceServers` list for `user`, valid from now.

@@ -27,6 +27,7 @@ use switchboard_core::{CreateOptions, RoomId, RoomSnapshot, unix_millis};
 use super::error::{ApiError, JsonBody};
 use super::{Admin, creation_error, unavailable};
 use crate::client_ip::ClientIp;
+use crate::command::{TokenCheck, TokenRefusal, check_token};
 use crate::dialect::octate::{PeerInfo, RoomMetadata};
 use crate::memory::{self, Pressure};
 use crate::state::AppState;
@@ -95,7 +96,6 @@ fn memory_json(app: &AppState) -> Value {
     json!({
         "rss": rss,
         "rssMB": mb(rss),
-        "heapUsed": mb(rss),
         "warningMB": mb(app.config.memory_warning_bytes()),
         "criticalMB": mb(app.config.memory_critical_bytes()),
         "pressure": match app.memory.pressure() {
@@ -153,9 +153,8 @@ async fn stats(State(app): State<AppState>, admin: Admin) -> Result<Json<Value>,
             "maxConnections": app.admission.max_connections(),
         },
         "operations": {
-            "total": 0,
-            "perSecond": 0,
-            "note": "Operations are handled peer-to-peer via WebRTC data channels",
+            "total": app.metrics.signals_relayed.get(),
+            "note": "Signals this node relayed since it started (offers, answers, ICE candidates, room broadcasts, mailbox items); data then flows peer to peer",
         },
         "timestamp": unix_millis(),
     })))
@@ -261,22 +260,16 @@ async fn validate_token(
     client: ClientIp,
     JsonBody(body): JsonBody<ValidateRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(token) = body.token.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Missing token").code("missing_fields"));
+    let missing = || ApiError::new(StatusCode::BAD_REQUEST, "Missing token").code("missing_fields");
+    let check = TokenCheck {
+        token: body.token.as_deref().filter(|t| !t.is_empty()),
+        required: true,
+        user: body.user_id.as_deref(),
+        room: body.room_id.as_deref(),
     };
-    let result = match (body.user_id.as_deref(), body.room_id.as_deref()) {
-        (Some(u), Some(r)) => app.auth.verify_for(client.0, &token, u, r),
-        _ => app.auth.verify(client.0, &token).and_then(|c| {
-            if body.user_id.as_deref().is_some_and(|u| u != c.sub) {
-                Err(crate::auth::TokenError::UserMismatch)
-            } else if body.room_id.as_deref().is_some_and(|r| r != c.room) {
-                Err(crate::auth::TokenError::RoomMismatch(c.room))
-            } else {
-                Ok(c)
-            }
-        }),
-    };
-    match result {
+    let claims =
+        check_token(&app.auth, client.0, check).and_then(|c| c.ok_or(TokenRefusal::Missing));
+    match claims {
         Ok(c) => Ok(Json(json!({
             "valid": true,
             "userId": c.sub,
@@ -284,7 +277,8 @@ async fn validate_token(
             "expiresAt": c.exp * 1000,
             "timestamp": unix_millis(),
         }))),
-        Err(e) => {
+        Err(TokenRefusal::Missing) => Err(missing()),
+        Err(TokenRefusal::Refused(e)) => {
             // A throttled client is refused as everywhere else (429), not told "invalid".
             let status = if e == crate::auth::TokenError::Throttled {
                 StatusCode::TOO_MANY_REQUESTS
@@ -404,12 +398,13 @@ async fn room_or_404(app: &AppState, id: &str) -> Result<RoomSnapshot, ApiError>
         .ok_or_else(|| ApiError::room_not_found(id))
 }
 
+/// A room's figures. The seeds' `operationCount` and `bandwidth` are not here: no
+/// per-room traffic is measured, and a field a user reads must be measured (the node's
+/// relay count is `/api/stats`' `operations.total`).
 fn room_stats_json(r: &RoomSnapshot) -> Value {
     json!({
         "roomId": r.id.as_str(),
         "peerCount": r.members.len(),
-        "operationCount": 0,
-        "bandwidth": { "sent": 0, "received": 0, "note": "Bandwidth flows peer-to-peer via WebRTC" },
         "createdAt": r.created_at_ms,
         "lastActivity": r.last_activity_ms,
     })

@@ -54,6 +54,12 @@ impl ApiError {
         self
     }
 
+    /// The status (as a number), message and code, for tests.
+    #[cfg(test)]
+    pub fn parts(&self) -> (u16, &str, &'static str) {
+        (self.status.as_u16(), &self.message, self.code)
+    }
+
     /// 404 for a missing room.
     pub fn room_not_found(room: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "Room not found")

@@ -38,6 +38,7 @@ use tower_http::trace::TraceLayer;
 use self::error::ApiError;
 use crate::auth::AdminError;
 use crate::client_ip::{self, ClientIp};
+use crate::command::CommandError;
 use crate::state::AppState;
 use crate::transport;
 
@@ -210,34 +211,66 @@ pub fn unavailable(e: &JoinError) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).code("unavailable")
 }
 
-/// How a refused room creation reads over HTTP, on every port.
+/// How a refused room creation reads over HTTP, on every port: the command layer's
+/// refusal for it ([`CommandError`]'s code and text, as every dialect reports it), at the
+/// status HTTP gives that refusal, counted against its limit as the command layer counts
+/// it. A service that cannot answer is [`unavailable`]; a refusal a creation cannot meet
+/// is a plain 400.
 pub fn creation_error(app: &AppState, e: &JoinError) -> ApiError {
-    match e {
-        JoinError::RoomExists(_) => {
-            ApiError::new(StatusCode::CONFLICT, "Room already exists").code("room_exists")
+    let (api, limit) = creation_refusal(e);
+    if let Some(limit) = limit {
+        app.metrics.limit(limit);
+    }
+    api
+}
+
+/// [`creation_error`]'s reply, and the limit the refusal counts against.
+fn creation_refusal(e: &JoinError) -> (ApiError, Option<&'static str>) {
+    if let JoinError::Unavailable(_) = e {
+        return (unavailable(e), None);
+    }
+    let refusal = CommandError::from(e.clone());
+    let status = match refusal {
+        CommandError::RoomExists(_) => StatusCode::CONFLICT,
+        CommandError::TooManyRooms(_) | CommandError::CreationRateLimited => {
+            StatusCode::TOO_MANY_REQUESTS
         }
-        JoinError::TooManyRooms(n) => {
-            app.metrics.limit("rooms");
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Room limit reached ({n} rooms)"),
-            )
-            .code("too_many_rooms")
+        CommandError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        _ => return (ApiError::new(StatusCode::BAD_REQUEST, e.to_string()), None),
+    };
+    let api = ApiError::new(status, refusal.to_string()).code(refusal.code());
+    (api, refusal.limit())
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_core::{PeerId, RoomId};
+
+    use super::*;
+
+    /// Every way a room creation is refused, as HTTP reads it: the command layer's code and
+    /// text, at HTTP's status.
+    #[test]
+    fn a_refused_creation_reads_as_the_command_layer_says_at_an_http_status() {
+        let r1 = || RoomId::new("r1");
+        #[rustfmt::skip]
+        let cases = [
+            // refusal                               status  code                      text                                                         limit
+            (JoinError::RoomExists(r1()),            409,    "room_exists",            "Room already exists",                                       None),
+            (JoinError::TooManyRooms(5),             429,    "too_many_rooms",         "Room limit reached (5 rooms)",                              Some("rooms")),
+            (JoinError::CreationRateLimited,         429,    "creation_rate_limited",  "Too many rooms created from this address; try again later", Some("room_creations")),
+            (JoinError::NotAdmitting,                503,    "overloaded",             "Server is not accepting new rooms right now",               Some("memory")),
+            (JoinError::Unavailable("down".into()),  503,    "unavailable",            "membership service unavailable: down",                      None),
+            (JoinError::RoomNotFound(r1()),          400,    "bad_request",            "room r1 not found",                                         None),
+            (JoinError::PeerIdTaken { room: r1(), peer: PeerId::new("p") }, 400, "bad_request", "peer id p is already in room r1",        None),
+        ];
+        for (e, status, code, text, limit) in cases {
+            let (api, counted) = creation_refusal(&e);
+            assert_eq!(
+                (api.parts(), counted),
+                ((status, text, code), limit),
+                "{e:?}"
+            );
         }
-        JoinError::CreationRateLimited => {
-            app.metrics.limit("room_creations");
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-                .code("creation_rate_limited")
-        }
-        JoinError::NotAdmitting => {
-            app.metrics.limit("memory");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Server is not accepting new rooms right now",
-            )
-            .code("overloaded")
-        }
-        JoinError::Unavailable(_) => unavailable(e),
-        other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
     }
 }

@@ -1,8 +1,9 @@
 //! The WebSocket endpoints: each admits the request ([`crate::admission`]), checks the
 //! token its URL carries (`?token=`; required for the dialects `REQUIRE_TOKEN` names, and
-//! bound to the room the URL names), picks the dialect's codec from the route (and for
-//! `/ws`, from the query), and hands the upgraded socket to the driver
-//! ([`crate::transport::ws`]).
+//! bound to the room the URL names) with the command layer's one token check
+//! ([`check_token`]), rendering a refusal as an HTTP status, picks the dialect's codec
+//! from the route (and for `/ws`, from the query), and hands the upgraded socket to the
+//! driver ([`crate::transport::ws`]).
 //!
 //! | Route | Dialect |
 //! |---|---|
@@ -18,12 +19,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use switchboard_core::{PeerId, RoomId};
+use switchboard_core::RoomId;
 
 use super::error::{ApiError, plain_text as text};
 use crate::auth::TokenError;
 use crate::client_ip::ClientIp;
-use crate::command::Identity;
+use crate::command::{Identity, TokenCheck, TokenRefusal, check_token};
 use crate::dialect::Codec;
 use crate::dialect::nt::{Nt, Side};
 use crate::dialect::octate::Octate;
@@ -68,10 +69,12 @@ fn url_token(uri: &Uri) -> Option<String> {
 }
 
 /// Who `token` authenticates, for a connection of `dialect` to `room` (the room the URL
-/// names; `None` takes the token's). A dialect `REQUIRE_TOKEN` names must present one.
+/// names; `None` takes the token's), by [`check_token`]. A dialect `REQUIRE_TOKEN` names
+/// must present one.
 ///
 /// # Errors
-/// 401 without a required token or with a bad one; 403 for a token of another room.
+/// 401 without a required token or with a bad one; 403 for a token of another room; 429
+/// once the client's failed guesses are spent.
 pub fn authenticate(
     app: &AppState,
     client: ClientIp,
@@ -79,37 +82,28 @@ pub fn authenticate(
     token: Option<&str>,
     room: Option<&RoomId>,
 ) -> Result<Option<Identity>, ApiError> {
-    let Some(token) = token else {
-        if app.config.requires_token(dialect) {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "This endpoint requires a token: ?token=<JWT from POST /api/auth/token>",
-            )
-            .code("token_required"));
-        }
-        return Ok(None);
+    let check = TokenCheck {
+        token,
+        required: app.config.requires_token(dialect),
+        user: None,
+        room: room.map(RoomId::as_str),
     };
-    let claims = app.auth.verify(client.0, token).map_err(|e| {
-        let status = if e == TokenError::Throttled {
-            StatusCode::TOO_MANY_REQUESTS
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        ApiError::new(status, e.to_string()).code(e.code())
+    let claims = check_token(&app.auth, client.0, check).map_err(|e| match e {
+        TokenRefusal::Missing => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "This endpoint requires a token: ?token=<JWT from POST /api/auth/token>",
+        )
+        .code("token_required"),
+        TokenRefusal::Refused(e) => {
+            let status = match e {
+                TokenError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+                TokenError::RoomMismatch(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            ApiError::new(status, e.to_string()).code(e.code())
+        }
     })?;
-    let room = match room {
-        Some(r) if r.as_str() != claims.room => {
-            let e = TokenError::RoomMismatch(claims.room);
-            return Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string()).code(e.code()));
-        }
-        Some(r) => r.clone(),
-        None => RoomId::from(claims.room),
-    };
-    Ok(Some(Identity {
-        user: PeerId::from(claims.sub),
-        room,
-        token_bound: true,
-    }))
+    Ok(claims.map(Identity::from))
 }
 
 /// OctateCode (426 without an upgrade). A `?token=` is used by an `auth` message that

@@ -23,14 +23,12 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
-use switchboard_core::{
-    CloseReason, ConnId, Outbound, OutboxReceiver, PeerId, Received, RoomId, outbox,
-};
+use switchboard_core::{CloseReason, ConnId, Outbound, OutboxReceiver, Received, outbox};
 use tokio::sync::{Notify, mpsc};
 
 use crate::admission::ConnectionSlot;
 use crate::client_ip;
-use crate::command::{self, CommandError, Identity, Session};
+use crate::command::{CommandError, Identity, Session, TokenCheck, TokenRefusal, check_token};
 use crate::dialect::socketio::{self as codec, EVENTS, Emit, NAME, TAG};
 use crate::metrics::DialectLabel;
 use crate::rate::{MessageLimit, Verdict};
@@ -138,7 +136,8 @@ pub fn layer(app: AppState) -> SocketIoLayer {
 
 /// Admits a socket and wires it to the command layer, or says why not. The handshake's
 /// `auth: {token}` authenticates the socket (required when `REQUIRE_TOKEN` names
-/// `socketio`): it may then join the token's room only, as the token's user.
+/// `socketio`), checked by the command layer's [`check_token`]: it may then join the
+/// token's room only, as the token's user.
 fn on_connect(app: &AppState, s: SocketRef, auth: Option<&Value>) -> Result<(), String> {
     let parts = s.req_parts();
     let client = client_ip::from_parts(&parts.extensions);
@@ -147,24 +146,23 @@ fn on_connect(app: &AppState, s: SocketRef, auth: Option<&Value>) -> Result<(), 
         .and_then(|a| a.get("token"))
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty());
-    let identity = match token {
-        None if app.config.requires_token(NAME) => {
-            app.metrics.error("token_required");
-            return Err("This server requires a token: connect with auth: {token}".into());
-        }
-        None => None,
-        Some(t) => {
-            let claims = app.auth.verify(client.0, t).map_err(|e| {
-                app.metrics.error(e.code());
-                e.to_string()
-            })?;
-            Some(Identity {
-                user: PeerId::from(claims.sub),
-                room: RoomId::from(claims.room),
-                token_bound: true,
-            })
-        }
+    let check = TokenCheck {
+        token,
+        required: app.config.requires_token(NAME),
+        user: None,
+        room: None,
     };
+    let claims = check_token(&app.auth, client.0, check).map_err(|e| match e {
+        TokenRefusal::Missing => {
+            app.metrics.error("token_required");
+            "This server requires a token: connect with auth: {token}".to_owned()
+        }
+        TokenRefusal::Refused(e) => {
+            app.metrics.error(e.code());
+            e.to_string()
+        }
+    })?;
+    let identity = claims.map(Identity::from);
     let slot = app
         .admission
         .admit(&parts.headers, client.0)
@@ -409,7 +407,7 @@ async fn on_event(
         "a test asked this socket's task to panic"
     );
     let result = match codec::decode(event, args) {
-        Ok(cmd) => session.apply(app, cmd).outcome().await,
+        Ok(cmd) => session.apply(&app.commands, cmd).outcome().await,
         Err(e) => Err(e),
     };
     match &result {
@@ -425,7 +423,7 @@ async fn on_event(
 
 /// Counts a refusal and answers it with Socket.io's `error` event.
 fn refuse(app: &AppState, out: &mut Emitter, e: &CommandError) {
-    command::count(app, e);
+    app.commands.count(e);
     out.push(codec::encode_error(e));
 }
 
