@@ -105,6 +105,8 @@ impl Session {
         if user.is_empty() || room.is_empty() {
             return Err(CommandError::MissingFields("Missing userId or roomId"));
         }
+        super::check_id("userId", &user)?;
+        super::check_id("roomId", &room)?;
         let check = TokenCheck {
             token: token.filter(|t| !t.is_empty()),
             required: self.token_required,
@@ -163,8 +165,9 @@ mod tests {
         let bob = f.cx.tokens.issue("bob", "r1").token;
         let r2 = f.cx.tokens.issue("alice", "r2").token;
         let forged = auth("another-secret").issue("alice", "r1").token;
+        let long = "u".repeat(crate::command::MAX_ID_BYTES + 1);
         #[rustfmt::skip]
-        let cases: [Row; 10] = [
+        let cases: [Row; 12] = [
             // scenario                      required user     room  token            token-bound or code
             ("anonymous in development",     false,   "alice", "r1", None,            Ok(false)),
             ("an empty token is none",       false,   "alice", "r1", Some(""),        Ok(false)),
@@ -176,6 +179,8 @@ mod tests {
             ("a forged token",               false,   "alice", "r1", Some(&forged),   Err("bad_signature")),
             ("garbage",                      false,   "alice", "r1", Some("x.y.z"),   Err("invalid_token")),
             ("no user id",                   false,   "",      "r1", None,            Err("missing_fields")),
+            ("a user id past 256 bytes",     false,   &long,   "r1", None,            Err("id_too_long")),
+            ("a room id past 256 bytes",     false,   "alice", &long, None,           Err("id_too_long")),
         ];
         for (scenario, required, user, room, token, expected) in cases {
             let mut s = f.session_with(required, None);

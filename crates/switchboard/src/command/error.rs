@@ -27,6 +27,15 @@ pub enum CommandError {
     /// Required fields are missing; the text names them.
     #[error("{0}")]
     MissingFields(&'static str),
+    /// A user, peer or room id longer than [`MAX_ID_BYTES`](super::MAX_ID_BYTES): it would be
+    /// repeated in every frame about its holder.
+    #[error("{what} is longer than {max} bytes")]
+    IdTooLong {
+        /// Which id (`userId`, `peerId`, `roomId`).
+        what: &'static str,
+        /// The bound.
+        max: usize,
+    },
     /// The payload does not have the expected shape; the text says which.
     #[error("{0}")]
     BadPayload(String),
@@ -153,6 +162,7 @@ impl CommandError {
             Self::MissingType => "missing_type",
             Self::UnknownType(_) => "unknown_type",
             Self::MissingFields(_) => "missing_fields",
+            Self::IdTooLong { .. } => "id_too_long",
             Self::BadPayload(_) => "bad_payload",
             Self::BinaryUnsupported => "binary_unsupported",
             Self::FrameTooLarge { .. } => "frame_too_large",
@@ -190,6 +200,7 @@ impl CommandError {
         Some(match self {
             Self::FrameTooLarge { .. } => "frame_size",
             Self::RateLimited => "rate",
+            Self::IdTooLong { .. } => "id_size",
             Self::RoomFull { .. } => "room_full",
             Self::TooManyRooms(_) => "rooms",
             Self::TooManyRoomsPerConnection(_) => "rooms_per_connection",

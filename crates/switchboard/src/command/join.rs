@@ -121,6 +121,8 @@ impl Session {
             (None, Some(id)) => id.room.clone(),
             (None, None) => return Err(CommandError::MissingFields("Missing roomId")),
         };
+        super::check_id("peerId", peer.as_str())?;
+        super::check_id("roomId", room.as_str())?;
         match j.scope {
             Scope::One => {
                 if self.seats.iter().any(|s| s.room() != &room) {
@@ -235,11 +237,28 @@ mod tests {
             claim: Claim::Identity(claim.map(Into::into)),
             ..named("r1", "alice", CreateOrJoin)
         };
+        let longest: &'static str = Box::leak("p".repeat(crate::command::MAX_ID_BYTES).into());
+        let too_long = "p".repeat(crate::command::MAX_ID_BYTES + 1);
         vec![
             case(
                 "create a room",
                 named("r1", "alice", Create),
                 Ok(("r1", "alice")),
+            ),
+            case(
+                "a peer id of the longest length",
+                named("r1", longest, Create),
+                Ok(("r1", longest)),
+            ),
+            case(
+                "a peer id one byte too long",
+                named("r1", &too_long, Create),
+                Err("id_too_long"),
+            ),
+            case(
+                "a room id one byte too long",
+                named(&too_long, "alice", CreateOrJoin),
+                Err("id_too_long"),
             ),
             case(
                 "create or join a missing room",

@@ -46,6 +46,22 @@ use serde_json::Value;
 use switchboard_core::{PeerId, RoomId};
 
 pub use self::auth::{TokenCheck, TokenRefusal, check_token};
+
+/// The longest user, peer or room id any dialect accepts (the rendezvous dialect's rooms and
+/// y-webrtc's topics keep their tighter caps). An id is repeated in every frame about its
+/// holder, so a long one turned a few bytes sent into megabytes sent to room-mates.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Refuses an id longer than [`MAX_ID_BYTES`]; `what` names it in the error.
+pub fn check_id(what: &'static str, id: &str) -> Result<(), CommandError> {
+    if id.len() > MAX_ID_BYTES {
+        return Err(CommandError::IdTooLong {
+            what,
+            max: MAX_ID_BYTES,
+        });
+    }
+    Ok(())
+}
 pub use self::context::Context;
 pub use self::error::{CommandError, truncate};
 pub use self::join::{Join, PeerChoice, Scope};

@@ -27,7 +27,7 @@ use switchboard_core::{CreateOptions, RoomId, RoomSnapshot, unix_millis};
 use super::error::{ApiError, JsonBody};
 use super::{Admin, creation_error, unavailable};
 use crate::client_ip::ClientIp;
-use crate::command::{TokenCheck, TokenRefusal, check_token};
+use crate::command::{self, TokenCheck, TokenRefusal, check_token};
 use crate::dialect::octate::{PeerInfo, RoomMetadata};
 use crate::memory::{self, Pressure};
 use crate::state::AppState;
@@ -230,6 +230,8 @@ async fn issue_token(
                 .with(json!({ "required": ["userId", "roomId"] })),
         );
     };
+    check_id("userId", &user)?;
+    check_id("roomId", &room)?;
     let issued = app.auth.issue(&user, &room);
     let ttl = app.auth.ttl().as_secs();
     Ok(Json(json!({
@@ -350,12 +352,7 @@ async fn create_room(
                 .code("missing_fields"),
         );
     };
-    if id.len() > 256 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "roomId is longer than 256 characters",
-        ));
-    }
+    check_id("roomId", &id)?;
     let mut attributes = Vec::new();
     if let Some(f) = body.file_id {
         attributes.push(("fileId".into(), f.into()));
@@ -507,4 +504,10 @@ async fn gc(admin: Admin) -> Result<Json<Value>, ApiError> {
         "note": "Returns freed allocator memory to the operating system (malloc_trim)",
         "timestamp": unix_millis(),
     })))
+}
+
+/// The command layer's bound on ids ([`command::check_id`]), as a 400.
+fn check_id(what: &'static str, id: &str) -> Result<(), ApiError> {
+    command::check_id(what, id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).code(e.code()))
 }

@@ -25,6 +25,7 @@ mod support;
 mod auth;
 mod cases;
 mod conn;
+mod ids;
 mod nt;
 mod octate;
 mod rendezvous;
@@ -107,6 +108,7 @@ fn all_cases() -> Vec<cases::Case> {
     cases.extend(auth::auth_cases());
     cases.extend(rooms::squatting_cases());
     cases.extend(rooms::cors_cases());
+    cases.extend(ids::id_cases());
     cases
 }
 
