@@ -31,6 +31,18 @@ function colourFor(id) {
   return `hsl(${h % 360}, 65%, 42%)`;
 }
 
+/**
+ * A colour a peer announced, if it is one: `#rrggbb` or `hsl(h, s%, l%)` and nothing else. A
+ * peer's awareness reaches every page, so anything wider (`url(…)`, `var(…)`, `image-set(…)`)
+ * would let one peer make every viewer fetch an address of its choosing.
+ */
+function safeColour(c) {
+  if (typeof c !== 'string') return null;
+  if (/^#[0-9a-f]{6}$/i.test(c)) return c;
+  const n = '\\d{1,3}(?:\\.\\d{1,3})?';
+  return new RegExp(`^hsl\\(\\s*${n}\\s*,\\s*${n}%\\s*,\\s*${n}%\\s*\\)$`).test(c) ? c : null;
+}
+
 function slug(s) {
   return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24) || 'peer';
 }
@@ -150,12 +162,13 @@ function render() {
   if (!room || !provider) return;
   const states = provider.awareness.getStates();
   const me = states.get(room.userId) || {};
-  const items = [{ id: room.userId, self: true, name: me.name, colour: me.colour }];
+  const items = [{ id: room.userId, self: true, name: me.name, colour: safeColour(me.colour) || colourFor(room.userId) }];
   const ids = new Set([...room.peers.keys(), ...[...states.keys()].filter((id) => id !== room.userId)]);
   for (const id of [...ids].sort()) {
     const a = states.get(id) || {};
     const peer = room.peers.get(id);
-    items.push({ id, name: a.name || (peer && peer.name) || id, colour: a.colour || colourFor(id), cursor: a.cursor, peer });
+    const name = typeof a.name === 'string' && a.name ? a.name : (peer && peer.name) || id;
+    items.push({ id, name, colour: safeColour(a.colour) || colourFor(id), cursor: a.cursor, peer });
   }
   const list = $('peers');
   list.textContent = '';

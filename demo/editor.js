@@ -16,9 +16,29 @@ export function bindTextarea(ytext, textarea, overlay, { onSelection } = {}) {
   textarea.value = last;
 
   const rel = (index) => Y.createRelativePositionFromTypeIndex(ytext, index, index > 0 ? -1 : 0);
+  // A remote position comes from another peer: one that does not resolve (malformed, or for
+  // another document) is no caret, never an exception that would stop every caret drawing.
   const abs = (relPos) => {
-    const a = relPos && Y.createAbsolutePositionFromRelativePosition(relPos, doc);
-    return a && a.type === ytext ? a.index : null;
+    try {
+      const a = relPos && Y.createAbsolutePositionFromRelativePosition(relPos, doc);
+      return a && a.type === ytext ? a.index : null;
+    } catch {
+      return null;
+    }
+  };
+  /** A relative position as Yjs writes it: `{item: {client, clock}}` or `{tname}` / `{type}`. */
+  const isRelativePositionJSON = (j) => {
+    if (!j || typeof j !== 'object' || Array.isArray(j)) return false;
+    const id = (v) => v && typeof v === 'object' && Number.isInteger(v.client) && Number.isInteger(v.clock);
+    return id(j.item) || typeof j.tname === 'string' || id(j.type);
+  };
+  const fromJSON = (j) => {
+    if (!isRelativePositionJSON(j)) return null;
+    try {
+      return Y.createRelativePositionFromJSON(j);
+    } catch {
+      return null;
+    }
   };
 
   function captureSelection() {
@@ -112,12 +132,9 @@ export function bindTextarea(ytext, textarea, overlay, { onSelection } = {}) {
   return {
     /** Sets the remote cursors: [{id, name, colour, cursor: {anchor, head} as relative-position JSON}]. */
     setCursors(list) {
-      remoteCursors = list.filter((p) => p.cursor && p.cursor.head).map((p) => ({
-        id: p.id,
-        name: p.name,
-        colour: p.colour,
-        head: Y.createRelativePositionFromJSON(p.cursor.head),
-      }));
+      remoteCursors = list
+        .map((p) => ({ id: p.id, name: p.name, colour: p.colour, head: fromJSON(p.cursor && p.cursor.head) }))
+        .filter((c) => c.head);
       render();
     },
     captureSelection,
