@@ -109,11 +109,14 @@ impl Ledger {
         self.buffered.load(Ordering::Relaxed)
     }
 
-    fn add(&self, n: usize) {
+    /// Counts `n` more bytes held for peers (outboxes do this themselves; the server also
+    /// counts what unfinished inbound messages hold).
+    pub fn add(&self, n: usize) {
         self.buffered.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn sub(&self, n: usize) {
+    /// Gives back `n` bytes counted with [`add`](Self::add).
+    pub fn sub(&self, n: usize) {
         self.buffered.fetch_sub(n, Ordering::Relaxed);
     }
 }

@@ -50,8 +50,10 @@ pub struct Inner {
     pub budget: Budget,
     /// Plain HTTP connections open on every listener.
     pub http_connections: HttpConnections,
-    /// Bytes waiting in every peer's outbox.
+    /// Bytes waiting in every peer's outbox, and held by unfinished inbound messages.
     pub ledger: Arc<Ledger>,
+    /// Unfinished inbound messages' bytes per client address ([`crate::tcp::unfinished`]).
+    pub unfinished: Arc<crate::tcp::unfinished::Unfinished>,
     /// Per-IP HTTP request rate limit.
     pub http_rate: crate::rate::PerIp,
     /// Who may create rooms (the registry asks it).
@@ -114,6 +116,10 @@ impl AppState {
             metrics.clone(),
         );
         let http_rate = crate::rate::PerIp::per_second(config.http_requests_per_second);
+        let unfinished = Arc::new(crate::tcp::unfinished::Unfinished::new(
+            config.unfinished_bytes_per_address(),
+            Arc::clone(&ledger),
+        ));
         let node_id = config
             .node_id
             .clone()
@@ -150,6 +156,7 @@ impl AppState {
             budget,
             http_connections: HttpConnections::default(),
             ledger,
+            unfinished,
             http_rate,
             creation,
             commands,

@@ -145,7 +145,9 @@ async fn unfinished_messages_are_closed_at_the_deadline_and_their_memory_returne
     let mut holders = Vec::new();
     for i in 0..60 {
         let path = format!("/ws?appID=6a1f2e3d-4c5b-4a69-8877-{i:012}&side=A");
-        let (status, mut ws) = RawWs::open(LOCAL, server.http, &path).await;
+        // Each from its own address: one address's unfinished messages have a budget of
+        // their own (the next test).
+        let (status, mut ws) = RawWs::open(from(10 + i), server.http, &path).await;
         assert_eq!(status, 101);
         // A first fragment with no FIN; the rest never comes. Pongs keep arriving.
         ws.frame(false, 1, &fragment).await;
@@ -188,6 +190,65 @@ async fn unfinished_messages_are_closed_at_the_deadline_and_their_memory_returne
         held / MB,
         server.rss() / MB
     );
+}
+
+/// Issue 22: one address held memory up with many connections, each with an unfinished
+/// message (100 x 1,000 KiB: +98 MB for the whole `MESSAGE_TIMEOUT`, enough to reach the
+/// critical threshold where everyone's new connections are refused). Now an address's
+/// unfinished messages share a budget (8 MiB by default): past it, its connections are closed
+/// at once, memory stays well under +64 MB, and a new connection from another address is
+/// accepted throughout.
+#[tokio::test]
+async fn one_address_cannot_hold_memory_up_with_unfinished_messages() {
+    let server = Process::start(&[("MESSAGE_TIMEOUT", "30s")], None);
+    let mut bystanders = Bystanders::meet(&server.signaling_url(), "calm").await;
+    let before = server.rss();
+    let attacker = from(66);
+    let mut holders = Vec::new();
+    let mut peak = before;
+    for i in 0..100 {
+        let path = format!("/ws?appID=7b1f2e3d-4c5b-4a69-8877-{i:012}&side=A");
+        let (status, mut ws) = RawWs::open(attacker, server.http, &path).await;
+        assert_eq!(status, 101, "connection {i}");
+        // One frame of 1,000 KiB announced, all but its last byte sent.
+        // (A write may fail once the server has closed this one: that is the point.)
+        let _ = ws
+            .frame_start(true, 1, 1000 << 10, &vec![b' '; (1000 << 10) - 1])
+            .await;
+        holders.push(ws);
+        peak = peak.max(server.rss());
+    }
+    // A newcomer from elsewhere is served meanwhile.
+    let (status, _newcomer) = RawWs::open(from(67), server.http, "/y-webrtc").await;
+    assert_eq!(status, 101, "a bystander's new connection is accepted");
+    bystanders.still_signal().await;
+    let mut refused = 0;
+    let mut held = 0;
+    for ws in &mut holders {
+        match ws.closed_within(Duration::from_millis(200)).await {
+            Some(Some((1008, reason))) => {
+                assert_eq!(reason, "too much unfinished data from this address");
+                refused += 1;
+            }
+            None => held += 1,
+            other => panic!("unexpected end: {other:?}"),
+        }
+        peak = peak.max(server.rss());
+    }
+    eprintln!(
+        "figures: 100 unfinished 1000 KiB messages from one address: {held} held, {refused} closed; RSS {} MB before, peak {} MB",
+        before / MB,
+        peak / MB
+    );
+    assert!(held <= 8, "{held} connections hold an unfinished message");
+    assert!(refused >= 90, "{refused} closed");
+    assert!(
+        peak < before + 64 * MB,
+        "RSS {} MB before, {} MB at the peak",
+        before / MB,
+        peak / MB
+    );
+    bystanders.still_signal().await;
 }
 
 /// Finding 3: Socket.io's WebSocket buffered fragments up to 64 MiB (8 connections took

@@ -665,6 +665,13 @@ impl Config {
         self.max_frame_bytes.get().saturating_mul(4).max(1 << 20)
     }
 
+    /// What the unfinished inbound messages of one client address may hold together: eight
+    /// messages at the hard frame cap (8 MiB by default), so that one address cannot hold
+    /// the server's memory up for `MESSAGE_TIMEOUT` however many connections it opens.
+    pub fn unfinished_bytes_per_address(&self) -> usize {
+        self.hard_frame_cap().saturating_mul(8)
+    }
+
     /// How often the room sweep runs: `CLEANUP_CHECK_INTERVAL`, or more often when a room
     /// created empty would otherwise outlive `UNJOINED_ROOM_TTL` by more than half of it.
     pub fn sweep_interval(&self) -> Duration {

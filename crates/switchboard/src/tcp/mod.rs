@@ -23,6 +23,7 @@
 //! and WebSocket and Engine.IO run over HTTP/1.1.
 
 pub mod budget;
+pub mod unfinished;
 pub mod watch;
 
 pub use self::budget::{Budget, HttpConnections};
@@ -106,10 +107,13 @@ fn admit(app: &AppState, tcp: TcpStream, remote: SocketAddr, router: &Router) {
     }
     let (id, tracked) = app.http_connections.insert();
     let kill = Arc::new(Kill::default());
+    // A trusted proxy's connections carry many clients: counted in the ledger only.
+    let address = Some(remote.ip()).filter(|ip| !app.config.trusted_proxies.contains(*ip));
     let io = TokioIo::new(Watched::new(
         tcp,
         app.config.message_timeout.get(),
         Arc::clone(&kill),
+        watch::Charge::new(Arc::clone(&app.unfinished), address),
     ));
     let router = router.clone();
     let service_tracked = Arc::clone(&tracked);

@@ -35,10 +35,30 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+pub use super::unfinished::Charge;
+
 /// The error a read fails with once a message has been unfinished for too long.
 pub fn unfinished_message() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, UnfinishedMessage)
 }
+
+/// The error a read fails with when the unfinished messages of the connection's address
+/// hold more than its budget ([`super::unfinished`]).
+pub fn over_budget() -> io::Error {
+    io::Error::new(io::ErrorKind::OutOfMemory, OverBudget)
+}
+
+/// Marks [`over_budget`] errors.
+#[derive(Debug)]
+pub struct OverBudget;
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too much unfinished data from this address")
+    }
+}
+
+impl std::error::Error for OverBudget {}
 
 /// Marks [`unfinished_message`] errors.
 #[derive(Debug)]
@@ -54,13 +74,22 @@ impl std::error::Error for UnfinishedMessage {}
 
 /// Whether `e` (or what it wraps) is [`unfinished_message`].
 pub fn is_unfinished_message(e: &(dyn std::error::Error + 'static)) -> bool {
+    wraps::<UnfinishedMessage>(e)
+}
+
+/// Whether `e` (or what it wraps) is [`over_budget`].
+pub fn is_over_budget(e: &(dyn std::error::Error + 'static)) -> bool {
+    wraps::<OverBudget>(e)
+}
+
+fn wraps<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<UnfinishedMessage>() {
+        if err.is::<T>() {
             return true;
         }
         if let Some(io) = err.downcast_ref::<io::Error>()
-            && io.get_ref().is_some_and(|i| i.is::<UnfinishedMessage>())
+            && io.get_ref().is_some_and(|i| i.is::<T>())
         {
             return true;
         }
@@ -82,6 +111,9 @@ pub struct FrameWatch {
     opcode: u8,
     /// A data frame without FIN was seen: its message continues in later frames.
     fragmented: bool,
+    /// Payload bytes of the message in flight received so far (what the WebSocket reader
+    /// holds for it until its end).
+    message: u64,
     /// The stream could not be followed (a reserved opcode, an unmasked frame): stop.
     lost: bool,
 }
@@ -95,6 +127,9 @@ impl FrameWatch {
                     .unwrap_or(usize::MAX)
                     .min(bytes.len());
                 self.remaining -= n as u64;
+                if self.opcode < 8 {
+                    self.message += n as u64;
+                }
                 bytes = &bytes[n..];
                 if self.remaining == 0 {
                     self.frame_done();
@@ -154,7 +189,10 @@ impl FrameWatch {
             // A text or binary frame without FIN begins a fragmented message; a final
             // continuation ends it.
             (1 | 2, false) => self.fragmented = true,
-            (0, true) | (1 | 2, true) => self.fragmented = false,
+            (0, true) | (1 | 2, true) => {
+                self.fragmented = false;
+                self.message = 0;
+            }
             _ => {}
         }
     }
@@ -162,6 +200,11 @@ impl FrameWatch {
     /// Whether a message (or a frame) has begun and not finished.
     pub fn in_message(&self) -> bool {
         !self.lost && (self.have > 0 || self.remaining > 0 || self.fragmented)
+    }
+
+    /// Payload bytes of the unfinished message received so far (0 between messages).
+    pub fn unfinished_bytes(&self) -> u64 {
+        if self.in_message() { self.message } else { 0 }
     }
 }
 
@@ -228,12 +271,14 @@ pub struct Watched {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Read ahead, while the reader takes it; `None` (8 bytes) once used up.
     spill: Option<Box<Spill>>,
+    /// What this connection's unfinished message holds against its address's budget.
+    charge: Charge,
 }
 
 impl Watched {
     /// Watches `io`; a message unfinished for `timeout` fails the stream (zero: never);
     /// `kill` ends it.
-    pub fn new(io: TcpStream, timeout: Duration, kill: Arc<Kill>) -> Self {
+    pub fn new(io: TcpStream, timeout: Duration, kill: Arc<Kill>, charge: Charge) -> Self {
         Self {
             io,
             kill,
@@ -241,6 +286,7 @@ impl Watched {
             timeout,
             deadline: None,
             spill: None,
+            charge,
         }
     }
 
@@ -248,6 +294,7 @@ impl Watched {
     fn delivered(&mut self, bytes: &[u8]) {
         if let Phase::WebSocket(watch) = &mut self.phase {
             watch.feed(bytes);
+            self.charge.hold(watch.unfinished_bytes());
             if !watch.in_message() {
                 self.deadline = None;
             } else if self.deadline.is_none() {
@@ -297,6 +344,9 @@ impl AsyncRead for Watched {
         let this = &mut *self;
         if this.kill.is_killed() {
             return Poll::Ready(Err(killed()));
+        }
+        if this.charge.is_over() {
+            return Poll::Ready(Err(over_budget()));
         }
         let before = buf.filled().len();
         if let Some(spill) = &mut this.spill {

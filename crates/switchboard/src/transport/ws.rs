@@ -209,6 +209,10 @@ fn read_error<C: Codec>(c: &Connection<C>, e: axum::Error) -> Step {
             metrics.limit("message_timeout");
             Step::close(close::POLICY, "message not finished in time")
         }
+        Some(WsError::Io(io)) if crate::tcp::watch::is_over_budget(io) => {
+            metrics.limit("unfinished_bytes");
+            Step::close(close::POLICY, "too much unfinished data from this address")
+        }
         Some(WsError::Protocol(p)) => {
             metrics.error("protocol_error");
             // A close reason is at most 123 bytes.

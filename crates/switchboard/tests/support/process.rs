@@ -242,6 +242,50 @@ impl RawWs {
             .await
     }
 
+    /// Writes the header of a frame of `len` payload bytes and only `some` of them: a
+    /// message begun and never finished. An error means the server closed meanwhile.
+    pub async fn frame_start(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        len: usize,
+        some: &[u8],
+    ) -> std::io::Result<()> {
+        let mut f = client_frame(fin, opcode, &[]);
+        f.truncate(1);
+        match len {
+            n @ 0..=125 => f.push(0x80 | n as u8),
+            n @ 126..=65535 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&[0; 4]);
+        f.extend_from_slice(some);
+        self.tcp.write_all(&f).await
+    }
+
+    /// Whether the server closed the connection within `within`: `Some` with the close
+    /// frame's code and reason (if one came), `None` while it is still open.
+    pub async fn closed_within(&mut self, within: Duration) -> Option<Option<(u16, String)>> {
+        let start = tokio::time::Instant::now();
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let left = within.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, self.tcp.read(&mut chunk)).await {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Some(last_close_frame(&buf))
+    }
+
     /// Reads until the server closes; returns the close frame's code and reason if one
     /// came, and how long it took.
     pub async fn until_closed(&mut self, within: Duration) -> (Option<(u16, String)>, Duration) {
