@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite on a fresh machine, installing what it needs:
-#   1. system packages (Node.js/npm, Debian's chromium, coturn, redis-server, nginx) when
+#   1. system packages (Node.js/npm, Debian's chromium, coturn, redis-server, nginx, prometheus
+#      for promtool) when
 #      missing, via apt-get;
 #   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
 #      esbuild build; the Yjs provider's unit tests with real Yjs docs;
 #   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny
 #      (advisories offline against ../shared/data's RustSec snapshot when GitHub is unreachable);
+#      promtool checks deploy/prometheus's alert rules and runs their unit tests;
 #   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients;
 #      cluster mode with real redis-server and switchboard processes), the cluster
 #      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx),
@@ -35,6 +37,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# deploy/prometheus's alert rules: promtool, from Debian's prometheus package.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ -d e2e ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
@@ -95,6 +99,10 @@ else
   cargo fetch --locked --quiet
   cargo deny --offline check advisories
 fi
+
+CURRENT="alert rules (promtool check rules, promtool test rules)"
+step "$CURRENT"
+(cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
 
 CURRENT="build"
 step "$CURRENT"
