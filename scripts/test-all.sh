@@ -3,8 +3,9 @@
 #   1. system packages (Node.js/npm, Debian's chromium, coturn, redis-server, nginx, prometheus
 #      for promtool) when
 #      missing, via apt-get;
-#   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
-#      esbuild build; the Yjs provider's unit tests with real Yjs docs;
+#   2. the browser SDK: the committed clients/js/dist (the SDK and the demo's pinned Yjs build,
+#      embedded by the server) must equal a fresh esbuild build; the Yjs provider's unit tests
+#      with real Yjs docs;
 #   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny
 #      (advisories offline against ../shared/data's RustSec snapshot when GitHub is unreachable);
 #      promtool checks deploy/prometheus's alert rules and runs their unit tests;
@@ -55,7 +56,7 @@ else
 fi
 
 if [ -f clients/js/package.json ]; then
-  CURRENT="browser SDK: committed clients/js/dist equals a fresh build"
+  CURRENT="browser SDK and the demo's Yjs: committed clients/js/dist equals a fresh build"
   step "$CURRENT"
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && node build.mjs --check)
 fi

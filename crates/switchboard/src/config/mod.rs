@@ -234,8 +234,9 @@ pub struct Config {
     #[arg(long, env = "DEMO", default_value = "on", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
-    /// ES-module URL of Yjs in the demo's import map (a public CDN by default).
-    #[arg(long, env = "DEMO_YJS_URL", default_value = "https://esm.sh/yjs@13")]
+    /// ES-module URL of Yjs in the demo's import map (default: the pinned Yjs build embedded
+    /// in the binary, so the demo needs no other server).
+    #[arg(long, env = "DEMO_YJS_URL", default_value = "/demo/yjs.js")]
     pub demo_yjs_url: String,
     /// Cluster mode: the Redis server every node shares (redis://[user:password@]host:port[/db]).
     /// Unset: one node, everything in memory.
