@@ -9,7 +9,9 @@
 #   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny
 #      (advisories offline against ../shared/data's RustSec snapshot when GitHub is unreachable);
 #      promtool checks deploy/prometheus's alert rules and runs their unit tests;
-#   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients;
+#   4. schemathesis against both OpenAPI documents of the real server, in development and in
+#      production (scripts/openapi-check.sh: no 5xx, every response as documented);
+#      the Rust unit and integration tests (real server on port 0, real WebSocket clients;
 #      cluster mode with real redis-server and switchboard processes), the cluster
 #      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx),
 #      and every fuzz target for a few seconds (fuzz/smoke.sh; FUZZING.md);
@@ -108,6 +110,13 @@ step "$CURRENT"
 CURRENT="build"
 step "$CURRENT"
 cargo build --workspace --bins
+
+CURRENT="OpenAPI: schemathesis against the real server (development and production, both ports)"
+step "$CURRENT"
+if ! command -v st >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+fi
+scripts/openapi-check.sh "$ROOT/target/debug/switchboard"
 
 CURRENT="Rust tests"
 step "$CURRENT"
