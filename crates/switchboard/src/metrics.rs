@@ -270,6 +270,14 @@ pub struct Metrics {
     /// 1, labelled with this node's name and backplane (so a cluster's series can be told
     /// apart and joined by node).
     pub node: Family<NodeLabels, Gauge>,
+    /// 1 while the membership service can serve (always on one node; in cluster mode, while
+    /// Redis answers), 0 otherwise: the alert rules' "Redis unreachable" (set at scrape time).
+    pub backplane_up: Gauge,
+    /// `MEMORY_WARNING_THRESHOLD` in bytes, so that alerts compare RSS with this node's own
+    /// thresholds rather than a copy of them.
+    pub memory_warning_bytes: Gauge,
+    /// `MEMORY_CRITICAL_THRESHOLD` in bytes.
+    pub memory_critical_bytes: Gauge,
 }
 
 /// Panics since the process started, counted by the panic hook ([`count_panics`]).
@@ -404,6 +412,9 @@ impl Metrics {
             signals_relayed: Counter::default(),
             panics: Counter::default(),
             node: Family::default(),
+            backplane_up: Gauge::default(),
+            memory_warning_bytes: Gauge::default(),
+            memory_critical_bytes: Gauge::default(),
         };
         r.register(
             "connections",
@@ -463,6 +474,21 @@ impl Metrics {
             "node",
             "This node: its NODE_ID and backplane (always 1)",
             m.node.clone(),
+        );
+        r.register(
+            "backplane_up",
+            "1 while the membership service can serve (cluster mode: Redis reachable), else 0",
+            m.backplane_up.clone(),
+        );
+        r.register(
+            "memory_warning_bytes",
+            "MEMORY_WARNING_THRESHOLD in bytes",
+            m.memory_warning_bytes.clone(),
+        );
+        r.register(
+            "memory_critical_bytes",
+            "MEMORY_CRITICAL_THRESHOLD in bytes",
+            m.memory_critical_bytes.clone(),
         );
         Self {
             registry: Arc::new(r),

@@ -138,16 +138,138 @@ async fn the_demo_page_carries_the_configured_yjs_url_and_its_assets() {
     s.stop().await;
 }
 
+/// Every URL a page or module names for loading: `src`/`href` attributes and import-map
+/// entries (HTML), `import … from '…'`, `import '…'`, `export … from '…'` and `import('…')`
+/// (JavaScript), `url(…)` and `@import` (CSS).
+fn references(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let quoted_after = |marker: &str, out: &mut Vec<String>| {
+        for (at, _) in body.match_indices(marker) {
+            let rest = body[at + marker.len()..].trim_start();
+            let rest = rest.strip_prefix('(').unwrap_or(rest).trim_start();
+            let before = body[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                continue; // part of a longer name (`Array.from`, `reimport`)
+            }
+            let Some(q) = rest.chars().next().filter(|c| "'\"".contains(*c)) else {
+                continue;
+            };
+            if let Some(end) = rest[1..].find(q) {
+                let url = &rest[1..=end];
+                if !url.is_empty() && !url.contains(char::is_whitespace) {
+                    out.push(url.to_owned());
+                }
+            }
+        }
+    };
+    for marker in ["src=", "href=", "from", "import", "url(", "@import"] {
+        quoted_after(marker, &mut out);
+    }
+    if let Some(start) = body.find(r#"<script type="importmap">"#) {
+        let json = &body[start + 25..];
+        let map: serde_json::Value =
+            serde_json::from_str(&json[..json.find("</script>").unwrap()]).unwrap();
+        for url in map["imports"].as_object().unwrap().values() {
+            out.push(url.as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+/// `reference` from the document or module at `base` (a path on the server): a path on this
+/// server, or `None` for a URL elsewhere (a scheme, or `//host`). Bare specifiers (`yjs`)
+/// come from the import map and are skipped here, since the map's entry is a reference too.
+fn on_this_server(base: &str, reference: &str) -> Option<Option<String>> {
+    if reference.contains("://") || reference.starts_with("//") || reference.contains(':') {
+        return Some(None);
+    }
+    if reference.starts_with('/') {
+        return Some(Some(reference.to_owned()));
+    }
+    if !reference.starts_with("./") && !reference.starts_with("../") && !reference.contains('.') {
+        return None;
+    }
+    let mut parts: Vec<&str> = base.split('/').collect();
+    parts.pop();
+    for seg in reference.split('/') {
+        match seg {
+            "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(Some(parts.join("/")))
+}
+
+/// The demo as a browser would load it with the default settings: the page, its import map,
+/// every module it imports (transitively) and the stylesheet, all from this server, all 200.
+/// (The headless-Chromium suite, e2e/demo.mjs, checks the same on the requests a real
+/// browser makes.)
 #[tokio::test]
-async fn the_default_yjs_url_is_a_public_es_module_cdn() {
+async fn the_demo_loads_everything_from_this_server() {
     let s = TestServer::start().await;
-    let (_, _, body) = get(s.http, "/demo/", "").await;
+    let mut queue = vec!["/demo/".to_owned()];
+    let mut seen = std::collections::BTreeSet::new();
+    let mut elsewhere = Vec::new();
+    while let Some(path) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let (status, _, body) = get(s.http, &path, "").await;
+        assert_eq!(status, 200, "{path}");
+        let body = String::from_utf8(body).unwrap();
+        for r in references(&body) {
+            match on_this_server(&path, &r) {
+                Some(Some(next)) => queue.push(next),
+                Some(None) => elsewhere.push(format!("{path} loads {r}")),
+                None => {}
+            }
+        }
+    }
+    assert!(elsewhere.is_empty(), "loads off the server: {elsewhere:?}");
+    for expected in [
+        "/demo/app.js",
+        "/demo/editor.js",
+        "/demo/style.css",
+        "/demo/switchboard-yjs.js",
+        "/sdk/switchboard.js",
+        "/demo/yjs.js",
+    ] {
+        assert!(seen.contains(expected), "{expected} not reached: {seen:?}");
+    }
+    // Yjs is the committed build of the pinned npm package, embedded in the binary.
+    let (_, headers, body) = get(s.http, "/demo/yjs.js", "").await;
     assert!(
-        String::from_utf8(body)
+        header(&headers, "content-type")
             .unwrap()
-            .contains(r#"{"yjs": "https://esm.sh/yjs@13"}"#)
+            .starts_with("text/javascript")
     );
+    assert_eq!(body, repo_file("clients/js/dist/yjs.js"));
+    assert!(String::from_utf8(body).unwrap().starts_with("// Yjs 13."));
     s.stop().await;
+}
+
+#[test]
+fn the_reference_reader_sees_what_a_browser_would_load() {
+    let html = r#"<link href="style.css"><script type="importmap">{"imports": {"yjs": "https://cdn.example/yjs"}}</script><script src="app.js"></script>"#;
+    let refs = references(html);
+    assert!(refs.contains(&"style.css".to_owned()) && refs.contains(&"app.js".to_owned()));
+    assert_eq!(
+        on_this_server("/demo/", "https://cdn.example/yjs"),
+        Some(None),
+        "an import map pointing elsewhere is caught"
+    );
+    assert_eq!(
+        on_this_server("/demo/app.js", "../sdk/switchboard.js"),
+        Some(Some("/sdk/switchboard.js".into()))
+    );
+    assert_eq!(on_this_server("/demo/app.js", "yjs"), None);
+    let js = "import * as Y from 'yjs';\nimport { a } from \"./editor.js\";\nconst m = await import('//cdn.example/x.js');";
+    let refs = references(js);
+    assert!(refs.contains(&"./editor.js".to_owned()), "{refs:?}");
+    assert!(refs.contains(&"//cdn.example/x.js".to_owned()), "{refs:?}");
 }
 
 #[tokio::test]
@@ -180,7 +302,7 @@ fn demo_settings_are_parsed_and_validated() {
     };
     let c = parse(&[]).unwrap();
     assert!(c.demo);
-    assert_eq!(c.demo_yjs_url, "https://esm.sh/yjs@13");
+    assert_eq!(c.demo_yjs_url, "/demo/yjs.js");
     assert!(!parse(&["--demo", "off"]).unwrap().demo);
     assert!(parse(&["--demo", "on"]).unwrap().demo);
     assert!(parse(&["--demo", "maybe"]).is_err());

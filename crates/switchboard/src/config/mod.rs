@@ -8,18 +8,32 @@
 //! milliseconds as in the OctateCode seed), sizes ([`Size`]: `512`, `64k`, `1m`), comma
 //! lists ([`List`]) and address ranges ([`Cidrs`]).
 //!
-//! [`Config::load`] reports every invalid setting at once (bad values and cross-field
-//! rules alike), and `main` exits with status 64 (`EX_USAGE`) before binding any port.
+//! A configuration file (`--config switchboard.toml`, [`file`]) sets the same names as the
+//! environment; the environment and flags override it. [`Config::load`] reports every
+//! invalid setting at once (bad values, a file's with their lines, and cross-field rules
+//! alike), and `main` exits with status 64 (`EX_USAGE`) before binding any port.
+//!
+//! Layout: this file has the settings and loading; `check` runs each given value through
+//! its setting's parser, `rules` the cross-field rules ([`Config::validate`]), `values`
+//! the value types.
 
+mod check;
+pub mod file;
+mod rules;
+#[cfg(test)]
+mod tests;
 mod values;
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
+use self::check::check_values;
+pub use self::file::ConfigFile;
 pub use self::values::{Cidrs, Count, DIALECTS, Dialects, List, Size, Span};
 
 /// The secret the OctateCode seed shipped with; refused in production.
@@ -38,11 +52,16 @@ pub const DEFAULT_AUTH_SECRET: &str = "dev-secret-change-in-production";
                   Durations take ms/s/m/h/d (a bare number is milliseconds); sizes take k/m/g."
 )]
 pub struct Config {
-    /// Print every setting's effective value (secrets masked), one `NAME=value` per line,
-    /// and exit.
+    /// Print every setting's effective value as a configuration file (`NAME = value`,
+    /// secrets left out) that --config accepts, and exit.
     #[arg(long)]
     #[serde(skip)]
     pub print_config: bool,
+    /// Read settings from this TOML file: `NAME = value` with the environment variables'
+    /// names. The environment and flags override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<std::path::PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub host: IpAddr,
@@ -215,8 +234,9 @@ pub struct Config {
     #[arg(long, env = "DEMO", default_value = "on", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
-    /// ES-module URL of Yjs in the demo's import map (a public CDN by default).
-    #[arg(long, env = "DEMO_YJS_URL", default_value = "https://esm.sh/yjs@13")]
+    /// ES-module URL of Yjs in the demo's import map (default: the pinned Yjs build embedded
+    /// in the binary, so the demo needs no other server).
+    #[arg(long, env = "DEMO_YJS_URL", default_value = "/demo/yjs.js")]
     pub demo_yjs_url: String,
     /// Cluster mode: the Redis server every node shares (redis://[user:password@]host:port[/db]).
     /// Unset: one node, everything in memory.
@@ -316,9 +336,10 @@ impl Config {
         Self::load_from(std::env::args_os())
     }
 
-    /// Loads the configuration from `args` and the process environment: every value is
-    /// checked first, so that all bad ones are reported together, then the cross-field
-    /// rules.
+    /// Loads the configuration from `args`, the process environment and the configuration
+    /// file `--config` names (flags over the environment over the file over the embedded
+    /// defaults): every value is checked first, so that all bad ones are reported together
+    /// (a file's with their lines), then the cross-field rules.
     ///
     /// # Errors
     /// See [`LoadError`].
@@ -327,26 +348,30 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let cmd = Self::command();
-        let checked = check_values(&cmd, &args)?;
-        if !checked.problems.is_empty() {
-            // Report the cross-field rules too, judged with the good values and the
-            // defaults in place of the bad ones.
-            let mut problems = checked.problems;
-            if let Ok(partial) = Self::from_matches(&Self::command_without_env(), checked.good)
-                && let Err(more) = partial.validate()
-            {
-                problems.extend(more.0);
-            }
-            return Err(ConfigError(problems).into());
-        }
-        let config = Self::from_matches(&cmd, args)?;
-        config.validate()?;
-        Ok(config)
+        Self::load_with(
+            Self::command(),
+            &args.into_iter().map(Into::into).collect::<Vec<_>>(),
+        )
     }
 
-    /// Parses `args` alone, ignoring the environment (for `Default` and tests).
+    /// The environment names of every setting: the keys a configuration file may have.
+    pub fn settings() -> Vec<&'static str> {
+        static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        NAMES
+            .get_or_init(|| {
+                Self::command()
+                    .get_arguments()
+                    .filter_map(|a| a.get_env())
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Parses `args` alone, ignoring the environment (for `Default` and tests); a
+    /// configuration file named by `--config` is read as by [`Config::load_from`].
     ///
     /// # Errors
     /// See [`LoadError`].
@@ -355,8 +380,47 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let config = Self::from_matches(&Self::command_without_env(), args)?;
-        config.validate()?;
+        Self::load_with(
+            Self::command_without_env(),
+            &args.into_iter().map(Into::into).collect::<Vec<_>>(),
+        )
+    }
+
+    /// [`Config::load_from`] with `base` as the command: the configuration file (when
+    /// `--config` is given), then the values `base` reads (flags, and the environment unless
+    /// `base` ignores it), each checked, then the cross-field rules.
+    fn load_with(base: clap::Command, args: &[OsString]) -> Result<Self, LoadError> {
+        let mut problems = Vec::new();
+        let mut from_file = Vec::new();
+        let mut origin = String::new();
+        if let Some(path) = file::config_path(args) {
+            origin = path.to_string_lossy().into_owned();
+            let read = ConfigFile::read(Path::new(&path), &Self::settings());
+            problems.extend(read.problems);
+            let (good, bad) = check::check_file(&Self::command(), &origin, read.entries);
+            problems.extend(bad);
+            problems.sort_by_key(|p| file::problem_line(p));
+            from_file = good;
+        }
+        let cmd = check::with_file(base, &from_file);
+        let checked = check_values(&cmd, args)?;
+        problems.extend(checked.problems);
+        if !problems.is_empty() {
+            // Report the cross-field rules too, judged with the good values and the
+            // defaults in place of the bad ones.
+            if let Ok(partial) = Self::from_matches(
+                &check::with_file(Self::command_without_env(), &from_file),
+                checked.good,
+            ) && let Err(more) = partial.validate()
+            {
+                problems.extend(more.0);
+            }
+            return Err(ConfigError(problems).into());
+        }
+        let config = Self::from_matches(&cmd, args)?;
+        if let Err(broken) = config.validate() {
+            return Err(ConfigError(located(broken.0, &cmd, args, (&origin, &from_file))).into());
+        }
         Ok(config)
     }
 
@@ -394,187 +458,6 @@ impl Config {
             }
         }
         self.metrics_route = self.metrics_route.trim().to_owned();
-    }
-
-    /// The rules that involve more than one setting, or more than a value's type.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] listing every broken rule.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut p = Vec::new();
-        let mut rule = |broken: bool, msg: String| {
-            if broken {
-                p.push(format!("  {msg}"));
-            }
-        };
-        for (var, v) in [
-            ("ROOM_TTL", self.room_ttl),
-            ("HEARTBEAT", self.heartbeat),
-            ("PING_INTERVAL", self.ping_interval),
-            ("CLEANUP_CHECK_INTERVAL", self.cleanup_check_interval),
-            ("MEMORY_CHECK_INTERVAL", self.memory_check_interval),
-            ("UNJOINED_ROOM_TTL", self.unjoined_room_ttl),
-        ] {
-            rule(v.is_zero(), format!("{var}: must be greater than zero"));
-        }
-        rule(
-            !self.ping_interval.is_zero() && self.peer_heartbeat_timeout <= self.ping_interval,
-            format!(
-                "PEER_HEARTBEAT_TIMEOUT={}: must be longer than PING_INTERVAL ({}) or every peer times out",
-                self.peer_heartbeat_timeout, self.ping_interval
-            ),
-        );
-        rule(
-            !self.heartbeat.is_zero() && self.peer_heartbeat_timeout <= self.heartbeat,
-            format!(
-                "HEARTBEAT={}: must be shorter than PEER_HEARTBEAT_TIMEOUT ({}) or every rendezvous peer times out",
-                self.heartbeat, self.peer_heartbeat_timeout
-            ),
-        );
-        rule(
-            self.memory_critical_threshold < self.memory_warning_threshold,
-            format!(
-                "MEMORY_CRITICAL_THRESHOLD={}: must not be below MEMORY_WARNING_THRESHOLD ({})",
-                self.memory_critical_threshold, self.memory_warning_threshold
-            ),
-        );
-        rule(
-            self.max_frame_bytes.get() < 1024,
-            format!(
-                "MAX_FRAME_BYTES={}: must be at least 1k",
-                self.max_frame_bytes
-            ),
-        );
-        rule(
-            self.ws_read_buffer.get() < 256,
-            format!(
-                "WS_READ_BUFFER={}: must be at least 256 bytes",
-                self.ws_read_buffer
-            ),
-        );
-        rule(
-            self.outbox_capacity == 0,
-            "OUTBOX_CAPACITY: must be at least 1".into(),
-        );
-        rule(
-            self.turn_ttl < Span::secs(1),
-            format!("TURN_TTL={}: must be at least 1s", self.turn_ttl),
-        );
-        for (var, urls, schemes) in [
-            ("STUN_URLS", &self.stun_urls, ["stun:", "stuns:"]),
-            ("TURN_URLS", &self.turn_urls, ["turn:", "turns:"]),
-        ] {
-            for u in urls
-                .iter()
-                .filter(|u| !schemes.iter().any(|s| u.starts_with(s)))
-            {
-                rule(
-                    true,
-                    format!(
-                        "{var}: {u:?} must start with {} or {}",
-                        schemes[0], schemes[1]
-                    ),
-                );
-            }
-        }
-        rule(
-            self.turn_secret.is_some() && self.turn_urls.is_empty(),
-            "TURN_SECRET: set, but TURN_URLS is empty".into(),
-        );
-        rule(
-            !["https://", "http://", "/"]
-                .iter()
-                .any(|s| self.demo_yjs_url.starts_with(s)),
-            format!(
-                "DEMO_YJS_URL={:?}: expected an http(s) URL or an absolute path",
-                self.demo_yjs_url
-            ),
-        );
-        if let Some(url) = &self.redis_url {
-            rule(
-                !cfg!(feature = "cluster"),
-                "REDIS_URL: this build has no cluster mode (built without the `cluster` feature)"
-                    .into(),
-            );
-            rule(
-                !url.starts_with("redis://"),
-                "REDIS_URL: expected redis://[user:password@]host:port[/db]".into(),
-            );
-        }
-        rule(
-            self.node_id.as_deref().is_some_and(|n| {
-                n.len() > 64
-                    || !n
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            }),
-            "NODE_ID: 1 to 64 letters, digits, '-', '_' or '.'".into(),
-        );
-        rule(
-            self.cluster_lease.get() < Duration::from_millis(300),
-            format!("CLUSTER_LEASE={}: at least 300ms", self.cluster_lease),
-        );
-        rule(
-            self.cluster_fence_timeout.get() < self.cluster_lease.get(),
-            "CLUSTER_FENCE_TIMEOUT: must be at least CLUSTER_LEASE".into(),
-        );
-        if let Err(why) = check_metrics_route(&self.metrics_route) {
-            rule(
-                true,
-                format!("METRICS_ROUTE={:?}: {why}", self.metrics_route),
-            );
-        }
-        rule(
-            self.port != 0 && self.port == self.signaling_port,
-            format!(
-                "SIGNALING_PORT={}: must differ from PORT",
-                self.signaling_port
-            ),
-        );
-        rule(
-            self.socketio_port != 0
-                && (self.socketio_port == self.port || self.socketio_port == self.signaling_port),
-            format!(
-                "SOCKETIO_PORT={}: must differ from PORT and SIGNALING_PORT",
-                self.socketio_port
-            ),
-        );
-        // tower-http panics on `*` in a list of origins: the server died building its
-        // routers. Found by fuzzing (fuzz/fuzz_targets/config.rs).
-        rule(
-            self.cors_origins.iter().any(|o| o == "*"),
-            "CORS_ORIGINS: \"*\" is not an origin; leave CORS_ORIGINS empty to allow any".into(),
-        );
-        // The key comes back as `Authorization: Bearer <key>`, read as visible ASCII and
-        // trimmed: a key no header can carry would lock the admin API. Found by fuzzing
-        // (fuzz/fuzz_targets/config.rs).
-        if let Some(key) = &self.admin_api_key {
-            rule(
-                !key.bytes().all(|b| (0x20..0x7f).contains(&b)) || key.trim() != key,
-                "ADMIN_API_KEY: must be printable ASCII without spaces at either end (it is sent in an Authorization header)".into(),
-            );
-        }
-        if self.is_production() {
-            rule(
-                self.auth_secret == DEFAULT_AUTH_SECRET || self.auth_secret.len() < 16,
-                "AUTH_SECRET: production needs a secret of at least 16 characters other than the default".into(),
-            );
-            rule(
-                self.admin_api_key.is_none(),
-                "ADMIN_API_KEY: production needs an admin key for token issuing and the admin API"
-                    .into(),
-            );
-        } else {
-            rule(
-                self.auth_secret.is_empty(),
-                "AUTH_SECRET: must not be empty".into(),
-            );
-        }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError(p))
-        }
     }
 
     /// Every setting as the server runs with it, in `--help` order: its environment name
@@ -694,88 +577,35 @@ impl Config {
     }
 }
 
-/// What [`check_values`] found.
-struct Checked {
-    /// One line per bad value.
+/// Cross-field problems with the file line of the setting they start with, when that
+/// setting's value came from the configuration file (not overridden by the environment or a
+/// flag).
+fn located(
     problems: Vec<String>,
-    /// A command line (no environment needed) that sets every good value given, flags or
-    /// environment alike, and leaves the bad ones at their defaults.
-    good: Vec<OsString>,
-}
-
-/// Runs every given value through its setting's parser, so that all bad values are
-/// reported at once (clap alone stops at the first). Flags and arguments clap cannot
-/// match at all are left to clap's own error.
-fn check_values(cmd: &clap::Command, args: &[OsString]) -> Result<Checked, LoadError> {
+    cmd: &clap::Command,
+    args: &[OsString],
+    (origin, from_file): (&str, &[file::Entry]),
+) -> Vec<String> {
     use clap::parser::ValueSource;
-    // The same command with every value taken as a plain string: it matches whatever the
-    // real one would, without judging the values.
-    let raw_cmd = cmd.clone().mut_args(|a| {
-        if a.get_action().takes_values() {
-            a.value_parser(clap::builder::ValueParser::os_string())
-        } else {
-            a
-        }
-    });
-    let raw = raw_cmd.try_get_matches_from(args)?;
-    let mut checked = Checked {
-        problems: Vec::new(),
-        good: vec![OsString::from("switchboard")],
+    let Ok(raw) = check::raw_command(cmd).try_get_matches_from(args) else {
+        return problems;
     };
-    for arg in cmd.get_arguments() {
-        let id = arg.get_id().as_str();
-        let long = arg.get_long().unwrap_or(id);
-        if !matches!(
-            raw.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        ) {
-            continue;
-        }
-        if !arg.get_action().takes_values() {
-            if raw.get_flag(id) {
-                checked.good.push(format!("--{long}").into());
-            }
-            continue;
-        }
-        let Ok(Some(values)) = raw.try_get_raw(id) else {
-            continue;
-        };
-        // The setting alone, with its real parser, judges each value.
-        let alone = clap::Command::new("switchboard")
-            .no_binary_name(true)
-            .arg(arg.clone().env(None::<&str>).default_value(None::<&str>));
-        for v in values {
-            let mut flag = OsString::from(format!("--{long}="));
-            flag.push(v);
-            match alone.clone().try_get_matches_from([flag.clone()]) {
-                Ok(_) => checked.good.push(flag),
-                Err(e) => {
-                    let name = arg
-                        .get_env()
-                        .map_or_else(|| format!("--{long}"), |e| e.to_string_lossy().into_owned());
-                    checked.problems.push(format!(
-                        "  {name}={:?}: {}",
-                        v.to_string_lossy(),
-                        clap_reason(&e)
-                    ));
-                }
-            }
-        }
-    }
-    Ok(checked)
-}
-
-/// The reason part of a clap value error, without its `error:` prefix and usage hints.
-fn clap_reason(e: &clap::Error) -> String {
-    use clap::error::{ContextKind, ContextValue};
-    let valid = match e.get(ContextKind::ValidValue) {
-        Some(ContextValue::Strings(v)) => format!(" (expected one of: {})", v.join(", ")),
-        _ => String::new(),
+    let line_of = |problem: &str| {
+        let name = problem.trim_start().split(['=', ':']).next()?;
+        let entry = from_file.iter().rev().find(|e| e.name == name)?;
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == name))?;
+        (raw.value_source(arg.get_id().as_str()) == Some(ValueSource::DefaultValue))
+            .then_some(entry.line)
     };
-    let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or_default();
-    let reason = first.rsplit_once("': ").map_or(first, |(_, r)| r);
-    format!("{}{valid}", reason.trim_start_matches("error: "))
+    problems
+        .into_iter()
+        .map(|p| match line_of(&p) {
+            Some(line) => format!("{p} ({origin}:{line})"),
+            None => p,
+        })
+        .collect()
 }
 
 /// A value of type `T` for a setting, as clap's value parsers need it.
@@ -783,240 +613,5 @@ impl FromStr for NodeEnv {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         <Self as ValueEnum>::from_str(s, true)
-    }
-}
-
-/// Paths served on PORT that the metrics endpoint must not take over.
-const RESERVED_PATHS: [&str; 11] = [
-    "/",
-    "/signaling",
-    "/ws",
-    "/y-webrtc",
-    "/healthz",
-    "/readyz",
-    "/health",
-    "/stats",
-    "/info",
-    "/rendezvous/code",
-    "/rendezvous/redeem",
-];
-
-/// A metrics path is absolute, plain (no route parameters or wildcards), and clear of the
-/// server's own routes.
-fn check_metrics_route(path: &str) -> Result<(), String> {
-    let plain = path
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
-    if !path.starts_with('/') || path.len() < 2 || !plain || path.contains("//") {
-        return Err("expected an absolute path of letters, digits, '/', '-', '_' or '.'".into());
-    }
-    let trimmed = path.trim_end_matches('/');
-    if RESERVED_PATHS.contains(&trimmed)
-        || trimmed.starts_with("/api/")
-        || trimmed == "/api"
-        || trimmed.starts_with("/socket.io")
-        || ["/demo", "/sdk"]
-            .iter()
-            .any(|r| trimmed == *r || trimmed.starts_with(&format!("{r}/")))
-    {
-        return Err("that path is already served by Switchboard".into());
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(extra: &[&str]) -> Result<Config, LoadError> {
-        let mut v = vec!["switchboard"];
-        v.extend_from_slice(extra);
-        Config::parse_without_env(v)
-    }
-
-    #[test]
-    fn the_embedded_defaults_are_valid() {
-        let c = Config::default();
-        assert_eq!(c.port, 3000);
-        assert_eq!(c.signaling_port, 3001);
-        assert_eq!(c.room_inactivity_timeout, Span::secs(3 * 3600));
-        assert_eq!(c.max_frame_bytes, Size(65536));
-        assert!(!c.is_production());
-        assert_eq!(c.effective_log_format(), LogFormat::Text);
-        assert_eq!(c.admin_api_key, None);
-    }
-
-    /// `Config::default()` is what a server started with an empty environment runs with,
-    /// field by field.
-    #[test]
-    fn the_defaults_equal_the_parse_of_an_empty_environment() {
-        let loaded = Config::load_from(["switchboard"]);
-        // The test process's environment may set some variable; compare only when it sets
-        // none of ours.
-        let ours = Config::command()
-            .get_arguments()
-            .filter_map(|a| a.get_env().map(|e| e.to_os_string()))
-            .any(|e| std::env::var_os(e).is_some());
-        if !ours {
-            assert_eq!(loaded.unwrap(), Config::default());
-        }
-        assert_eq!(parse(&[]).unwrap(), Config::default());
-    }
-
-    /// The README's configuration tables give each setting's default; they must be the
-    /// defaults `--help` prints and the server runs with.
-    #[test]
-    fn the_readme_tables_show_the_real_defaults() {
-        let readme = include_str!("../../../../README.md");
-        let cmd = Config::command();
-        let mut checked = 0;
-        for line in readme.lines() {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            if cells.len() < 4 {
-                continue;
-            }
-            let (var, default) = (cells[1].trim_matches('`'), cells[2]);
-            let Some(arg) = cmd
-                .get_arguments()
-                .find(|a| a.get_env().is_some_and(|e| e == var))
-            else {
-                continue;
-            };
-            checked += 1;
-            let shown: Vec<String> = arg
-                .get_default_values()
-                .iter()
-                .map(|v| v.to_string_lossy().into_owned())
-                .collect();
-            let shown = shown.join(",");
-            let documented = default.split('`').nth(1).unwrap_or("");
-            if shown.is_empty() {
-                assert!(
-                    documented.is_empty() || !default.starts_with('`'),
-                    "README says {var} defaults to {default}, but it has no default"
-                );
-            } else {
-                // Compare values, not spellings: `60s` and `1m` are one default.
-                let same = match (documented.parse::<Span>(), shown.parse::<Span>()) {
-                    (Ok(a), Ok(b)) if documented.parse::<u64>().is_err() => a == b,
-                    _ => match (documented.parse::<Size>(), shown.parse::<Size>()) {
-                        (Ok(a), Ok(b)) => a == b,
-                        _ => documented == shown,
-                    },
-                };
-                assert!(
-                    same,
-                    "README says {var} defaults to {documented:?}, the server to {shown:?}"
-                );
-            }
-        }
-        let missing: Vec<String> = cmd
-            .get_arguments()
-            .filter_map(|a| a.get_env())
-            .map(|e| e.to_string_lossy().into_owned())
-            .filter(|e| !readme.contains(&format!("| `{e}` ")))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "settings missing from README: {missing:?}"
-        );
-        assert!(
-            checked >= 30,
-            "only {checked} settings found in README tables"
-        );
-    }
-
-    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): `CORS_ORIGINS=*` (or `*` among
-    /// origins) was accepted, and building the routers panicked.
-    #[test]
-    fn a_wildcard_among_the_cors_origins_is_refused() {
-        for bad in ["*", "https://a.example,*", " */"] {
-            let e = parse(&["--cors-origins", bad]).expect_err(bad);
-            assert!(e.to_string().contains("CORS_ORIGINS"), "{e}");
-        }
-        let c = parse(&["--cors-origins", "https://a.example/,https://b.example"]).unwrap();
-        assert_eq!(
-            c.cors_origins.as_slice(),
-            ["https://a.example", "https://b.example"]
-        );
-    }
-
-    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): an admin key with a newline, a
-    /// non-ASCII character or a space at an end was accepted, and no request could ever
-    /// present it.
-    #[test]
-    fn the_admin_key_must_fit_an_authorization_header() {
-        for bad in ["line\nbreak", "clé", " padded", "padded "] {
-            let e = parse(&["--admin-api-key", bad]).expect_err(bad);
-            assert!(e.to_string().contains("ADMIN_API_KEY"), "{e}");
-        }
-        let c = parse(&["--admin-api-key", "a key-with_symbols!~"]).expect("printable");
-        assert_eq!(c.admin_api_key.as_deref(), Some("a key-with_symbols!~"));
-    }
-
-    #[test]
-    fn the_metrics_route_is_configurable_but_cannot_shadow_a_route() {
-        let c = parse(&["--metrics-route", "/internal/prom"]).unwrap();
-        assert_eq!(c.metrics_route, "/internal/prom");
-        for bad in [
-            "metrics",
-            "/",
-            "/api/stats",
-            "/ws",
-            "/socket.io/x",
-            "/m/{id}",
-            "/a//b",
-        ] {
-            let e = parse(&["--metrics-route", bad]).unwrap_err();
-            assert!(e.to_string().contains("METRICS_ROUTE"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn every_bad_setting_is_reported_at_once() {
-        let err = Config::load_from([
-            "switchboard",
-            "--port",
-            "http",
-            "--ping-interval",
-            "never",
-            "--max-rooms=-3",
-            "--node-env",
-            "staging",
-        ])
-        .unwrap_err();
-        let text = err.to_string();
-        for var in ["PORT=", "PING_INTERVAL=", "MAX_ROOMS=", "NODE_ENV="] {
-            assert!(text.contains(var), "{var} missing from:\n{text}");
-        }
-        assert!(
-            text.contains("development"),
-            "lists the valid values:\n{text}"
-        );
-    }
-
-    #[test]
-    fn production_refuses_the_default_secret_and_a_missing_admin_key() {
-        let err = parse(&["--production"]).unwrap_err().to_string();
-        assert!(err.contains("AUTH_SECRET"), "{err}");
-        assert!(err.contains("ADMIN_API_KEY"), "{err}");
-        let ok = parse(&[
-            "--node-env",
-            "prod",
-            "--auth-secret",
-            "a-long-enough-production-secret",
-            "--admin-api-key",
-            "k",
-        ])
-        .unwrap();
-        assert!(ok.is_production());
-        assert_eq!(ok.effective_log_format(), LogFormat::Json);
-    }
-
-    #[test]
-    fn empty_secrets_mean_unset() {
-        let c = parse(&["--admin-api-key", "", "--turn-secret="]).unwrap();
-        assert_eq!(c.admin_api_key, None);
-        assert_eq!(c.turn_secret, None);
     }
 }

@@ -186,7 +186,7 @@ async fn info(State(app): State<AppState>, admin: Admin) -> Json<Value> {
         ],
         "dialects": ["octate", "socketio", "rendezvous", "nt", "ywebrtc"],
         "endpoints": [
-            "GET /api/health", "GET /api/stats", "GET /api/info",
+            "GET /api/health", "GET /api/stats", "GET /api/info", "GET /api/openapi.json",
             "POST /api/auth/token", "POST /api/auth/validate",
             "GET /api/rooms", "POST /api/rooms", "GET /api/rooms/{roomId}", "DELETE /api/rooms/{roomId}",
             "GET /api/rooms/{roomId}/stats", "GET /api/rooms/{roomId}/peers",

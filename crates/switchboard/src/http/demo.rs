@@ -9,6 +9,7 @@
 //! | `GET /demo` | 308 to `/demo/` |
 //! | `GET /demo/` | the demo page, with `DEMO_YJS_URL` injected into its import map |
 //! | `GET /demo/{app.js, editor.js, style.css, switchboard-yjs.js}` | the demo's files and the Yjs provider (`clients/yjs/src/index.js`) |
+//! | `GET /demo/yjs.js` | Yjs itself (`clients/js/dist/yjs.js`: the pinned npm package, bundled by `clients/js/build.mjs`), the default `DEMO_YJS_URL`, so the demo needs nothing but this server |
 //!
 //! Every response carries a strong `ETag` (a hash of the body) and `Cache-Control: no-cache`:
 //! browsers revalidate and get `304 Not Modified` until the binary serves something else.
@@ -39,7 +40,7 @@ const INDEX_HTML: &str = include_str!(concat!(
 const YJS_URL_PLACEHOLDER: &str = "\"__DEMO_YJS_URL__\"";
 
 /// Static files: route, content type, body.
-const FILES: [(&str, &str, &[u8]); 6] = [
+const FILES: [(&str, &str, &[u8]); 7] = [
     (
         "/sdk/switchboard.js",
         JS,
@@ -62,6 +63,7 @@ const FILES: [(&str, &str, &[u8]); 6] = [
         JS,
         embed!("clients/yjs/src/index.js"),
     ),
+    ("/demo/yjs.js", JS, embed!("clients/js/dist/yjs.js")),
 ];
 
 /// One servable body with its validator.

@@ -9,6 +9,7 @@
 //! | [`rendezvous`] | nt-backend-wrtc's `/rendezvous/code` and `/rendezvous/redeem` |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`demo`] | the browser SDK at `/sdk/` and the collaborative-editor demo at `/demo/` (`DEMO=off` removes them) |
+//! | [`openapi`] | `/api/openapi.json` on `PORT` and on `SOCKETIO_PORT`: each API's OpenAPI 3.1 document |
 //! | [`error`] | `ApiError`, the JSON error body every route uses |
 //!
 //! Socket.io itself (`/socket.io/`) is a layer from [`crate::transport::socketio`].
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod demo;
 pub mod error;
+pub mod openapi;
 pub mod probes;
 pub mod rendezvous;
 pub mod upgrade;
@@ -96,6 +98,7 @@ pub fn http_app(app: AppState) -> Router {
         .merge(api::router())
         .merge(demo::router(&app.config))
         .merge(probes::router(&app.config.metrics_route))
+        .merge(openapi::router(&openapi::http_document(&app.config)))
         .fallback(not_found)
         .layer(transport::socketio::layer(app.clone()));
     common_layers(routes, app)
@@ -111,7 +114,9 @@ pub fn signaling_app(app: AppState) -> Router {
 
 /// `SOCKETIO_PORT`'s router: the Vibe REST API (seed 003) and Socket.io at `/socket.io/`.
 pub fn socketio_app(app: AppState) -> Router {
-    let routes = vibe::router().layer(transport::socketio::layer(app.clone()));
+    let routes = vibe::router()
+        .merge(openapi::router(&openapi::vibe_document(&app.config)))
+        .layer(transport::socketio::layer(app.clone()));
     common_layers(routes, app)
 }
 

@@ -65,6 +65,11 @@ async fn metrics(State(app): State<AppState>, admin: Admin) -> Response {
     m.nt.rooms_active.set(nt.rooms as i64);
     m.nt.peers_active.set(nt.peers as i64);
     m.resident_memory.set(memory::current_rss() as i64);
+    m.backplane_up.set(i64::from(app.membership.is_ready()));
+    m.memory_warning_bytes
+        .set(i64::try_from(app.config.memory_warning_bytes()).unwrap_or(i64::MAX));
+    m.memory_critical_bytes
+        .set(i64::try_from(app.config.memory_critical_bytes()).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

@@ -42,6 +42,15 @@ pub fn rfc3339(t: SystemTime) -> String {
     }
 }
 
+/// 405 for any method but POST, naming the one allowed (RFC 9110 requires `Allow`).
+fn method_not_allowed() -> Response {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response
+}
+
 fn json_ok(body: Vec<u8>) -> Response {
     (
         StatusCode::OK,
@@ -54,7 +63,7 @@ fn json_ok(body: Vec<u8>) -> Response {
 /// `POST /rendezvous/code`.
 async fn code(State(app): State<AppState>, method: Method) -> Response {
     if method != Method::POST {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        return method_not_allowed();
     }
     let app_id = uuid::Uuid::new_v4().hyphenated().to_string();
     let issued = match app.codes.issue(app_id, app.config.room_ttl.get()).await {
@@ -88,7 +97,7 @@ async fn redeem(
     body: Bytes,
 ) -> Response {
     if method != Method::POST {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        return method_not_allowed();
     }
     let json = headers
         .get(header::CONTENT_TYPE)

@@ -27,6 +27,11 @@ impl Process {
     /// Starts the binary on loopback port 0 with `env` (plus quiet logs), under a
     /// descriptor limit of `nofile` when given.
     pub fn start(env: &[(&str, &str)], nofile: Option<u32>) -> Self {
+        Self::start_with_args(&[], env, nofile)
+    }
+
+    /// [`Process::start`] with command-line arguments too (`--config FILE`).
+    pub fn start_with_args(args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Self {
         // SWITCHBOARD_BIN runs the same attacks against another build (an older commit's,
         // to see each test fail where the issue found the server lacking).
         let bin = std::env::var("SWITCHBOARD_BIN")
@@ -35,11 +40,12 @@ impl Process {
         let mut cmd = match nofile {
             Some(n) => {
                 let mut c = Command::new("sh");
-                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\""), bin]);
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
                 c
             }
             None => Command::new(bin),
         };
+        cmd.args(args);
         cmd.env("HOST", "127.0.0.1")
             .env("PORT", "0")
             .env("SIGNALING_PORT", "0")
