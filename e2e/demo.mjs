@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import {
   say, elapsed, withTimeout, checkLoopbackOnly, children, start, stop, stopAll, killAllSync,
   waitForLine, startCoturn, launchChromium,
@@ -252,6 +253,49 @@ async function main() {
       assert(synced.length === 3, `D synced with all three (${synced})`);
       return `D synced with ${synced.length} peers`;
     }, { needs: ['demo: three pages type at once and converge, nothing lost'] });
+
+    await step('demo: a hostile peer\'s colour and cursor change nothing in the other pages', async () => {
+      // A trap on loopback: a colour such as url(http://…/colour) would make every viewer fetch it.
+      let trapped = 0;
+      const trap = createServer((req, res) => { trapped += 1; res.end(); });
+      await new Promise((r) => trap.listen(0, '127.0.0.1', r));
+      const trapUrl = `http://127.0.0.1:${trap.address().port}`;
+      try {
+        const errorsBefore = A.console.filter((l) => /pageerror/.test(l)).length;
+        await D.page.evaluate((trapUrl) => {
+          const p = window.demo.provider;
+          p.awareness.setLocalStateField('colour', `url(${trapUrl}/colour)`);
+          p.awareness.setLocalStateField('name', { toString: null });
+          p.setCursor({ anchor: {}, head: {} });
+        }, trapUrl);
+        // A sees D's new state (its cursor field changed), then B moves: A must still draw B's caret.
+        await waitFor(A, (d) => {
+          const s = window.demo.provider.awareness.getStates().get(d);
+          return s && s.cursor && s.cursor.head && Object.keys(s.cursor.head).length === 0;
+        }, D.userId, 10000, 'D\'s hostile awareness arrived');
+        await typeAtEnd(B, 'still here ', 10);
+        await waitFor(A, (b) => !!document.querySelector(`#overlay .caret[data-peer="${b}"]`), B.userId, 5000, 'B\'s caret drawn');
+        const dot = await A.page.evaluate((d) => {
+          const li = document.querySelector(`#peers li[data-peer="${d}"]`);
+          return li && li.querySelector('.dot').style.background;
+        }, D.userId);
+        assert(dot && !/url/i.test(dot), `D's dot shows its derived colour, not the url (${dot})`);
+        const carets = await A.page.evaluate(() => [...document.querySelectorAll('#overlay .caret')].map((c) => c.style.getPropertyValue('--colour')));
+        assert(carets.every((c) => !/url/i.test(c)), `no caret styled with a url (${carets})`);
+        const errors = A.console.filter((l) => /pageerror/.test(l)).length;
+        assert(errors === errorsBefore, `no exception in A (${A.console.slice(-3)})`);
+        await A.page.waitForTimeout(300);
+        assert(trapped === 0, `no page fetched the hostile colour's address (${trapped} requests)`);
+        return `D's dot: ${dot}`;
+      } finally {
+        trap.close();
+        await D.page.evaluate(() => {
+          const p = window.demo.provider;
+          p.awareness.setLocalStateField('colour', '#3366cc');
+          p.awareness.setLocalStateField('name', 'Dijkstra');
+        }).catch(() => {});
+      }
+    }, { needs: ['demo: a late fourth page receives the whole document'] });
 
     await step('demo: a page reloads, rejoins and resyncs', async () => {
       const oldId = B.userId;

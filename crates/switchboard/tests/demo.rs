@@ -324,3 +324,31 @@ fn demo_settings_are_parsed_and_validated() {
     assert!(parse(&["--metrics-route", "/demo/"]).is_err());
     assert!(parse(&["--metrics-route", "/sdk/switchboard.js"]).is_err());
 }
+
+/// Issue 22: the demo and the SDK are served with a Content-Security-Policy (this server's
+/// scripts, the page's import map by its hash, connections to this server only) and may not
+/// be framed, so that a peer's data can make no viewer's browser fetch anything elsewhere.
+#[tokio::test]
+async fn the_demo_and_the_sdk_send_a_content_security_policy_and_refuse_framing() {
+    let s = TestServer::start().await;
+    for path in [
+        "/demo/",
+        "/demo/app.js",
+        "/demo/yjs.js",
+        "/sdk/switchboard.js",
+    ] {
+        let (status, headers, _) = get(s.http, path, "").await;
+        assert_eq!(status, 200, "{path}");
+        let csp = header(&headers, "content-security-policy").unwrap_or_default();
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self' 'sha256-"),
+            "{path}: {csp}"
+        );
+        assert!(
+            csp.contains("connect-src 'self';") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(header(&headers, "x-frame-options"), Some("DENY"), "{path}");
+    }
+    s.stop().await;
+}

@@ -66,21 +66,23 @@ const FILES: [(&str, &str, &[u8]); 7] = [
     ("/demo/yjs.js", JS, embed!("clients/js/dist/yjs.js")),
 ];
 
-/// One servable body with its validator.
+/// One servable body with its validator and its Content-Security-Policy.
 struct Asset {
     body: Bytes,
     content_type: &'static str,
     etag: HeaderValue,
+    policy: HeaderValue,
 }
 
 impl Asset {
-    fn new(body: Bytes, content_type: &'static str) -> Arc<Self> {
+    fn new(body: Bytes, content_type: &'static str, policy: HeaderValue) -> Arc<Self> {
         let etag = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body)))
             .expect("hex is a valid header value");
         Arc::new(Self {
             body,
             content_type,
             etag,
+            policy,
         })
     }
 
@@ -99,6 +101,8 @@ impl Asset {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ),
+            (header::CONTENT_SECURITY_POLICY, self.policy.clone()),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         ];
         if cached {
             return (StatusCode::NOT_MODIFIED, headers).into_response();
@@ -131,6 +135,44 @@ pub fn index_html(yjs_url: &str) -> String {
     INDEX_HTML.replacen(YJS_URL_PLACEHOLDER, &json, 1)
 }
 
+/// The demo page's Content-Security-Policy: scripts from this server (and from
+/// `DEMO_YJS_URL`'s origin when it is elsewhere) plus the page's own import map by its hash,
+/// styles and images from this server, connections to this server only (the signaling
+/// WebSocket; WebRTC is not governed by CSP), no plugins, no framing. A peer's data can then
+/// make no viewer's browser fetch anything elsewhere, whatever slips past the page's own
+/// checks.
+pub fn policy(html: &str, yjs_url: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut scripts = String::from("'self'");
+    if let Some(map) = html
+        .split_once(r#"<script type="importmap">"#)
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(map, _)| map)
+    {
+        let digest = sha2::Sha256::digest(map.as_bytes());
+        let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+        scripts.push_str(&format!(" 'sha256-{hash}'"));
+    }
+    if let Some(origin) = origin_of(yjs_url) {
+        scripts.push(' ');
+        scripts.push_str(origin);
+    }
+    format!(
+        "default-src 'none'; script-src {scripts}; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL.
+fn origin_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let host_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&url[..url.len() - rest.len() + host_len])
+}
+
 fn serve<S: Clone + Send + Sync + 'static>(asset: Arc<Asset>) -> axum::routing::MethodRouter<S> {
     get(move |headers: HeaderMap| async move { asset.respond(&headers) })
 }
@@ -140,10 +182,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: &Config) -> Router<S> {
     if !config.demo {
         return Router::new();
     }
-    let index = Asset::new(
-        Bytes::from(index_html(&config.demo_yjs_url)),
-        "text/html; charset=utf-8",
-    );
+    let html = index_html(&config.demo_yjs_url);
+    let csp = HeaderValue::from_str(&policy(&html, &config.demo_yjs_url))
+        .expect("the policy is ASCII without control characters");
+    let index = Asset::new(Bytes::from(html), "text/html; charset=utf-8", csp.clone());
     let mut routes = Router::new()
         .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
         .route("/demo/", serve(index.clone()))
@@ -151,7 +193,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(config: &Config) -> Router<S> {
     for (path, content_type, body) in FILES {
         routes = routes.route(
             path,
-            serve(Asset::new(Bytes::from_static(body), content_type)),
+            serve(Asset::new(
+                Bytes::from_static(body),
+                content_type,
+                csp.clone(),
+            )),
         );
     }
     routes
@@ -167,6 +213,25 @@ mod tests {
         let html = index_html("https://cdn.example/yjs@13?x=\"</script>");
         assert!(html.contains(r#""https://cdn.example/yjs@13?x=\"\u003c/script>""#));
         assert!(!html.contains("__DEMO_YJS_URL__"));
+    }
+
+    #[test]
+    fn the_policy_allows_this_server_the_import_map_and_an_external_yjs_origin_only() {
+        let html = index_html("/demo/yjs.js");
+        let p = policy(&html, "/demo/yjs.js");
+        assert!(p.contains("script-src 'self' 'sha256-"), "{p}");
+        assert!(p.contains("frame-ancestors 'none'") && p.contains("default-src 'none'"));
+        assert!(p.contains("connect-src 'self';") && p.contains("img-src 'self' data:"));
+        let cdn = "https://esm.sh:8443/yjs@13?bundle";
+        let p = policy(&index_html(cdn), cdn);
+        assert!(p.contains(" https://esm.sh:8443;"), "{p}");
+        // The hash is the import map's as served: another URL, another hash.
+        assert_ne!(
+            policy(&html, "/demo/yjs.js"),
+            policy(&index_html("/x.js"), "/x.js")
+        );
+        assert_eq!(origin_of("http://a.example"), Some("http://a.example"));
+        assert_eq!(origin_of("/demo/yjs.js"), None);
     }
 
     #[test]

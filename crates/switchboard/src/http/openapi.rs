@@ -261,13 +261,7 @@ fn document(
 
 fn memory_schema() -> Value {
     object(
-        &[
-            "rss",
-            "rssMB",
-            "warningMB",
-            "criticalMB",
-            "pressure",
-        ],
+        &["rss", "rssMB", "warningMB", "criticalMB", "pressure"],
         json!({
             "rss": int(), "rssMB": number(),
             "warningMB": number(), "criticalMB": number(),
@@ -278,12 +272,7 @@ fn memory_schema() -> Value {
 
 fn room_stats_schema() -> Value {
     object(
-        &[
-            "roomId",
-            "peerCount",
-            "createdAt",
-            "lastActivity",
-        ],
+        &["roomId", "peerCount", "createdAt", "lastActivity"],
         json!({
             "roomId": string(), "peerCount": int(),
             "createdAt": int(), "lastActivity": int(),
