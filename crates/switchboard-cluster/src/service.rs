@@ -406,6 +406,19 @@ impl MembershipService for Cluster {
     }
 }
 
+/// Every room id in the listings' index.
+async fn room_ids(c: &mut redis::aio::MultiplexedConnection) -> Result<Vec<String>, StoreError> {
+    store::call(
+        "ZRANGE",
+        redis::cmd("ZRANGE")
+            .arg(wire::ROOMS)
+            .arg(0)
+            .arg(-1)
+            .query_async(c),
+    )
+    .await
+}
+
 impl Inner {
     pub(crate) async fn room_data(&self, id: &RoomId) -> Result<RoomData, JoinError> {
         let keys = RoomKeys::new(id);
@@ -427,15 +440,7 @@ impl Inner {
     /// (cheaper than the listing, for `/api/health`).
     pub(crate) async fn counts(&self) -> Result<RegistryStats, JoinError> {
         let mut c = self.conn()?;
-        let ids: Vec<String> = store::call(
-            "ZRANGE",
-            redis::cmd("ZRANGE")
-                .arg(wire::ROOMS)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut c),
-        )
-        .await?;
+        let ids = room_ids(&mut c).await?;
         let mut out = RegistryStats::default();
         for chunk in ids.chunks(512) {
             let mut pipe = redis::pipe();
@@ -456,15 +461,7 @@ impl Inner {
 
     pub(crate) async fn all_rooms(&self) -> Result<Vec<RoomSnapshot>, JoinError> {
         let mut c = self.conn()?;
-        let ids: Vec<String> = store::call(
-            "ZRANGE",
-            redis::cmd("ZRANGE")
-                .arg(wire::ROOMS)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut c),
-        )
-        .await?;
+        let ids = room_ids(&mut c).await?;
         let mut out = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for chunk in ids.chunks(256) {
