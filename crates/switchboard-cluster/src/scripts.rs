@@ -19,39 +19,47 @@ use redis::Script;
 /// `would_create`; `j` join or create; `r` re-register (create if missing, no capacity
 /// check). The same membership id joining again is idempotent (no event).
 ///
+/// Every check runs before the first write, so a refused join leaves nothing behind (a room
+/// it would have created included).
+///
 /// Returns `{"ok", created, seq, meta…, "|", members…}` or `{"err", code, n}`.
 pub const JOIN: &str = r#"
 local meta, members, seqk = KEYS[1], KEYS[2], KEYS[3]
 local peer, record, mode = ARGV[1], ARGV[2], ARGV[3]
 local server_cap, uid, inst, ch, room_json, now = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local created = 0
-if redis.call('EXISTS', meta) == 0 and redis.call('HLEN', members) == 0 then
+-- Every check first, then every write: a refused join changes nothing.
+local exists = redis.call('EXISTS', meta) == 1 or redis.call('HLEN', members) > 0
+if not exists then
   if mode == 'e' then return {'err', 'not_found', 0} end
   if mode == 'q' then return {'err', 'would_create', 0} end
-  redis.call('HSET', meta, 'name', ARGV[10], 'host', ARGV[11], 'host_name', ARGV[12],
-    'attrs', ARGV[13], 'cap', ARGV[14], 'grace', ARGV[15], 'idle', ARGV[16],
-    'sec', ARGV[17], 'created', now, 'act', now)
-  created = 1
 elseif mode == 'c' then
   return {'err', 'exists', 0}
 end
 if mode ~= 'r' then
-  local sec = redis.call('HGET', meta, 'sec') == '1'
+  local sec
+  if exists then sec = redis.call('HGET', meta, 'sec') == '1' else sec = ARGV[17] == '1' end
   if sec and ARGV[18] ~= '1' then return {'err', 'token_required', 0} end
   if (not sec) and ARGV[18] == '1' and ARGV[19] == '1' then return {'err', 'not_secured', 0} end
 end
-redis.call('PERSIST', meta)
 local cur = redis.call('HGET', members, peer)
+if cur and cjson.decode(cur)['u'] ~= uid then return {'err', 'taken', 0} end
+if (not cur) and mode ~= 'r' then
+  local cap
+  if exists then cap = tonumber(redis.call('HGET', meta, 'cap') or '0') or 0 else cap = tonumber(ARGV[14]) or 0 end
+  local eff = cap
+  if server_cap > 0 and (eff == 0 or server_cap < eff) then eff = server_cap end
+  if eff > 0 and redis.call('HLEN', members) >= eff then return {'err', 'full', eff} end
+end
+local created = 0
+if not exists then
+  redis.call('HSET', meta, 'name', ARGV[10], 'host', ARGV[11], 'host_name', ARGV[12],
+    'attrs', ARGV[13], 'cap', ARGV[14], 'grace', ARGV[15], 'idle', ARGV[16],
+    'sec', ARGV[17], 'created', now, 'act', now)
+  created = 1
+end
+redis.call('PERSIST', meta)
 local seq = tonumber(redis.call('GET', seqk) or '0')
-if cur then
-  if cjson.decode(cur)['u'] ~= uid then return {'err', 'taken', 0} end
-else
-  if mode ~= 'r' then
-    local cap = tonumber(redis.call('HGET', meta, 'cap') or '0') or 0
-    local eff = cap
-    if server_cap > 0 and (eff == 0 or server_cap < eff) then eff = server_cap end
-    if eff > 0 and redis.call('HLEN', members) >= eff then return {'err', 'full', eff} end
-  end
+if not cur then
   if redis.call('HGET', meta, 'host') == peer then
     record = string.gsub(record, '"h":false', '"h":true', 1)
   end
