@@ -231,22 +231,10 @@ impl<C: Codec> Connection<C> {
             Ok(reply) => self.codec.encode_reply(reply),
             Err(e) => self.codec.encode_error(e),
         };
-        match out {
-            Out::None => {}
-            Out::Frame(f) => self.queue(f),
-            Out::Frames(frames) => frames.into_iter().for_each(|f| self.queue(f)),
-            Out::Close {
-                frame,
-                code,
-                reason,
-            } => {
-                if let Some(f) = frame {
-                    self.queue(f);
-                }
-                return Step::Close(code, reason);
-            }
+        match out.each(|f| self.queue(f)) {
+            Some((code, reason)) => Step::Close(code, reason),
+            None => Step::Continue,
         }
-        Step::Continue
     }
 
     fn queue(&mut self, frame: Bytes) {

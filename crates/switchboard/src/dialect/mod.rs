@@ -150,6 +150,29 @@ pub enum Out {
 }
 
 impl Out {
+    /// Hands every frame to `write`, in order; then the close it asks for, if any.
+    pub fn each(self, mut write: impl FnMut(Bytes)) -> Option<(u16, Cow<'static, str>)> {
+        match self {
+            Self::None => None,
+            Self::Frame(f) => {
+                write(f);
+                None
+            }
+            Self::Frames(frames) => {
+                frames.into_iter().for_each(write);
+                None
+            }
+            Self::Close {
+                frame,
+                code,
+                reason,
+            } => {
+                frame.into_iter().for_each(write);
+                Some((code, reason))
+            }
+        }
+    }
+
     /// Close with `code` and `reason`, after `frame`.
     pub fn close(frame: Option<Bytes>, code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
         Self::Close {

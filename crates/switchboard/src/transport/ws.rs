@@ -32,7 +32,7 @@ use tokio::time::{Instant, interval_at, sleep_until, timeout};
 use crate::admission::ConnectionSlot;
 use crate::command::{Applied, Identity, Session};
 use crate::connection::{Connection, Read, Step};
-use crate::dialect::{Codec, Out, close};
+use crate::dialect::{Codec, close};
 use crate::metrics::DialectLabel;
 use crate::state::AppState;
 
@@ -241,25 +241,13 @@ async fn write_batch<C: Codec>(
     let mut next = Some(first);
     while let Some(item) = next.take() {
         let out = c.render(item);
-        let mut push = |f: Bytes| {
+        let close = out.each(|f| {
             c.wrote(f.len());
             frames.push(to_text(f));
-        };
-        match out {
-            Out::None => {}
-            Out::Frame(f) => push(f),
-            Out::Frames(fs) => fs.into_iter().for_each(push),
-            Out::Close {
-                frame,
-                code,
-                reason,
-            } => {
-                if let Some(f) = frame {
-                    push(f);
-                }
-                end = Step::Close(code, reason);
-                break;
-            }
+        });
+        if let Some((code, reason)) = close {
+            end = Step::Close(code, reason);
+            break;
         }
         if frames.len() < WRITE_BATCH {
             next = c.outbox.try_recv();
