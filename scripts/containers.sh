@@ -214,9 +214,8 @@ say "NODE_ENV=production with a real secret and admin key: starts, /healthz 200"
 podman rm -f -t 5 switchboard-containers-check-prod >/dev/null
 
 # --- the compose topology --------------------------------------------------------------------
-if curl -s -o /dev/null --max-time 2 http://127.0.0.1:8080/ 2>/dev/null; then
-  fail "port 8080 (published by docker-compose.yml) is in use"
-fi
+python3 -c 'import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 8080)); s.close()' 2>/dev/null \
+  || fail "port 8080 (published by docker-compose.yml) is in use: $(ss -ltnp 'sport = :8080' 2>/dev/null | tail -n +2)"
 say "podman-compose up (the unmodified docker-compose.yml): Redis, node1-3, nginx"
 tc=$SECONDS
 podman_compose -p "$PROJECT" -f "$ROOT/docker-compose.yml" up -d >"$WORK/compose.log" 2>&1 \
@@ -228,7 +227,11 @@ for s in node1 node2 node3; do
   NODES+=("$ip:3000")
 done
 for n in "${NODES[@]}" 127.0.0.1:8080; do
-  wait_ready "http://$n/readyz" 30 || fail "$n not ready within 30 s"
+  wait_ready "http://$n/readyz" 30 || {
+    tail -n 20 "$WORK/compose.log" >&2
+    podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}} {{.Status}}' >&2
+    fail "$n not ready within 30 s"
+  }
 done
 lb_ip=$(ctr_ip "${PROJECT}_lb_1")
 [ "$lb_ip" = 172.28.0.10 ] || fail "nginx has address $lb_ip, not the 172.28.0.10 the nodes trust (TRUSTED_PROXIES)"
