@@ -14,7 +14,9 @@
 #      the Rust unit and integration tests (real server on port 0, real WebSocket clients;
 #      cluster mode with real redis-server and switchboard processes), the cluster
 #      topology's smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx),
-#      and every fuzz target for a few seconds (fuzz/smoke.sh; FUZZING.md);
+#      the Dockerfile and docker-compose.yml built and run unchanged under podman, with
+#      stand-in base images built from Debian packages (scripts/containers.sh), and every
+#      fuzz target for a few seconds (fuzz/smoke.sh; FUZZING.md);
 #   5. the Node test with the real socket.io-client;
 #   6. the headless-Chromium end-to-end suites (WebRTC through every dialect, TURN via coturn;
 #      the SDK, the Yjs provider and the /demo/ editor), inside a network namespace that has
@@ -129,6 +131,12 @@ cargo test --workspace
 CURRENT="cluster smoke test (scripts/cluster.sh --smoke: redis-server, three nodes, nginx)"
 step "$CURRENT"
 SWITCHBOARD_BIN="$ROOT/target/debug/switchboard" timeout 300 scripts/cluster.sh --smoke
+
+if [ -x scripts/containers.sh ]; then
+  CURRENT="containers (scripts/containers.sh: the unmodified Dockerfile and docker-compose.yml under podman)"
+  step "$CURRENT"
+  timeout 900 scripts/containers.sh
+fi
 
 if [ -x fuzz/smoke.sh ]; then
   CURRENT="fuzz targets, a few seconds each (cargo-fuzz; FUZZING.md)"
