@@ -127,7 +127,7 @@ async fn connected(
         st.linger.clear();
         st.subs.keys().cloned().collect()
     };
-    let mut channels = vec![wire::inbox(&inner.inst)];
+    let mut channels = vec![wire::inbox(&inner.inst), wire::REVOKE.to_owned()];
     channels.extend(rooms.iter().map(|r| RoomKeys::new(r).channel));
     // Many channels per SUBSCRIBE: a node holding thousands of rooms resubscribes in a few
     // round trips.

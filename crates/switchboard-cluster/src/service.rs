@@ -401,6 +401,19 @@ impl MembershipService for Cluster {
         self.inner.local.registry().sweep(policy)
     }
 
+    fn revoke(&self, user: PeerId) -> Op<'_, Result<usize, JoinError>> {
+        let inner = &self.inner;
+        Op::pending(async move {
+            let here = inner
+                .local
+                .registry()
+                .close_peer(&user, CloseReason::Revoked);
+            let msg = wire::encode_revoke(&inner.inst, &user);
+            inner.publish(Arc::from(wire::REVOKE), msg).await?;
+            Ok(here)
+        })
+    }
+
     fn shutdown(&self) -> Op<'_, ()> {
         Op::pending(writer::shutdown(self.inner.clone()))
     }

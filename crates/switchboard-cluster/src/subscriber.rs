@@ -118,6 +118,17 @@ impl Inner {
                 }
             }
             "u" => self.on_undelivered(&room, h),
+            "v" => {
+                if let Some(user) = &h.p {
+                    let n = self
+                        .local
+                        .registry()
+                        .close_peer(&PeerId::from(user.as_ref()), CloseReason::Revoked);
+                    if n > 0 {
+                        tracing::info!(user = %user, connections = n, "cluster: access revoked");
+                    }
+                }
+            }
             "c" => {
                 if let Some(v) = self.lock().views.get_mut(&room) {
                     v.remote.clear();

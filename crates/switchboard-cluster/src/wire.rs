@@ -74,6 +74,15 @@ pub const ROOMS: &str = "sb:rooms";
 /// The set of node instances that have registered.
 pub const NODES: &str = "sb:nodes";
 
+/// The channel every node subscribes for revocations (`{"t":"v","r":"","p":user}`).
+pub const REVOKE: &str = "sb:revoke";
+
+/// A revocation of `user`'s access, for every node.
+pub fn encode_revoke(inst: &str, user: &PeerId) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"t": "v", "o": inst, "r": "", "p": user.as_str()}))
+        .expect("a revocation always serialises")
+}
+
 /// The lock one node holds while it prunes [`ROOMS`] (every 30 s).
 pub const PRUNE_LOCK: &str = "sb:prune";
 

@@ -252,6 +252,11 @@ pub trait MembershipService: Send + Sync + std::fmt::Debug + 'static {
     /// Removes empty rooms past their grace and closes rooms idle past the timeout.
     fn sweep(&self, policy: SweepPolicy) -> SweepReport;
 
+    /// Closes every connection that is `user` in any room, on every node
+    /// ([`CloseReason::Revoked`]): the user's access was withdrawn. Returns how many
+    /// connections this node closed.
+    fn revoke(&self, user: PeerId) -> Op<'_, Result<usize, JoinError>>;
+
     /// Called once after every connection has closed at shutdown: a networked service
     /// finishes its pending writes (so other nodes hear this node's peers left) and gives
     /// up its place. Default: nothing to do.

@@ -70,6 +70,8 @@ pub enum CloseReason {
     /// Its node lost its place in the cluster (cut off from the cluster's store for longer
     /// than its lease): the rooms it holds may have moved on without it.
     ClusterLost,
+    /// Its user's access was revoked through the admin API.
+    Revoked,
 }
 
 impl CloseReason {
@@ -82,6 +84,7 @@ impl CloseReason {
             Self::RoomInactive => "room closed for inactivity",
             Self::HeartbeatTimeout => "heartbeat timeout",
             Self::ClusterLost => "node lost contact with the cluster: reconnect",
+            Self::Revoked => "access revoked",
         }
     }
 }

@@ -344,7 +344,7 @@ impl<C: Codec> Connection<C> {
 pub fn close_for(reason: CloseReason) -> u16 {
     match reason {
         CloseReason::Shutdown => close::GOING_AWAY,
-        CloseReason::SlowConsumer => close::POLICY,
+        CloseReason::SlowConsumer | CloseReason::Revoked => close::POLICY,
         CloseReason::HeartbeatTimeout | CloseReason::ClusterLost => close::GOING_AWAY,
         CloseReason::RoomDeleted | CloseReason::RoomInactive => close::NORMAL,
     }

@@ -161,3 +161,26 @@ async fn an_nt_mailbox_in_redis_is_bounded_in_bytes_as_on_one_node() {
     assert_eq!(seqs, [6, 7, 8, 9], "the newest four, in order");
     b.expect_silence(Duration::from_millis(300)).await;
 }
+
+/// Issue 22: revoking a user through any node closes that user's connections on every node
+/// (1008 `access revoked`), and the room on the other node hears it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_user_on_one_node_closes_their_connections_on_every_node() {
+    let redis = Redis::start().await;
+    let n1 = Node::start("v1", &redis.url(), &[]).await;
+    let n2 = Node::start("v2", &redis.url(), &[]).await;
+    let mut bob = octate(&n1, "rv", "bob", true).await;
+    let mut alice = octate(&n2, "rv", "alice", false).await;
+    bob.recv_type("peer-joined").await;
+    let (status, body) = support::http("POST", n1.http, "/api/users/alice/revoke", None, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["closedConnections"], 0,
+        "none of alice's connections is on n1"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), alice.recv_close())
+        .await
+        .expect("alice closed within 5 s");
+    assert_eq!(closed, Some((1008, "access revoked".into())));
+    assert_eq!(next_of(&mut bob, "peer-left").await["userId"], "alice");
+}

@@ -465,3 +465,42 @@ async fn the_effective_limits_are_shown_to_the_admin_only() {
     );
     s.stop().await;
 }
+
+/// Issue 22: a user whose access is withdrawn loses every open connection. The admin route
+/// closes each connection that is the user, in any room and any dialect (1008 `access
+/// revoked`); its rooms hear it left, everyone else carries on. Without the admin key it is
+/// refused.
+#[tokio::test]
+async fn revoking_a_user_closes_every_connection_of_theirs_and_nobody_else_s() {
+    let s = TestServer::with(production("none")).await;
+    let (mut alice, mut bob) = alice_and_bob(&s, "rv").await;
+    // Alice also holds a rendezvous seat elsewhere.
+    let token = s.app.auth.issue("alice", "rv-code").token;
+    let mut alice_too =
+        Client::connect(&format!("ws://{}/ws?room=rv-code&token={token}", s.http)).await;
+    alice_too
+        .send(json!({"type":"join","peerId":"alice"}))
+        .await;
+    alice_too.recv_type("ready").await;
+
+    let (status, _) = http("POST", s.http, "/api/users/alice/revoke", None, &[]).await;
+    assert_eq!(status, 401, "the admin key is required");
+    let key = [("authorization", "Bearer admin-key")];
+    let (status, body) = http("POST", s.http, "/api/users/alice/revoke", None, &key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["closedConnections"], 2, "{body}");
+    assert_eq!(
+        alice.recv_close().await,
+        Some((1008, "access revoked".into()))
+    );
+    assert_eq!(
+        alice_too.recv_close().await,
+        Some((1008, "access revoked".into()))
+    );
+    assert_eq!(bob.recv_type("peer-left").await["userId"], "alice");
+    // Bob is untouched: he still talks to the server.
+    bob.send(json!({"type":"heartbeat","roomId":"rv","userId":"bob"}))
+        .await;
+    bob.recv_type("heartbeat").await;
+    s.stop().await;
+}

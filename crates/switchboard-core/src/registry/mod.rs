@@ -425,6 +425,20 @@ impl Registry {
         }
     }
 
+    /// Asks every member that is `peer`, in any room, to close with `reason`. Returns how
+    /// many were asked.
+    pub fn close_peer(&self, peer: &PeerId, reason: CloseReason) -> usize {
+        let state = self.lock();
+        let mut n = 0;
+        for m in state.rooms.values().flat_map(|r| r.members.iter()) {
+            if &m.id == peer {
+                m.handle.close(reason);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Deletes a room, closing its members. Returns whether it existed.
     pub fn delete_room_now(&self, id: &RoomId) -> bool {
         let mut state = self.lock();

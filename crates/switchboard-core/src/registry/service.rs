@@ -87,6 +87,10 @@ impl MembershipService for Registry {
         out
     }
 
+    fn revoke(&self, user: PeerId) -> Op<'_, Result<usize, JoinError>> {
+        Op::ready(Ok(self.close_peer(&user, CloseReason::Revoked)))
+    }
+
     fn sweep(&self, policy: SweepPolicy) -> SweepReport {
         let now = Instant::now();
         let mut report = SweepReport::default();

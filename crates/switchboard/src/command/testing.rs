@@ -222,6 +222,10 @@ impl MembershipService for Down {
         Op::ready(Err(JoinError::Unavailable(DOWN.into())))
     }
 
+    fn revoke(&self, _: PeerId) -> Op<'_, Result<usize, JoinError>> {
+        Op::ready(Err(JoinError::Unavailable(DOWN.into())))
+    }
+
     fn room(&self, _: RoomId) -> Op<'_, Result<Option<RoomSnapshot>, JoinError>> {
         Op::ready(Err(JoinError::Unavailable(DOWN.into())))
     }

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchboard_core::{CreateOptions, RoomId, RoomSnapshot, unix_millis};
+use switchboard_core::{CreateOptions, PeerId, RoomId, RoomSnapshot, unix_millis};
 
 use super::error::{ApiError, JsonBody};
 use super::{Admin, creation_error, unavailable};
@@ -50,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/rooms/{room_id}", get(get_room).delete(delete_room))
         .route("/api/rooms/{room_id}/stats", get(room_stats))
         .route("/api/rooms/{room_id}/peers", get(room_peers))
+        .route("/api/users/{user_id}/revoke", post(revoke_user))
         .route("/api/maintenance/cleanup", post(cleanup))
         .route("/api/maintenance/gc", post(gc))
         .route("/api/ice-servers", get(ice_servers))
@@ -439,6 +440,31 @@ async fn delete_room(
         "message": "Room deleted",
         "roomId": room_id,
         "disconnectedPeers": r.members.len(),
+        "timestamp": unix_millis(),
+    })))
+}
+
+/// `POST /api/users/{userId}/revoke` (admin): closes every connection that is this user in
+/// any room, on every node (close 1008 `access revoked`; Socket.io: `error` then
+/// disconnect). The user may come back with a token that is still valid: revoke the token
+/// at its issuer (a new `AUTH_SECRET`, or tokens your backend stops minting).
+async fn revoke_user(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require()?;
+    check_id("userId", &user_id)?;
+    let closed = app
+        .membership
+        .revoke(PeerId::from(user_id.as_str()))
+        .await
+        .map_err(|e| unavailable(&e))?;
+    tracing::info!(user = %user_id, closed, "access revoked");
+    Ok(Json(json!({
+        "message": "Access revoked",
+        "userId": user_id,
+        "closedConnections": closed,
         "timestamp": unix_millis(),
     })))
 }

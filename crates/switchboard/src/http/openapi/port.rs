@@ -234,6 +234,14 @@ pub fn http_document(config: &Config) -> Value {
         })))
         .status(404, response_ref("NotFound"))
         .status(503, response_ref("Unavailable")));
+    add(&mut p, "/api/users/{userId}/revoke", "post", Op::new("Revoke a user's access: every connection that is this user, in any room, on every node, is closed (1008 `access revoked`)")
+        .admin()
+        .param(path_param("userId"))
+        .ok(200, "Revoked", object(&["message", "userId", "closedConnections", "timestamp"], json!({
+            "message": { "const": "Access revoked" }, "userId": string(), "closedConnections": int(), "timestamp": int(),
+        })))
+        .status(400, response_ref("BadRequest"))
+        .status(503, response_ref("Unavailable")));
     add(&mut p, "/api/maintenance/cleanup", "post", Op::new("Remove every empty room now, and close idle ones")
         .admin()
         .ok(200, "Swept", object(&["message", "before", "after", "cleaned", "emptyRoomsRemoved", "idleRoomsClosed", "timestamp"], json!({
