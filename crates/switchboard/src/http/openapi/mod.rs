@@ -178,6 +178,27 @@ impl Op {
     }
 }
 
+/// `GET /api/openapi.json` itself, on either port.
+fn this_document() -> Op {
+    Op::new("This document").ok(
+        200,
+        "OpenAPI 3.1",
+        json!({ "type": "object", "required": ["openapi", "paths"] }),
+    )
+}
+
+/// The Socket.io (Engine.IO v4) handshake and long polling, on either port.
+fn socketio_handshake() -> Op {
+    Op::new("Socket.io (Engine.IO v4) handshake and long polling")
+        .param(json!({ "name": "EIO", "in": "query", "required": true, "schema": { "const": "4" } }))
+        .param(json!({ "name": "transport", "in": "query", "required": true, "schema": { "enum": ["polling", "websocket"] } }))
+        .status(200, text_response("An Engine.IO packet (the handshake, `0{…}`)"))
+        .status(101, json!({ "description": "Switching Protocols (transport=websocket)" }))
+        .status(400, json!({ "description": "An Engine.IO error: JSON `{code, message}` for a bad handshake, an empty body for transport=websocket without an upgrade" }))
+        .ok(403, "An Origin not in CORS_ORIGINS", schema_ref("Error"))
+        .ok(503, "Draining or overloaded", schema_ref("Error"))
+}
+
 fn path_param(name: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "minLength": 1 } })
 }

@@ -285,16 +285,7 @@ pub fn http_document(config: &Config) -> Value {
     add(&mut p, &config.metrics_route, "get", Op::new("Prometheus metrics (OpenMetrics text)")
         .admin()
         .status(200, json!({ "description": "Metrics", "content": { "application/openmetrics-text": { "schema": string() } } })));
-    add(
-        &mut p,
-        PATH,
-        "get",
-        Op::new("This document").ok(
-            200,
-            "OpenAPI 3.1",
-            json!({ "type": "object", "required": ["openapi", "paths"] }),
-        ),
-    );
+    add(&mut p, PATH, "get", this_document());
     add(&mut p, "/rendezvous/code", "post", Op::new("A 4-digit code for a fresh nt room (`appID`), valid for ROOM_TTL")
         .describe("Other methods: 405 `method not allowed` (text).")
         .ok(200, "The code", object(&["appID", "code", "expiresAt"], json!({
@@ -338,15 +329,13 @@ pub fn http_document(config: &Config) -> Value {
         .param(query_param("appID", "nt: the room's UUID"))
         .param(json!({ "name": "side", "in": "query", "required": false, "schema": { "enum": ["A", "B"] } }))
         .status(400, text_response("Neither `room` nor `appID`, or an invalid one (`missing room or appID`, `invalid room`, `invalid appID`, `invalid side`, `bad query`, `Bad Request`)")));
-    add(&mut p, "/socket.io/", "get", Op::new("Socket.io (Engine.IO v4) handshake and long polling")
-        .describe("The Socket.io protocol (docs/PROTOCOL.md); also on SOCKETIO_PORT.")
-        .param(json!({ "name": "EIO", "in": "query", "required": true, "schema": { "const": "4" } }))
-        .param(json!({ "name": "transport", "in": "query", "required": true, "schema": { "enum": ["polling", "websocket"] } }))
-        .status(200, text_response("An Engine.IO packet (the handshake, `0{…}`)"))
-        .status(101, json!({ "description": "Switching Protocols (transport=websocket)" }))
-        .status(400, json!({ "description": "An Engine.IO error: JSON `{code, message}` for a bad handshake, an empty body for transport=websocket without an upgrade" }))
-        .ok(403, "An Origin not in CORS_ORIGINS", schema_ref("Error"))
-        .ok(503, "Draining or overloaded", schema_ref("Error")));
+    add(
+        &mut p,
+        "/socket.io/",
+        "get",
+        socketio_handshake()
+            .describe("The Socket.io protocol (docs/PROTOCOL.md); also on SOCKETIO_PORT."),
+    );
     if config.demo {
         let file = |summary: &'static str, content_type: &str| {
             Op::new(summary).status(200, json!({ "description": "The file", "content": { content_type: { "schema": string() } } }))

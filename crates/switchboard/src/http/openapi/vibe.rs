@@ -58,24 +58,8 @@ pub fn vibe_document(config: &Config) -> Value {
         .ok(200, "The room", schema_ref("VibeRoom"))
         .ok(404, "No such room", vibe_error.clone())
         .status(503, response_ref("Unavailable")));
-    add(
-        &mut p,
-        PATH,
-        "get",
-        Op::new("This document").ok(
-            200,
-            "OpenAPI 3.1",
-            json!({ "type": "object", "required": ["openapi", "paths"] }),
-        ),
-    );
-    add(&mut p, "/socket.io/", "get", Op::new("Socket.io (Engine.IO v4) handshake and long polling")
-        .param(json!({ "name": "EIO", "in": "query", "required": true, "schema": { "const": "4" } }))
-        .param(json!({ "name": "transport", "in": "query", "required": true, "schema": { "enum": ["polling", "websocket"] } }))
-        .status(200, text_response("An Engine.IO packet (the handshake, `0{…}`)"))
-        .status(101, json!({ "description": "Switching Protocols (transport=websocket)" }))
-        .status(400, json!({ "description": "An Engine.IO error: JSON `{code, message}` for a bad handshake, an empty body for transport=websocket without an upgrade" }))
-        .ok(403, "An Origin not in CORS_ORIGINS", schema_ref("Error"))
-        .ok(503, "Draining or overloaded", schema_ref("Error")));
+    add(&mut p, PATH, "get", this_document());
+    add(&mut p, "/socket.io/", "get", socketio_handshake());
     document(
         config,
         "Switchboard Vibe REST API (SOCKETIO_PORT)",
